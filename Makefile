@@ -1,0 +1,44 @@
+# canaryctl: everything a fresh machine needs, from these targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps binaries test demo lint format clean-testenv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+# Kubernetes, etcd and KWOK built from pinned Go modules into ~/.cache/canaryctl (once).
+# kubectl comes from the same build; it is linked into .venv/bin, and onto PATH if none is there.
+binaries: install
+	$(BIN)/canaryctl testenv build > $(VENV)/binaries.txt
+	@cat $(VENV)/binaries.txt
+	@k=$$(awk '/^kubectl:/{print $$2}' $(VENV)/binaries.txt); ln -sf "$$k" $(BIN)/kubectl; \
+	if ! command -v kubectl >/dev/null 2>&1 && [ -w /usr/local/bin ]; then \
+		ln -sf "$$k" /usr/local/bin/kubectl && echo "linked /usr/local/bin/kubectl -> $$k"; fi
+
+test: system-deps binaries
+	$(BIN)/pytest
+
+demo: system-deps binaries
+	$(BIN)/canaryctl demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean-testenv: install
+	$(BIN)/canaryctl testenv down

@@ -1,0 +1,1 @@
+"""canaryctl: progressive delivery (canary releases) for Kubernetes."""

@@ -1,0 +1,38 @@
+"""One error hierarchy for canaryctl; the CLI maps it to exit codes in one place."""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Base of every error canaryctl raises on purpose."""
+
+
+class SpecError(CanaryError):
+    """Invalid user input; `field` names the offending field or object."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ClusterError(CanaryError):
+    """The Kubernetes API refused or could not serve a request."""
+
+
+class ConflictError(ClusterError):
+    """Another actor changed an object we were about to change."""
+
+
+class RouterError(CanaryError):
+    """A traffic router could not read or set weights."""
+
+
+class AnalysisError(CanaryError):
+    """A metric provider or webhook failed (unreachable, malformed result)."""
+
+
+class TestenvError(CanaryError):
+    """The local control plane could not be built, started or stopped."""
+
+    __test__ = False  # not a pytest class despite the name

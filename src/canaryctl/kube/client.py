@@ -1,0 +1,34 @@
+"""The one way canaryctl builds a Kubernetes API client (lightkube, used everywhere)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lightkube import Client, KubeConfig
+from lightkube.core.exceptions import ConfigError
+
+from canaryctl.errors import ClusterError
+
+#: Field manager for server-side apply and the managedFields of every write we make.
+FIELD_MANAGER = "canaryctl"
+
+
+def make_client(kubeconfig: str | Path | None = None, context: str | None = None) -> Client:
+    """A client from an explicit kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster config."""
+    try:
+        if kubeconfig is not None:
+            config = KubeConfig.from_file(Path(kubeconfig).expanduser())
+        elif os.environ.get("KUBECONFIG"):
+            config = KubeConfig.from_file(os.environ["KUBECONFIG"].split(os.pathsep)[0])
+        else:
+            config = KubeConfig.from_env()
+    except (ConfigError, OSError) as exc:
+        raise ClusterError(
+            f"no usable kubeconfig ({exc}); pass --kubeconfig, set KUBECONFIG, "
+            "or start a local cluster with `canaryctl testenv up`"
+        ) from exc
+    single = config.get(context_name=context) if context else config
+    if single is None:
+        raise ClusterError(f"kubeconfig has no context named {context!r}")
+    return Client(single, field_manager=FIELD_MANAGER)

@@ -1,0 +1,31 @@
+"""Pinned versions of the local control plane's components."""
+
+from __future__ import annotations
+
+KUBERNETES_VERSION = "v1.35.4"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+
+#: Go modules the binaries are built from.
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
+
+#: Kubernetes commands built from the k8s.io/kubernetes module.
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+#: Every binary the local control plane needs, by name.
+ALL_BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok")
+
+
+def bundle_id() -> str:
+    """Name of the cache folder for this exact set of versions."""
+    return f"k8s-{KUBERNETES_VERSION}_etcd-{ETCD_VERSION}_kwok-{KWOK_VERSION}"
+
+
+def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
+    """The k8s.io/* staging modules are published as v0.X.Y for Kubernetes v1.X.Y."""
+    major, minor, patch = kubernetes_version.lstrip("v").split(".")
+    if major != "1":
+        raise ValueError(f"unsupported Kubernetes version {kubernetes_version}")
+    return f"v0.{minor}.{patch}"

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real local control plane for integration tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from lightkube import Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from canaryctl.kube.client import make_client
+from canaryctl.testenv import ClusterState, LocalCluster
+from helpers import wait_until
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[ClusterState]:
+    """A real control plane for the whole session (built from Go modules if not cached).
+
+    Set CANARYCTL_TESTENV_KEEP=1 to leave it running after the session (faster reruns).
+    """
+    cluster = LocalCluster(f"pytest-{os.getpid()}")
+    state = cluster.up(timeout=120)
+    try:
+        yield state
+    finally:
+        if not os.environ.get("CANARYCTL_TESTENV_KEEP"):
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
+def kube(local_cluster: ClusterState) -> Client:
+    """A lightkube client with admin rights on the local cluster."""
+    return make_client(local_cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube: Client) -> Iterator[str]:
+    """A fresh namespace per test, so tests never see each other's objects."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.create(Namespace(metadata=ObjectMeta(name=name)))
+    # Pods are refused until the controller has made the namespace's default ServiceAccount.
+    wait_until(lambda: list(kube.list(ServiceAccount, namespace=name)), timeout=30)
+    yield name
+    kube.delete(Namespace, name)
