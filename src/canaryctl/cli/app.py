@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from canaryctl.cli import demo, testenv
+from canaryctl.cli import demo, manage, rollout, testenv
 
 app = typer.Typer(
     name="canaryctl",
@@ -13,6 +13,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(testenv.app, name="testenv")
+app.command(name="rollout")(rollout.rollout)
+app.command(name="plan")(rollout.plan_command)
+app.command(name="get")(manage.get)
+app.command(name="promote")(manage.promote)
+app.command(name="abort")(manage.abort)
+app.command(name="pause")(manage.pause)
+app.command(name="resume")(manage.resume)
 app.command(name="demo")(demo.demo)
 
 

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from canaryctl.cli.exits import errors_to_exit_codes
+
 app = typer.Typer(help="A real local Kubernetes control plane (etcd, apiserver, KWOK nodes).")
 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one folder of state each).")]
@@ -25,7 +27,9 @@ def build() -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries
 
-    for name, path in binaries.ensure(progress=lambda m: print(m, file=sys.stderr)).items():
+    with errors_to_exit_codes():
+        found = binaries.ensure(progress=lambda m: print(m, file=sys.stderr))
+    for name, path in found.items():
         print(f"{name}: {path}")
 
 
@@ -36,7 +40,8 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Ready nodes.")] = 90.0,
 ) -> None:
     """Start the cluster (idempotent: a running one is reused); builds binaries on first use."""
-    state = _cluster(name, nodes).up(timeout=timeout)
+    with errors_to_exit_codes():
+        state = _cluster(name, nodes).up(timeout=timeout)
     print(f"kubeconfig: {state.kubeconfig}", file=sys.stderr)
     print(f"try: kubectl --kubeconfig {state.kubeconfig} get nodes", file=sys.stderr)
 

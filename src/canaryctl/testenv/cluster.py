@@ -97,6 +97,7 @@ class LocalCluster:
         self.binary_paths = binary_paths
         self.progress = progress
         self.folder = state_root() / name
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # --- queries -------------------------------------------------------------
 
@@ -216,6 +217,7 @@ class LocalCluster:
             cwd=self.folder,
         )
         log.close()
+        self._procs[comp] = proc
         state.pids[comp] = proc.pid
         self._save(state)  # saved at once, so a crash during up still lets down find it
 
@@ -224,10 +226,21 @@ class LocalCluster:
         while time.monotonic() < deadline:
             state = self.state()
             if state is not None:
-                dead = [c for c, pid in state.pids.items() if not _alive(pid, state.folder)]
+                # Our own children are asked directly: a process that is just exec'ing can
+                # briefly show an empty command line in /proc.
+                dead = [
+                    c
+                    for c, pid in state.pids.items()
+                    if (
+                        self._procs[c].poll() is not None
+                        if c in self._procs
+                        else not _alive(pid, state.folder)
+                    )
+                ]
                 if dead:
+                    code = self._procs[dead[0]].poll() if dead[0] in self._procs else None
                     raise TestenvError(
-                        f"testenv: {', '.join(dead)} exited during start-up; "
+                        f"testenv: {', '.join(dead)} exited during start-up (exit status {code}); "
                         f"see {self.folder}/{dead[0]}.log:\n{_tail(self.folder / f'{dead[0]}.log')}"
                     )
             with contextlib.suppress(Exception):

@@ -1,0 +1,31 @@
+"""Exit codes and error messages: the one place errors meet the terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from canaryctl.errors import CanaryError, SpecError
+
+PROMOTED = 0
+UNEXPECTED = 1
+INVALID = 2
+ROLLED_BACK = 3
+ABORTED = 4
+INTERRUPTED = 130
+
+
+@contextmanager
+def errors_to_exit_codes() -> Iterator[None]:
+    """Print canaryctl errors as one actionable line and exit with their code."""
+    try:
+        yield
+    except SpecError as exc:
+        print(f"error: invalid input: {exc.field}: {exc.reason}", file=sys.stderr)
+        raise typer.Exit(INVALID) from None
+    except CanaryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(UNEXPECTED) from None

@@ -1,0 +1,665 @@
+"""Spec, status and observation models of one canary rollout.
+
+The spec is what the user asked for (validated, immutable). The status is what the
+rollout machine remembers between decisions; others store it in the cluster as JSON.
+Observations are the fresh facts adapters gather before each decision.
+
+Input is accepted in the friendly camelCase form of YAML/JSON manifests
+(`setWeight`, `maxWeight`, `readyDeadline`, ...) and in snake_case; unknown keys are
+rejected. `parse_spec` turns every validation failure into a
+`canaryctl.errors.SpecError` whose field is a dotted path such as `steps[2].setWeight`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from canaryctl.core.durations import parse_duration
+from canaryctl.errors import SpecError
+
+RouterKind = Literal["replicas", "nginx", "istio", "gateway"]
+ReplicaMode = Literal["seed", "full"]
+OnPromotion = Literal["delete", "scale-to-zero"]
+Target = Literal["stable", "canary"]
+
+#: Most check records kept in `CanaryStatus.history` (oldest dropped first).
+HISTORY_LIMIT = 50
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SPEC_CONFIG = ConfigDict(
+    extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+)
+_OBS_CONFIG = ConfigDict(extra="forbid", frozen=True)
+# Router fields that name objects of one router kind, and the one each kind needs.
+_ROUTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "replicas": (),
+    "nginx": ("ingress",),
+    "istio": ("virtual_service", "destination_rule"),
+    "gateway": ("httproute",),
+}
+_ROUTER_REQUIRED = {"nginx": "ingress", "istio": "virtual_service", "gateway": "httproute"}
+
+
+class _FieldError(ValueError):
+    """A cross-field rule failed; `field` is relative to the model that raised it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label: lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters"
+        )
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid Kubernetes object name: lower-case letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
+# --- spec -------------------------------------------------------------------------------
+
+
+class RouterSpec(BaseModel):
+    """Which traffic router moves weight, and the objects it patches.
+
+    `ingress` (nginx), `virtual_service`/`destination_rule` (istio) and `httproute`
+    (gateway) name the user's existing routing objects; `header`/`cookie` add A/B
+    routing of matching requests to the canary (not possible with the replicas router,
+    which splits by pod ratio only).
+    """
+
+    model_config = _SPEC_CONFIG
+
+    kind: RouterKind = "replicas"
+    ingress: str | None = None
+    virtual_service: str | None = None
+    destination_rule: str | None = None
+    httproute: str | None = None
+    header: dict[str, str] | None = None
+    cookie: str | None = None
+
+    @field_validator("ingress", "virtual_service", "destination_rule", "httproute")
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_subdomain(value)
+
+    @field_validator("header")
+    @classmethod
+    def _header_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and (not value or any(not name.strip() for name in value)):
+            raise ValueError("give at least one header as name: value, with non-empty names")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> RouterSpec:
+        owned = {name for names in _ROUTER_FIELDS.values() for name in names}
+        for name in sorted(owned - set(_ROUTER_FIELDS[self.kind])):
+            if getattr(self, name) is not None:
+                raise _FieldError(to_camel(name), f"is not used by the {self.kind} router")
+        required = _ROUTER_REQUIRED.get(self.kind)
+        if required and getattr(self, required) is None:
+            raise _FieldError(
+                to_camel(required), f"is required by the {self.kind} router (name of the object)"
+            )
+        if self.kind == "replicas" and (self.header or self.cookie):
+            field = "header" if self.header else "cookie"
+            raise _FieldError(
+                field,
+                "the replicas router splits traffic by pod ratio and cannot route by "
+                "header or cookie; use the nginx, istio or gateway router",
+            )
+        if self.kind == "nginx" and self.header and len(self.header) > 1:
+            raise _FieldError("header", "the nginx router matches a single header")
+        return self
+
+
+class SetWeightStep(BaseModel):
+    """Send `set_weight` percent of traffic to the canary (`{setWeight: 10}`)."""
+
+    model_config = _SPEC_CONFIG
+
+    set_weight: int = Field(gt=0, le=100)
+
+
+class PauseStep(BaseModel):
+    """Hold the current weight for `pause` seconds; None waits for a promote command.
+
+    Accepts `{pause: "30s"}`, `{pause: 30}`, `{pause: {duration: "30s"}}`, and
+    `{pause: {}}` or `{pause: null}` for an indefinite pause.
+    """
+
+    model_config = _SPEC_CONFIG
+
+    pause: float | None
+
+    @field_validator("pause", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"duration"}
+            if unknown:
+                raise ValueError(
+                    f"unknown key {sorted(unknown)[0]!r}: use a duration like '30s', "
+                    "{duration: '30s'}, or {} to wait for a promote command"
+                )
+            value = value.get("duration")
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("must be longer than 0s; remove the step to skip it")
+        return seconds
+
+
+def _step_kind(value: Any) -> str | None:
+    if isinstance(value, SetWeightStep | PauseStep):
+        return "set-weight-step" if isinstance(value, SetWeightStep) else "pause-step"
+    if isinstance(value, Mapping):
+        weight = "setWeight" in value or "set_weight" in value
+        if weight != ("pause" in value):
+            return "set-weight-step" if weight else "pause-step"
+    return None
+
+
+_STEP_TAGS = frozenset({"set-weight-step", "pause-step"})
+
+Step = Annotated[
+    Annotated[SetWeightStep, Tag("set-weight-step")] | Annotated[PauseStep, Tag("pause-step")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="each step needs exactly one of setWeight or pause",
+    ),
+]
+
+
+class HealthSpec(BaseModel):
+    """Health gates that need no metrics system.
+
+    `ready_deadline`: seconds the canary has to reach its replica count after each
+    change (and the stable to recover before the rollout pauses). `max_restarts`: any
+    canary pod restarting more often fails the rollout. `stable_min_ready_ratio`:
+    share of the stable's expected replicas that must stay ready.
+    """
+
+    model_config = _SPEC_CONFIG
+
+    ready_deadline: float = 120.0
+    max_restarts: int = Field(default=0, ge=0)
+    stable_min_ready_ratio: float = Field(default=1.0, gt=0, le=1)
+
+    @field_validator("ready_deadline", mode="before")
+    @classmethod
+    def _deadline(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("must be longer than 0s")
+        return seconds
+
+
+class AnalysisRef(BaseModel):
+    """Analysis configuration, opaque to the rollout machine (it only reads verdicts)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class CanarySpec(BaseModel):
+    """One canary rollout: which Deployments, how traffic moves, which steps, which gates.
+
+    Steps: setWeight weights strictly increase, each at most `max_weight`; a final
+    `setWeight: 100` is allowed above `max_weight` and means "promote here" (it is
+    the promotion, not a step of its own). The plan ends with promotion in any case.
+    `replica_mode` defaults to "seed" for the replicas router and "full" otherwise. With
+    the replicas router, "full" keeps the stable at N until promotion, so the canary's
+    share is c/(N+c) rather than the step's weight (more capacity, a smaller share).
+    """
+
+    model_config = _SPEC_CONFIG
+
+    name: str
+    namespace: str = "default"
+    stable: str
+    canary: str
+    canary_namespace: str | None = None
+    service: str
+    router: RouterSpec = RouterSpec()
+    replica_mode: ReplicaMode
+    on_promotion: OnPromotion = "delete"
+    steps: tuple[Step, ...] = Field(min_length=1)
+    max_weight: int = Field(default=100, gt=0, le=100)
+    health: HealthSpec = HealthSpec()
+    analysis: AnalysisRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_replica_mode(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "replicaMode" in data or "replica_mode" in data:
+            return data
+        router = data.get("router")
+        if isinstance(router, RouterSpec):
+            kind = router.kind
+        elif isinstance(router, Mapping):
+            kind = router.get("kind", "replicas")
+        else:
+            kind = "replicas"
+        return {**data, "replicaMode": "seed" if kind == "replicas" else "full"}
+
+    @field_validator("name", "namespace", "service")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        return _dns_label(value)
+
+    @field_validator("stable", "canary")
+    @classmethod
+    def _object_name(cls, value: str) -> str:
+        return _dns_subdomain(value)
+
+    @field_validator("canary_namespace")
+    @classmethod
+    def _canary_namespace(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_label(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanarySpec:
+        cross_namespace = self.canary_namespace not in (None, self.namespace)
+        if cross_namespace and self.router.kind not in ("istio", "gateway"):
+            raise _FieldError(
+                "canaryNamespace",
+                f"the {self.router.kind} router needs both Deployments in one namespace; "
+                "cross-namespace canaries need the istio or gateway router",
+            )
+        if not cross_namespace and self.stable == self.canary:
+            raise _FieldError("canary", "must name a different Deployment than stable")
+        previous = 0
+        for index, step in enumerate(self.steps):
+            if not isinstance(step, SetWeightStep):
+                continue
+            field = f"steps[{index}].setWeight"
+            weight = step.set_weight
+            if weight <= previous:
+                raise _FieldError(
+                    field, f"weights must strictly increase: {weight} follows {previous}"
+                )
+            if weight == 100 and index != len(self.steps) - 1:
+                raise _FieldError(field, "setWeight 100 means promotion and must be the last step")
+            if weight != 100 and weight > self.max_weight:
+                raise _FieldError(
+                    field,
+                    f"{weight} exceeds maxWeight {self.max_weight}; lower it, raise maxWeight, "
+                    "or end the steps with 100 to promote",
+                )
+            previous = weight
+        return self
+
+    @property
+    def plan_length(self) -> int:
+        """Number of steps before promotion (a final setWeight 100 is the promotion)."""
+        last = self.steps[-1]
+        trailing_full = isinstance(last, SetWeightStep) and last.set_weight == 100
+        return len(self.steps) - 1 if trailing_full else len(self.steps)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable short hash of the whole spec (recorded as `observed_spec_hash`).
+
+        Computed on each use (about 10 us): a cached value would survive `model_copy`.
+        """
+        canonical = json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def spec_hash(spec: CanarySpec) -> str:
+    """Return the spec's fingerprint, used to notice a spec edited mid-rollout."""
+    return spec.fingerprint
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if part in _STEP_TAGS:
+            continue  # discriminator tags are ours, not the user's field names
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _join(base: str, field: str) -> str:
+    return f"{base}.{field}" if base else field
+
+
+def _spec_error(exc: ValidationError) -> SpecError:
+    first = exc.errors()[0]
+    path = _format_loc(first["loc"])
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):
+        return SpecError(_join(path, cause.field), cause.reason)
+    if isinstance(cause, ValueError):
+        return SpecError(path or "spec", str(cause))
+    kind = first["type"]
+    if kind == "missing":
+        reason = "is required"
+    elif kind == "too_short":
+        reason = "needs at least one entry"
+    elif kind == "extra_forbidden":
+        reason = "unknown field (check spelling; names are camelCase, e.g. setWeight)"
+    else:
+        message = first["msg"]
+        reason = message[0].lower() + message[1:]
+        value = first.get("input")
+        if isinstance(value, str | int | float | bool | type(None)):
+            reason += f" (got {value!r})"
+    return SpecError(path or "spec", reason)
+
+
+def parse_spec(data: Mapping[str, Any]) -> CanarySpec:
+    """Validate a spec mapping (camelCase or snake_case keys) into a `CanarySpec`.
+
+    Raises `SpecError(field, reason)` for the first problem, `field` being a dotted
+    path like `steps[2].setWeight` or `router.ingress`.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError("spec", f"must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return CanarySpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _spec_error(exc) from exc
+
+
+_KIND_PREFIXES = {
+    "stable": ("deploy/", "deployment/", "deployments/", "deployment.apps/"),
+    "canary": ("deploy/", "deployment/", "deployments/", "deployment.apps/"),
+    "service": ("svc/", "service/", "services/"),
+}
+
+
+def _strip_kind(field: str, value: str) -> str:
+    for prefix in _KIND_PREFIXES[field]:
+        if value.startswith(prefix):
+            return value[len(prefix) :]
+    return value
+
+
+def _quick_weights(steps: str | Sequence[int]) -> list[int]:
+    if not isinstance(steps, str):
+        return list(steps)
+    try:
+        return [int(part) for part in steps.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(
+            "steps", f"{steps!r} is not a comma-separated list of weights like '10,50,100'"
+        ) from None
+
+
+def quick_spec(
+    name: str,
+    namespace: str,
+    stable: str,
+    canary: str,
+    service: str,
+    steps: str | Sequence[int] = "10,50,100",
+    pause: str | float | None = "30s",
+    *,
+    router: Mapping[str, Any] | None = None,
+    replica_mode: ReplicaMode | None = None,
+    on_promotion: OnPromotion = "delete",
+    max_weight: int = 100,
+    health: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+) -> CanarySpec:
+    """Build a spec from CLI quick-mode flags (`--steps 10,50,100 --pause 30s`).
+
+    Each weight below 100 becomes a setWeight step followed by the pause (when given);
+    a trailing 100 is the promotion, so "10,50,100" with "30s" means: 10%, wait 30s,
+    50%, wait 30s, promote. "10,50" promotes after the last pause as well. `kind/name`
+    forms like `deploy/app-v1` and `svc/app` are accepted. Raises `SpecError`.
+    """
+    plan: list[dict[str, Any]] = []
+    for weight in _quick_weights(steps):
+        plan.append({"setWeight": weight})
+        if pause is not None and weight != 100:
+            plan.append({"pause": pause})
+    data: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "stable": _strip_kind("stable", stable),
+        "canary": _strip_kind("canary", canary),
+        "service": _strip_kind("service", service),
+        "onPromotion": on_promotion,
+        "steps": plan,
+        "maxWeight": max_weight,
+    }
+    if router is not None:
+        data["router"] = dict(router)
+    if replica_mode is not None:
+        data["replicaMode"] = replica_mode
+    if health is not None:
+        data["health"] = dict(health)
+    if analysis is not None:
+        data["analysis"] = dict(analysis)
+    return parse_spec(data)
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+class Phase(StrEnum):
+    """Where a rollout is; Succeeded and RolledBack are terminal."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+
+    @property
+    def terminal(self) -> bool:
+        """True for phases that ignore every later observation and command."""
+        return self in (Phase.SUCCEEDED, Phase.ROLLED_BACK)
+
+
+class Stage(StrEnum):
+    """Sub-stage of a setWeight step (Progressing), Promoting or RollingBack.
+
+    Each stage both asks for its change and waits for it to be observed, so there is
+    no separate "wait" stage: scale-canary waits for canary readiness, restore-stable
+    for stable readiness, shift-* for the router to report the weight.
+    """
+
+    SCALE_CANARY = "scale-canary"
+    SHIFT_TRAFFIC = "shift-traffic"
+    REMOVE_STABLE = "remove-stable"
+    RESTORE_STABLE = "restore-stable"
+    SHIFT_TO_STABLE = "shift-to-stable"
+    REMOVE_CANARY = "remove-canary"
+
+
+class PauseReason(StrEnum):
+    """Why a rollout is Paused, which decides what ends the pause."""
+
+    STEP = "step"  # a pause step: its duration, or a promote command
+    COMMAND = "command"  # a user's pause command: a resume command
+    STABLE_DEGRADED = "stable-degraded"  # the stable lost capacity: its recovery or resume
+
+
+class CheckRecord(BaseModel):
+    """One evaluated check, kept so a verdict can be explained afterwards."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    time: float
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+
+
+class CanaryStatus(BaseModel):
+    """What the machine remembers between decisions (stored as JSON in the cluster).
+
+    `weight` is the canary weight currently asked of the router; `canary_replicas` the
+    canary capacity currently asked for; `baseline_replicas` the stable's replica count
+    when the rollout started (the capacity restored on rollback). Times are epoch
+    seconds taken from observations. `checks` holds the latest outcome of each named
+    check, `history` the last `HISTORY_LIMIT` changes of outcome (with analysis records).
+    `last_command_id` makes a command act once even if it is read again. Unknown keys
+    (from a newer canaryctl) are ignored.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    phase: Phase = Phase.PENDING
+    stage: Stage | None = None
+    step_index: int = 0
+    weight: int = 0
+    canary_replicas: int = 0
+    baseline_replicas: int = 0
+    started_at: float | None = None
+    step_started_at: float | None = None
+    pause_reason: PauseReason | None = None
+    pause_until: float | None = None
+    canary_unready_since: float | None = None
+    stable_degraded_since: float | None = None
+    reason: str = ""
+    message: str = ""
+    checks: dict[str, CheckRecord] = Field(default_factory=dict)
+    history: list[CheckRecord] = Field(default_factory=list)
+    analysis_seen_until: float | None = None
+    observed_spec_hash: str = ""
+    last_command_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready camelCase mapping; `from_dict` reads it back unchanged."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CanaryStatus:
+        """Read a status written by `to_dict`."""
+        return cls.model_validate(dict(data))
+
+
+# --- observations -----------------------------------------------------------------------
+
+
+class PodObs(BaseModel):
+    """One pod of a Deployment, as the pod-health provider sees it."""
+
+    model_config = _OBS_CONFIG
+
+    name: str
+    ready: bool = False
+    restart_count: int = 0
+    waiting_reason: str | None = None
+    ready_since: float | None = None
+
+
+class DeploymentObs(BaseModel):
+    """A Deployment's replica counts and pods; `exists=False` when it is not found."""
+
+    model_config = _OBS_CONFIG
+
+    exists: bool = True
+    desired_replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    progress_deadline_exceeded: bool = False
+    pods: tuple[PodObs, ...] = ()
+    hpa_min: int | None = None
+    hpa_max: int | None = None
+
+    @classmethod
+    def missing(cls) -> DeploymentObs:
+        """Observation of a Deployment that does not exist."""
+        return cls(exists=False)
+
+
+class Verdict(BaseModel):
+    """The analysis' current opinion on the canary.
+
+    continue: no objection, follow the steps; promote: enough evidence, skip the
+    remaining automatic steps (never past an indefinite pause); rollback: fail now.
+    """
+
+    model_config = _OBS_CONFIG
+
+    decision: Literal["continue", "promote", "rollback"]
+    reason: str = ""
+    checks: tuple[CheckRecord, ...] = ()
+
+
+class Command(BaseModel):
+    """A user command read from the cluster; `id` makes it act only once."""
+
+    model_config = _OBS_CONFIG
+
+    action: Literal["promote", "abort", "pause", "resume"]
+    id: str
+    full: bool = False
+
+
+class Observations(BaseModel):
+    """Everything one decision may look at; `now` is the only clock the machine sees.
+
+    `effective_weight` is the canary share the router reports as really served
+    (None when it cannot tell); `analysis` is None while no verdict is available.
+    """
+
+    model_config = _OBS_CONFIG
+
+    now: float
+    stable: DeploymentObs
+    canary: DeploymentObs
+    effective_weight: float | None = None
+    analysis: Verdict | None = None
+    command: Command | None = None
+
+
+def replica_split(n: int, weight: int, mode: ReplicaMode) -> tuple[int, int]:
+    """Return (stable, canary) replicas for baseline `n` at `weight` percent.
+
+    The canary gets ceil(n*weight/100), at least 1 when weight > 0. "seed" shrinks
+    the stable to n - canary but keeps one stable pod below 100% (with n=1 a 10%
+    step would otherwise hand the canary all traffic); "full" keeps the stable at n.
+    At 100 the stable has 0 (promotion); at 0 the canary has 0.
+    """
+    if weight <= 0:
+        return n, 0
+    if weight >= 100:
+        return 0, n
+    canary = max(1, -(-n * weight // 100))  # integer ceil: no float rounding
+    if mode == "full":
+        return n, canary
+    return max(n - canary, 1), canary

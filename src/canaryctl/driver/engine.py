@@ -1,0 +1,362 @@
+"""The rollout engine: one loop of observe -> decide -> persist -> act, for CLI and operator.
+
+Every tick reads the stored record and the cluster, asks the pure core what to do,
+writes the new status (guarded by resourceVersion, which also renews this process's
+lease) and only then acts. A process killed between any two lines resumes from what is
+stored and observed: actions are idempotent and re-derived on every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lightkube import Client
+
+from canaryctl.core.machine import (
+    Decision,
+    EnsureReplicas,
+    RemoveStable,
+    ScaleDown,
+    SetWeight,
+    Wait,
+    decide,
+)
+from canaryctl.core.models import (
+    CanarySpec,
+    CanaryStatus,
+    Command,
+    DeploymentObs,
+    Observations,
+    Phase,
+    PodObs,
+    Verdict,
+    replica_split,
+)
+from canaryctl.driver.report import Notice, Sink, Snapshot, VersionState
+from canaryctl.errors import CanaryError, ClusterError, ConflictError, SpecError
+from canaryctl.kube import events, store, workloads
+from canaryctl.kube.store import Record, Store
+from canaryctl.kube.workloads import DeploymentInfo
+from canaryctl.routers import Router, make_router
+
+log = logging.getLogger(__name__)
+
+
+class Analysis(Protocol):
+    """Produces the analysis verdict for a tick (None while there is nothing to judge)."""
+
+    def evaluate(self, spec: CanarySpec, status: CanaryStatus, now: float) -> Verdict | None:
+        """Judge the canary with the metrics available at `now`."""
+        ...
+
+
+class LeaseHeld(CanaryError):
+    """Another live process drives this rollout."""
+
+    def __init__(self, holder: str, age: float) -> None:
+        super().__init__(f"rollout is driven by {holder} (lease renewed {age:.0f}s ago)")
+        self.holder = holder
+
+
+@dataclass
+class TickResult:
+    """What one tick did."""
+
+    status: CanaryStatus
+    acted: bool
+
+
+def _obs(info: DeploymentInfo) -> DeploymentObs:
+    if not info.exists:
+        return DeploymentObs.missing()
+    return DeploymentObs(
+        desired_replicas=info.desired_replicas,
+        ready_replicas=info.ready_replicas,
+        updated_replicas=info.updated_replicas,
+        available_replicas=info.available_replicas,
+        progress_deadline_exceeded=info.progress_deadline_exceeded,
+        pods=tuple(
+            PodObs(
+                name=p.name,
+                ready=p.ready,
+                restart_count=p.restart_count,
+                waiting_reason=p.waiting_reason,
+            )
+            for p in info.pods
+        ),
+    )
+
+
+class Engine:
+    """Drives one canary. The same class serves `canaryctl rollout` and the operator."""
+
+    def __init__(
+        self,
+        client: Client,
+        spec: CanarySpec,
+        *,
+        sink: Sink | None = None,
+        analysis: Analysis | None = None,
+        clock: Callable[[], float] = time.time,
+        identity: str | None = None,
+        record_events: bool = True,
+    ) -> None:
+        self.client = client
+        self.spec = spec
+        self.store = Store(client)
+        self.sink = sink
+        self.analysis = analysis
+        self.clock = clock
+        self.me = identity or store.identity()
+        self.record_events = record_events
+        self.canary_ns = spec.canary_namespace or spec.namespace
+        self._started = clock()
+
+    # --- setup ---------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check the cluster objects the spec names; SpecError without changing anything."""
+        stable = workloads.read_deployment(self.client, self.spec.stable, self.spec.namespace)
+        if not stable.exists:
+            raise SpecError(
+                "stable", f"deployment/{self.spec.stable} not found in {self.spec.namespace}"
+            )
+        self._router(max(stable.desired_replicas, 1)).reconcile()
+
+    def start(self) -> Record:
+        """Find this rollout's record or create it; a finished one with another spec restarts."""
+        record = self.store.get(self.spec.name, self.spec.namespace)
+        wanted = self.spec.model_dump(mode="json", by_alias=True)
+        if record is None:
+            self.validate()
+            return self.store.create(
+                Record(name=self.spec.name, namespace=self.spec.namespace, spec=wanted)
+            )
+        status = CanaryStatus.from_dict(record.status) if record.status else None
+        if record.spec != wanted:
+            if status is not None and not status.phase.terminal:
+                # A live rollout with an edited spec: the core adopts the new spec safely.
+                self._notice("Warning", "SpecChanged", "spec differs from the stored one")
+            else:
+                self.validate()
+                record.status = None  # a new rollout under the same name
+            record.spec = wanted
+            return self.store.update(record)
+        return record
+
+    def _router(self, baseline: int) -> Router:
+        return make_router(self.client, self.spec, baseline)
+
+    # --- one tick ------------------------------------------------------------
+
+    def tick(self) -> TickResult:
+        """Observe, decide, persist, act. Raises LeaseHeld when another process drives."""
+        now = self.clock()
+        record = self.store.get(self.spec.name, self.spec.namespace)
+        if record is None:
+            raise ClusterError(
+                f"rollout record configmap/{store.PREFIX}{self.spec.name} disappeared"
+            )
+        if not store.lease_free(record, self.me, now):
+            raise LeaseHeld(record.holder or "?", now - record.renewed)
+        status = CanaryStatus.from_dict(record.status) if record.status else None
+
+        # observe
+        stable = workloads.read_deployment(self.client, self.spec.stable, self.spec.namespace)
+        canary = workloads.read_deployment(self.client, self.spec.canary, self.canary_ns)
+        baseline = (
+            status.baseline_replicas
+            if status and status.baseline_replicas
+            else max(stable.desired_replicas, 1)
+        )
+        router = self._router(baseline)
+        command = Command(**record.command) if record.command else None
+        drift = self._drift(status, stable, baseline)
+        if drift and command is None:
+            command = Command(action="pause", id=drift[0])
+        verdict = None
+        if self.analysis is not None and status is not None:
+            verdict = self.analysis.evaluate(self.spec, status, now)
+        obs = Observations(
+            now=now,
+            stable=_obs(stable),
+            canary=_obs(canary),
+            effective_weight=router.get_weight() if stable.exists or canary.exists else None,
+            analysis=verdict,
+            command=command,
+        )
+
+        # decide
+        decision = decide(self.spec, status, obs)
+
+        # persist: the decision is stored (and the lease renewed) before anything is done
+        record.status = decision.status.to_dict()
+        record.holder, record.renewed = self.me, now
+        if decision.status.phase.terminal:
+            record.holder = None  # release: nothing left to drive
+        try:
+            self.store.update(record)
+        except ConflictError:
+            # Someone wrote meanwhile (a command, another process): decide again next tick.
+            return TickResult(status=status or decision.status, acted=False)
+
+        # act
+        if drift and (status is None or status.last_command_id != drift[0]):
+            self._notice("Warning", "ScaledByAnotherActor", drift[1])
+        self._act(decision, router)
+        for ev in decision.events:
+            self._notice(ev.type, ev.reason, ev.message)
+        if self.sink is not None:
+            self.sink.snapshot(self._snapshot(decision.status, stable, canary, obs))
+        return TickResult(status=decision.status, acted=True)
+
+    def _drift(
+        self, status: CanaryStatus | None, stable: DeploymentInfo, baseline: int
+    ) -> tuple[str, str] | None:
+        """Someone else scaled the stable mid-rollout: outside what any of our steps sets."""
+        if status is None or status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+            return None
+        if not stable.exists or self.spec.router.kind != "replicas":
+            return None
+        low, _ = replica_split(baseline, status.weight, self.spec.replica_mode)
+        if low <= stable.desired_replicas <= baseline:
+            return None
+        message = (
+            f"deployment/{stable.name} was scaled to {stable.desired_replicas} by another "
+            f"actor (this step expects {low}..{baseline}); rollout paused: fix the replicas "
+            f"or run `canaryctl resume {self.spec.name}` to let canaryctl set them again"
+        )
+        return f"drift-{stable.name}-{stable.desired_replicas}", message
+
+    def _act(self, decision: Decision, router: Router) -> None:
+        for action in decision.actions:
+            match action:
+                case EnsureReplicas(target=target, replicas=replicas):
+                    name, ns = self._target(target)
+                    info = workloads.read_deployment(self.client, name, ns)
+                    if info.exists and info.desired_replicas < replicas:
+                        workloads.scale(self.client, name, ns, replicas)
+                case ScaleDown(target=target, replicas=replicas):
+                    name, ns = self._target(target)
+                    info = workloads.read_deployment(self.client, name, ns)
+                    if info.exists and info.desired_replicas > replicas:
+                        workloads.scale(self.client, name, ns, replicas)
+                case SetWeight(weight=weight, stable_replicas=s, canary_replicas=c):
+                    router.set_weight(weight, replicas=(s, c))
+                case RemoveStable():
+                    router.promote()
+                case Wait():
+                    pass  # informative only; shown through the snapshot's message
+
+    def _target(self, target: str) -> tuple[str, str]:
+        if target == "stable":
+            return self.spec.stable, self.spec.namespace
+        return self.spec.canary, self.canary_ns
+
+    # --- reporting -----------------------------------------------------------
+
+    def _notice(self, type_: str, reason: str, message: str) -> None:
+        if self.sink is not None:
+            self.sink.notice(Notice(type_, reason, message))
+        if self.record_events:
+            try:
+                events.emit(self.client, self.canary_ns, self.spec.canary, type_, reason, message)
+            except ClusterError as exc:
+                log.warning("could not record event: %s", exc)
+
+    def _snapshot(
+        self,
+        status: CanaryStatus,
+        stable: DeploymentInfo,
+        canary: DeploymentInfo,
+        obs: Observations,
+    ) -> Snapshot:
+        return snapshot_of(
+            self.spec, status, stable, canary, obs.effective_weight, self.clock() - self._started
+        )
+
+    def release(self) -> None:
+        """Give up the lease at once (on Ctrl-C), so a rerun need not wait for it to expire."""
+        for _ in range(3):
+            record = self.store.get(self.spec.name, self.spec.namespace)
+            if record is None or record.holder != self.me:
+                return
+            record.holder = None
+            try:
+                self.store.update(record)
+                return
+            except ConflictError:
+                continue
+
+    # --- the loop ------------------------------------------------------------
+
+    def run(
+        self,
+        interval: float = 1.0,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_lease_wait: Callable[[LeaseHeld], None] | None = None,
+        max_failures: int = 30,
+    ) -> CanaryStatus:
+        """Tick until the rollout reaches a terminal phase (or should_stop says so)."""
+        self.start()
+        failures = 0
+        while True:
+            try:
+                result = self.tick()
+            except LeaseHeld as held:
+                if on_lease_wait is not None:
+                    on_lease_wait(held)
+                time.sleep(interval)
+                continue
+            except ConflictError as exc:
+                log.info("conflict, retrying: %s", exc)
+                time.sleep(min(interval, 0.5))
+                continue
+            except ClusterError as exc:
+                # Transient API trouble: nothing was half-done (the status is stored first),
+                # so retry, and give up only when the API stays unusable.
+                failures += 1
+                if failures >= max_failures:
+                    raise
+                self._notice("Warning", "ApiError", f"{exc} (retrying)")
+                time.sleep(interval)
+                continue
+            failures = 0
+            if result.status.phase.terminal or should_stop():
+                return result.status
+            time.sleep(interval)
+
+
+def snapshot_of(
+    spec: CanarySpec,
+    status: CanaryStatus,
+    stable: DeploymentInfo,
+    canary: DeploymentInfo,
+    effective_weight: float | None,
+    elapsed: float,
+) -> Snapshot:
+    """A report of one rollout for views and `canaryctl get`."""
+    return Snapshot(
+        name=spec.name,
+        namespace=spec.namespace,
+        phase=status.phase.value,
+        stage=status.stage.value if status.stage else None,
+        step=status.step_index,
+        steps=spec.plan_length,
+        desired_weight=status.weight,
+        effective_weight=effective_weight,
+        stable=VersionState(
+            stable.name, stable.desired_replicas, stable.ready_replicas, stable.exists
+        ),
+        canary=VersionState(
+            canary.name, canary.desired_replicas, canary.ready_replicas, canary.exists
+        ),
+        message=status.message or status.reason,
+        elapsed=elapsed,
+        checks=[c.model_dump(mode="json") for c in status.history[-10:]],
+    )

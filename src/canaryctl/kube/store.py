@@ -1,0 +1,217 @@
+"""Rollout state kept in the cluster, so any process can resume or steer a rollout.
+
+Zero-install mode keeps one ConfigMap per canary, ``canaryctl-<name>``, in the canary's
+namespace:
+- ``data.spec`` / ``data.status``: the rollout's spec and status as JSON;
+- annotation ``canaryctl.dev/command``: the latest user command as JSON
+  (``{"action": "promote", "full": false, "id": "..."}``), written by
+  ``canaryctl promote|abort|pause|resume`` from any terminal; the driving process acts on
+  each id once (the status remembers the last id it acted on);
+- annotations ``canaryctl.dev/holder`` and ``canaryctl.dev/renewed``: a lease, so that two
+  ``canaryctl rollout`` processes never both act on one canary.
+Every write carries the resourceVersion it was computed from: a concurrent write makes it
+fail with ConflictError instead of silently overwriting another actor's change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ConfigMap
+
+from canaryctl.errors import ClusterError, ConflictError
+
+PREFIX = "canaryctl-"
+COMMAND = "canaryctl.dev/command"
+HOLDER = "canaryctl.dev/holder"
+RENEWED = "canaryctl.dev/renewed"
+LABELS = {"app.kubernetes.io/managed-by": "canaryctl"}
+COMMANDS = ("promote", "abort", "pause", "resume")
+LEASE_SECONDS = 15.0
+
+
+@dataclass
+class Record:
+    """One canary's stored spec, status, pending command and lease."""
+
+    name: str
+    namespace: str
+    spec: dict[str, Any]
+    status: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    holder: str | None = None
+    renewed: float = 0.0
+    resource_version: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def identity() -> str:
+    """This process, as a lease holder: host and pid (so a dead holder can be recognised)."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """True when the holder ran on this host and its pid no longer exists."""
+    if not holder or "/" not in holder:
+        return True
+    host, _, pid = holder.rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine: only the lease expiry can tell
+    return not os.path.exists(f"/proc/{pid}")
+
+
+class Store:
+    """Reads and writes Records; all writes use optimistic concurrency."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get(self, name: str, namespace: str) -> Record | None:
+        """The stored record, or None when no rollout of that name exists."""
+        try:
+            cm = self.client.get(ConfigMap, PREFIX + name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise ClusterError(f"reading configmap/{PREFIX}{name}: {exc.status.message}") from exc
+        return _to_record(name, namespace, cm)
+
+    def list(self, namespace: str | None) -> list[Record]:
+        """Every stored rollout in a namespace (or all namespaces)."""
+        cms = self.client.list(ConfigMap, namespace=namespace or "*", labels=LABELS)
+        return [
+            _to_record(cm.metadata.name[len(PREFIX) :], cm.metadata.namespace, cm)
+            for cm in cms
+            if cm.metadata.name.startswith(PREFIX) and "spec" in (cm.data or {})
+        ]
+
+    def create(self, record: Record) -> Record:
+        """Store a new rollout; ConflictError if one of that name already exists."""
+        cm = ConfigMap(
+            metadata=ObjectMeta(
+                name=PREFIX + record.name,
+                namespace=record.namespace,
+                labels={**LABELS, "canaryctl.dev/canary": record.name},
+                annotations=_annotations(record),
+            ),
+            data=_data(record),
+        )
+        try:
+            created = self.client.create(cm, namespace=record.namespace)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise ConflictError(f"rollout {record.name} already exists") from exc
+            raise ClusterError(
+                f"creating configmap/{PREFIX}{record.name}: {exc.status.message}"
+            ) from exc
+        return _to_record(record.name, record.namespace, created)
+
+    def update(self, record: Record) -> Record:
+        """Write spec, status, command and lease back, only if nobody wrote in between."""
+        cm = ConfigMap(
+            metadata=ObjectMeta(
+                name=PREFIX + record.name,
+                namespace=record.namespace,
+                labels={**LABELS, "canaryctl.dev/canary": record.name},
+                annotations=_annotations(record),
+                resourceVersion=record.resource_version,
+            ),
+            data=_data(record),
+        )
+        try:
+            stored = self.client.replace(cm, namespace=record.namespace)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                raise ConflictError(
+                    f"configmap/{PREFIX}{record.name} was changed by another actor"
+                ) from exc
+            if exc.status.code == 404:
+                raise ConflictError(f"configmap/{PREFIX}{record.name} was deleted") from exc
+            raise ClusterError(
+                f"updating configmap/{PREFIX}{record.name}: {exc.status.message}"
+            ) from exc
+        return _to_record(record.name, record.namespace, stored)
+
+    def send_command(self, name: str, namespace: str, action: str, full: bool = False) -> Record:
+        """Leave a command for whoever drives the rollout (retried on conflicts)."""
+        if action not in COMMANDS:
+            raise ValueError(f"unknown command {action!r}")
+        command = {"action": action, "full": full, "id": uuid.uuid4().hex[:12]}
+        for _ in range(10):
+            record = self.get(name, namespace)
+            if record is None:
+                raise ClusterError(f"no rollout named {name} in namespace {namespace}")
+            record.command = command
+            try:
+                return self.update(record)
+            except ConflictError:
+                continue
+        raise ConflictError(f"could not store command {command} for {name}: too many conflicts")
+
+    def delete(self, name: str, namespace: str) -> None:
+        """Forget a rollout's record (the workloads are untouched)."""
+        try:
+            self.client.delete(ConfigMap, PREFIX + name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise ClusterError(
+                    f"deleting configmap/{PREFIX}{name}: {exc.status.message}"
+                ) from exc
+
+
+def lease_free(record: Record, me: str, now: float) -> bool:
+    """Whether `me` may take or keep the lease."""
+    if record.holder in (None, "", me):
+        return True
+    if now - record.renewed > LEASE_SECONDS:
+        return True
+    return holder_is_dead(record.holder)
+
+
+def _annotations(record: Record) -> dict[str, str]:
+    ann = dict(record.annotations)
+    for key in (COMMAND, HOLDER, RENEWED):
+        ann.pop(key, None)
+    if record.command:
+        ann[COMMAND] = json.dumps(record.command, sort_keys=True)
+    if record.holder:
+        ann[HOLDER] = record.holder
+        ann[RENEWED] = f"{record.renewed:.3f}"
+    return ann
+
+
+def _data(record: Record) -> dict[str, str]:
+    data = {"spec": json.dumps(record.spec, sort_keys=True)}
+    if record.status is not None:
+        data["status"] = json.dumps(record.status, sort_keys=True)
+    return data
+
+
+def _to_record(name: str, namespace: str, cm: ConfigMap) -> Record:
+    data = cm.data or {}
+    ann = dict(cm.metadata.annotations or {})
+    try:
+        spec = json.loads(data.get("spec", "{}"))
+        status = json.loads(data["status"]) if "status" in data else None
+        command = json.loads(ann[COMMAND]) if ann.get(COMMAND) else None
+    except json.JSONDecodeError as exc:
+        raise ClusterError(f"configmap/{PREFIX}{name} holds invalid JSON: {exc}") from exc
+    return Record(
+        name=name,
+        namespace=namespace,
+        spec=spec,
+        status=status,
+        command=command,
+        holder=ann.get(HOLDER),
+        renewed=float(ann.get(RENEWED, "0") or 0),
+        resource_version=cm.metadata.resourceVersion,
+        annotations={k: v for k, v in ann.items() if k not in (COMMAND, HOLDER, RENEWED)},
+    )

@@ -1,0 +1,54 @@
+"""The traffic router interface: a small set of idempotent operations per provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object change a router makes or would make (for plans, dry runs and logs)."""
+
+    verb: str  # create | patch | scale | delete
+    obj: str  # kind/name, e.g. "deployment/app-v1"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.obj}: {self.detail}"
+
+
+class Router(Protocol):
+    """What the engine needs from any way of splitting traffic.
+
+    Every method is idempotent and level-triggered: calling it again after a crash, or
+    when the cluster is already in the wanted state, changes nothing.
+    """
+
+    kind: str
+
+    def reconcile(self) -> list[Change]:
+        """Validate the referenced objects and create what routing needs (SpecError if bad)."""
+        ...
+
+    def set_weight(
+        self, weight: int, *, replicas: tuple[int, int] | None = None, dry_run: bool = False
+    ) -> list[Change]:
+        """Move towards `weight` percent on the canary, destination capacity first.
+
+        `replicas` is the (stable, canary) replica count the engine wants at this weight;
+        routers that split by pod ratio realise the weight with it, others ignore it.
+        """
+        ...
+
+    def get_weight(self) -> float | None:
+        """The canary share actually in effect in the cluster (None if it cannot be read)."""
+        ...
+
+    def promote(self, *, dry_run: bool = False) -> list[Change]:
+        """After full traffic on the canary: make it the new stable and retire the old one."""
+        ...
+
+    def cleanup(self, *, dry_run: bool = False) -> list[Change]:
+        """Remove what the router created (after promotion or rollback)."""
+        ...

@@ -1,0 +1,139 @@
+"""The seed's native canary: two Deployments behind one Service, traffic by ready replicas.
+
+Weight w gives the canary ceil(N*w/100) replicas (at least 1 when w > 0). In "seed" mode
+the stable keeps N minus that; in "full" mode it keeps N until promotion. Capacity comes
+before traffic: the side that grows is scaled up first, and the other side shrinks only
+once the grown side is ready, so serving capacity never drops below the N pods the user had.
+"""
+
+from __future__ import annotations
+
+from lightkube import Client
+
+from canaryctl.core.models import replica_split
+from canaryctl.errors import SpecError
+from canaryctl.kube import workloads
+from canaryctl.kube.workloads import DeploymentInfo
+from canaryctl.routers.base import Change
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class ReplicaRouter:
+    """Router for the replica-ratio canary (no mesh, no ingress)."""
+
+    kind = "replicas"
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        namespace: str,
+        service: str,
+        stable: str,
+        canary: str,
+        baseline: int,
+        mode: str = "seed",
+        on_promotion: str = "delete",
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.service = service
+        self.stable = stable
+        self.canary = canary
+        self.baseline = baseline
+        self.mode = mode
+        self.on_promotion = on_promotion
+
+    def _read(self) -> tuple[DeploymentInfo, DeploymentInfo]:
+        return (
+            workloads.read_deployment(self.client, self.stable, self.namespace),
+            workloads.read_deployment(self.client, self.canary, self.namespace),
+        )
+
+    def reconcile(self) -> list[Change]:
+        """Check that the Service selects the pods of both Deployments, and only theirs."""
+        svc = workloads.read_service(self.client, self.service, self.namespace)
+        if svc is None:
+            raise SpecError("service", f"service/{self.service} not found in {self.namespace}")
+        selector = dict(svc.spec.selector or {})
+        if not selector:
+            raise SpecError("service", f"service/{self.service} has no selector")
+        stable, canary = self._read()
+        for role, dep in (("stable", stable), ("canary", canary)):
+            if not dep.exists:
+                raise SpecError(role, f"deployment/{dep.name} not found in {self.namespace}")
+            if not _selects(selector, dep.pod_labels):
+                raise SpecError(
+                    role,
+                    f"service/{self.service} selector {selector} does not select the pods of "
+                    f"deployment/{dep.name} (pod labels {dep.pod_labels}); the replica router "
+                    "needs one Service selecting both versions, e.g. by the app label only",
+                )
+        if _selects(stable.selector, canary.pod_labels) or _selects(
+            canary.selector, stable.pod_labels
+        ):
+            raise SpecError(
+                "canary",
+                f"deployment/{stable.name} and deployment/{canary.name} select each other's "
+                "pods; give their selectors a distinguishing label such as version",
+            )
+        return []
+
+    def set_weight(
+        self, weight: int, *, replicas: tuple[int, int] | None = None, dry_run: bool = False
+    ) -> list[Change]:
+        """Scale towards the split for `weight`: grow first, shrink once the grown side is ready."""
+        want_stable, want_canary = replicas or replica_split(self.baseline, weight, self.mode)
+        stable, canary = self._read()
+        changes: list[Change] = []
+        grow = [
+            (dep, want)
+            for dep, want in ((canary, want_canary), (stable, want_stable))
+            if dep.exists and want > dep.desired_replicas
+        ]
+        for dep, want in grow:
+            changes.append(self._scale(dep, want, dry_run))
+        # Shrink a side only when the other side already serves its share.
+        shrink_canary = canary.exists and want_canary < canary.desired_replicas
+        if shrink_canary and (stable.ready_replicas >= want_stable or dry_run):
+            changes.append(self._scale(canary, want_canary, dry_run))
+        shrink_stable = stable.exists and want_stable < stable.desired_replicas
+        if shrink_stable and (canary.ready_replicas >= want_canary or dry_run):
+            changes.append(self._scale(stable, want_stable, dry_run))
+        return changes
+
+    def _scale(self, dep: DeploymentInfo, replicas: int, dry_run: bool) -> Change:
+        if not dry_run:
+            workloads.scale(self.client, dep.name, self.namespace, replicas)
+        return Change("scale", f"deployment/{dep.name}", f"{dep.desired_replicas} -> {replicas}")
+
+    def get_weight(self) -> float | None:
+        """Canary share of the Service's ready endpoints (what kube-proxy would balance over)."""
+        ready = workloads.ready_endpoint_ips(self.client, self.service, self.namespace)
+        if not ready:
+            return None
+        canary = workloads.read_deployment(self.client, self.canary, self.namespace)
+        canary_ips = {p.ip for p in canary.pods if p.ip and p.ready}
+        return 100.0 * len(ready & canary_ips) / len(ready)
+
+    def promote(self, *, dry_run: bool = False) -> list[Change]:
+        """The seed's last step: once the canary serves with N ready, retire the old stable."""
+        stable, canary = self._read()
+        if not stable.exists:
+            return []
+        if canary.ready_replicas < self.baseline and not dry_run:
+            return []  # not yet: removing v1 now would drop capacity
+        if self.on_promotion == "scale-to-zero":
+            if stable.desired_replicas == 0:
+                return []
+            return [self._scale(stable, 0, dry_run)]
+        if not dry_run:
+            workloads.delete_deployment(self.client, stable.name, self.namespace)
+        return [Change("delete", f"deployment/{stable.name}", "promotion complete")]
+
+    def cleanup(self, *, dry_run: bool = False) -> list[Change]:
+        """The replica router creates no objects of its own."""
+        return []
