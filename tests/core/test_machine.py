@@ -604,3 +604,28 @@ def test_history_keeps_check_values_and_stays_bounded() -> None:
     assert status.phase is Phase.PAUSED
     assert len(status.history) == HISTORY_LIMIT
     assert [r.value for r in status.history if r.name == "latency"][-1] == 3 * HISTORY_LIMIT - 1
+
+
+def test_a_continue_verdict_that_disallows_promotion_holds_the_end_of_the_steps() -> None:
+    spec = parse_spec(
+        {
+            "name": "c", "stable": "a", "canary": "b", "service": "s",
+            "steps": [{"setWeight": 50}],
+            "analysis": {"judge": "sequential"},
+        }
+    )  # fmt: skip
+    status = CanaryStatus(
+        phase=Phase.PROGRESSING, step_index=1, weight=50, canary_replicas=5,
+        baseline_replicas=10, started_at=0.0, step_started_at=0.0,
+        observed_spec_hash=spec.fingerprint,
+    )  # fmt: skip
+    obs = Observations(
+        now=10.0,
+        stable=DeploymentObs(desired_replicas=5, ready_replicas=5),
+        canary=DeploymentObs(desired_replicas=5, ready_replicas=5),
+        analysis=Verdict(decision="continue", reason="evidence", promotion_allowed=False),
+    )
+    held = decide(spec, status, obs)
+    assert held.status.phase is Phase.PROGRESSING
+    allowed = obs.model_copy(update={"analysis": Verdict(decision="continue")})
+    assert decide(spec, status, allowed).status.phase is Phase.PROMOTING

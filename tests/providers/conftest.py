@@ -29,7 +29,7 @@ def prometheus(fakeapps: dict[str, FakeApp]) -> Iterator[Live]:
     """A real Prometheus scraping every fake app each second, labelled
     namespace=demo and app=<scenario>. Skips when the binary is not installed."""
     if find_prometheus() is None:
-        pytest.skip("needs the prometheus binary (apt-get install prometheus)")
+        pytest.fail("needs the prometheus binary: run `make test` (installs the Debian package)")
     targets = [
         ScrapeTarget(app.address, {"namespace": NAMESPACE, "app": name})
         for name, app in fakeapps.items()

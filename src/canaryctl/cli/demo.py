@@ -1,4 +1,8 @@
-"""`canaryctl demo`: the seed's scenario on the local cluster."""
+"""`canaryctl demo`: the seed's scenario on the local cluster, twice.
+
+A healthy v2 is promoted through 10/50/100 (the seed's six steps, automated), then a
+faulty v3 that crash-loops is rolled back on its own, with v2 restored to full capacity.
+"""
 
 from __future__ import annotations
 
@@ -9,46 +13,125 @@ from typing import Annotated
 
 import typer
 
-SEED_FILES = ("service.yaml", "app-v1.yaml")
+from canaryctl.cli import exits
+
+SEED = ("service.yaml", "app-v1.yaml", "app-v2.yaml")
 
 
 def _examples_dir() -> Path:
     """The seed manifests ship in the repository's examples/ folder."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
+    for parent in Path(__file__).resolve().parents:
         candidate = parent / "examples" / "pulpocon-app"
         if candidate.is_dir():
             return candidate
     raise typer.BadParameter("examples/pulpocon-app not found next to this checkout")
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def demo(
     name: Annotated[str, typer.Option("--name", help="Local cluster name.")] = "demo",
-    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "default",
+    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "canaryctl-demo",
+    output: Annotated[str, typer.Option("-o", "--output", help="live or plain")] = "live",
+    keep: Annotated[bool, typer.Option(help="Leave the cluster running afterwards.")] = True,
 ) -> None:
-    """Start the local cluster and deploy the seed app v1 with 10 ready replicas."""
-    from lightkube.resources.apps_v1 import Deployment
+    """Local cluster, seed app v1 x10, a good canary promoted and a faulty one rolled back."""
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace
+    from rich.console import Console
+    from rich.table import Table
 
+    from canaryctl.cli.views import make_view
+    from canaryctl.core.models import quick_spec
+    from canaryctl.driver.engine import Engine
     from canaryctl.kube import manifests
     from canaryctl.kube.client import make_client
     from canaryctl.testenv import LocalCluster
 
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr)
+    started = time.monotonic()
+    cluster = LocalCluster(name, progress=_say)
+    with exits.errors_to_exit_codes():
+        state = cluster.up()
+        client = make_client(state.kubeconfig)
+        _fresh_namespace(client, namespace, Namespace, ObjectMeta)
+        service, v1, v2 = manifests.load(_examples_dir() / f for f in SEED)
+        manifests.apply(client, [service, v1], namespace)
+        _say("1. pulpocon-app-v1: 10 replicas behind Service pulpocon-app")
+        _wait_ready(client, namespace, "pulpocon-app-v1", 10)
 
-    state = LocalCluster(name, progress=say).up()
-    client = make_client(state.kubeconfig)
-    folder = _examples_dir()
-    manifests.apply(client, manifests.load(folder / f for f in SEED_FILES), namespace)
-    say("deployed Service pulpocon-app and Deployment pulpocon-app-v1 (10 replicas)")
-    deadline = time.monotonic() + 90
-    ready = 0
+        results = []
+        _say("2. canary pulpocon-app-v2 (healthy): 10% -> 50% -> 100%, health-gated")
+        manifests.apply(client, [v2], namespace)
+        spec = quick_spec("demo-good", namespace, "pulpocon-app-v1", "pulpocon-app-v2",
+                          "pulpocon-app", steps="10,50,100", pause="3s")  # fmt: skip
+        results.append(_run(client, spec, make_view(output), Engine))
+
+        _say("3. canary pulpocon-app-v3 (crash-loops): must be rolled back automatically")
+        v3 = _faulty(v2)
+        manifests.apply(client, [v3], namespace)
+        spec = quick_spec("demo-faulty", namespace, "pulpocon-app-v2", "pulpocon-app-v3",
+                          "pulpocon-app", steps="10,50,100", pause="3s")  # fmt: skip
+        results.append(_run(client, spec, make_view(output), Engine))
+
+    table = Table(title=f"canaryctl demo: {time.monotonic() - started:.0f}s in all")
+    for col in ("canary", "result", "why", "took"):
+        table.add_column(col)
+    for row in results:
+        table.add_row(*row)
+    Console(stderr=True).print(table)
+    print(f"kubectl --kubeconfig {state.kubeconfig} -n {namespace} get deploy,pods,events")
+    if not keep:
+        cluster.down()
+    ok = results[0][1] == "Succeeded" and results[1][1] == "RolledBack"
+    raise typer.Exit(0 if ok else 1)
+
+
+def _fresh_namespace(client, namespace, Namespace, ObjectMeta) -> None:
+    from lightkube.core.exceptions import ApiError
+
+    try:
+        client.delete(Namespace, namespace)
+        _say(f"removing the previous demo namespace {namespace}")
+        while True:
+            client.get(Namespace, namespace)
+            time.sleep(0.5)
+    except ApiError:
+        pass
+    client.create(Namespace(metadata=ObjectMeta(name=namespace)))
+
+
+def _wait_ready(client, namespace: str, name: str, want: int, timeout: float = 90) -> None:
+    from canaryctl.errors import ClusterError
+    from canaryctl.kube import workloads
+
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready = client.get(Deployment, "pulpocon-app-v1", namespace=namespace).status.readyReplicas
-        if (ready or 0) >= 10:
-            break
+        if workloads.read_deployment(client, name, namespace).ready_replicas >= want:
+            return
         time.sleep(0.5)
-    say(f"pulpocon-app-v1: {ready or 0}/10 ready")
-    print(f"kubectl --kubeconfig {state.kubeconfig} get deploy,pods,endpointslices -n {namespace}")
-    if (ready or 0) < 10:
-        raise typer.Exit(1)
+    raise ClusterError(f"deployment/{name} did not reach {want} ready replicas in {timeout}s")
+
+
+def _faulty(v2):
+    """v3: a copy of v2 whose pods crash-loop (KWOK simulates the fault)."""
+    import copy
+
+    v3 = copy.deepcopy(v2)
+    v3.metadata.name = "pulpocon-app-v3"
+    v3.spec.replicas = 1
+    for labels in (v3.spec.selector.matchLabels, v3.spec.template.metadata.labels):
+        labels["version"] = "v3.0.0"
+    v3.spec.template.metadata.labels["canaryctl.dev/simulate"] = "crashloop"
+    return v3
+
+
+def _run(client, spec, view, Engine) -> tuple[str, str, str, str]:
+    t0 = time.monotonic()
+    try:
+        status = Engine(client, spec, sink=view).run(interval=0.5)
+    finally:
+        view.close()
+    took = f"{time.monotonic() - t0:.0f}s"
+    return spec.canary, status.phase.value, status.message or status.reason, took

@@ -51,6 +51,8 @@ def build_spec(
     ready_deadline: str | None,
     max_restarts: int | None,
     on_promotion: str,
+    analysis: dict[str, Any] | None = None,
+    replica_mode: str | None = None,
 ):
     """The spec from -f or from the quick-mode flags; SpecError names the bad field."""
     from canaryctl.core.models import parse_spec, quick_spec
@@ -77,7 +79,31 @@ def build_spec(
         pause=pause,
         on_promotion=on_promotion,  # type: ignore[arg-type]
         health=health or None,
+        analysis=analysis,
+        replica_mode=replica_mode,  # type: ignore[arg-type]
     )
+
+
+def analysis_options(
+    prometheus: str | None,
+    judge: str,
+    interval: str,
+    tolerance: float | None,
+    latency_threshold: float | None,
+) -> dict[str, Any] | None:
+    """The quick-mode --prometheus/--judge/... flags as a spec `analysis` block."""
+    if prometheus is None:
+        return None
+    block: dict[str, Any] = {
+        "prometheus": {"url": prometheus},
+        "judge": judge,
+        "interval": interval,
+    }
+    if tolerance is not None:
+        block["tolerance"] = tolerance
+    if latency_threshold is not None:
+        block["latencyThreshold"] = latency_threshold
+    return block
 
 
 def rollout(
@@ -100,6 +126,21 @@ def rollout(
     on_promotion: Annotated[
         str, typer.Option(help="What happens to the old stable: delete or scale-to-zero.")
     ] = "delete",
+    replica_mode: Annotated[
+        str | None,
+        typer.Option(help="seed (stable shrinks as canary grows) or full (stable keeps N)."),
+    ] = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Prometheus URL: enables metric analysis.")
+    ] = None,
+    judge: Annotated[str, typer.Option(help="sequential (default) or threshold.")] = "sequential",
+    analysis_interval: Annotated[str, typer.Option(help="Seconds between looks.")] = "10s",
+    tolerance: Annotated[
+        float | None, typer.Option(help="Canary may err up to (1+tolerance)x stable's rate.")
+    ] = None,
+    latency_threshold: Annotated[
+        float | None, typer.Option(help="Also judge requests slower than this (seconds).")
+    ] = None,
     output: Annotated[str, typer.Option("-o", "--output", help="live, plain or json.")] = "live",
     interval: Annotated[float, typer.Option(help="Seconds between observations.")] = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,

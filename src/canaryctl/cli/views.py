@@ -25,6 +25,13 @@ PHASE_STYLE = {
 }
 
 
+def _step(snap: Snapshot) -> str:
+    """Step i/n while stepping; the plan's end once promotion or rollback runs."""
+    if snap.step >= snap.steps:
+        return f"{snap.steps}/{snap.steps} done"
+    return f"{snap.step + 1}/{snap.steps}"
+
+
 def _weight(snap: Snapshot) -> str:
     eff = "?" if snap.effective_weight is None else f"{snap.effective_weight:.0f}%"
     return f"{snap.desired_weight}% desired / {eff} effective"
@@ -43,7 +50,7 @@ def render(snap: Snapshot, notices: list[Notice]) -> Panel:
     head.add_column()
     stage = f" ({snap.stage})" if snap.stage else ""
     head.add_row("phase", Text(snap.phase + stage, style=PHASE_STYLE.get(snap.phase, "")))
-    head.add_row("step", f"{min(snap.step + 1, snap.steps)}/{snap.steps}")
+    head.add_row("step", _step(snap))
     head.add_row("traffic", Text.assemble(_bar(snap.effective_weight), "  ", _weight(snap)))
     head.add_row("elapsed", f"{snap.elapsed:.0f}s")
     if snap.message:
@@ -63,17 +70,41 @@ def render(snap: Snapshot, notices: list[Notice]) -> Panel:
         ok = c.get("passed")
         checks.add_row(
             str(c.get("name", "")),
-            Text("pass" if ok else "FAIL", style="green" if ok else "red"),
+            Text("pass" if ok else "not yet", style="green" if ok else "yellow"),
             _fmt(c.get("value")),
             _fmt(c.get("threshold")),
             str(c.get("message", ""))[:70],
         )
     parts: list[Any] = [head, versions]
+    if snap.analysis:
+        parts.append(_analysis_table(snap.analysis))
     if snap.checks:
         parts.append(checks)
     if notices:
         parts.append(Text("\n".join(f"• {n.reason}: {n.message}" for n in notices[-5:])))
     return Panel(Group(*parts), title=f"canary {snap.namespace}/{snap.name}")
+
+
+def _analysis_table(analysis: dict[str, Any]) -> Table:
+    """Current evidence per judge: decision, e-values against thresholds, counts."""
+    table = Table(box=None, header_style="bold", title="analysis", title_justify="left")
+    for col in ("judge", "decision", "rollback e", "promote e", "canary err/req", "stable err/req"):
+        table.add_column(col)
+    for name, v in analysis.items():
+        if not isinstance(v, dict):
+            continue
+        t = v.get("totals", {})
+        table.add_row(
+            name,
+            str(v.get("decision")),
+            f"{_fmt(v.get('rollbackEvalue'))} / {_fmt(v.get('rollbackThreshold'))}",
+            f"{_fmt(v.get('promoteEvalue'))} / {_fmt(v.get('promoteThreshold'))}",
+            f"{t.get('canaryErrors', 0):.0f}/{t.get('canaryRequests', 0):.0f}",
+            f"{t.get('stableErrors', 0):.0f}/{t.get('stableRequests', 0):.0f}",
+        )
+    if analysis.get("warning"):
+        table.caption = f"warning: {analysis['warning']}"
+    return table
 
 
 def _fmt(value: Any) -> str:
@@ -134,8 +165,8 @@ class PlainView:
             return
         self.last = key
         self._line(
-            f"{snap.phase}{'/' + snap.stage if snap.stage else ''} step {snap.step + 1}/"
-            f"{snap.steps} weight {_weight(snap)}; stable {snap.stable.name} "
+            f"{snap.phase}{'/' + snap.stage if snap.stage else ''} step {_step(snap)} "
+            f"weight {_weight(snap)}; stable {snap.stable.name} "
             f"{snap.stable.ready}/{snap.stable.desired}, canary {snap.canary.name} "
             f"{snap.canary.ready}/{snap.canary.desired}"
         )

@@ -556,8 +556,9 @@ def _progressing(run: _Run) -> bool:
         _promote(run, "AnalysisPromoted", verdict.reason or "the analysis verdict is promote")
         return True
     if index >= spec.plan_length:
-        if spec.analysis is not None and verdict is None:
-            return run.hold("waiting for an analysis verdict before promoting")
+        if spec.analysis is not None and (verdict is None or not verdict.promotion_allowed):
+            why = verdict.reason if verdict is not None and verdict.reason else "a verdict"
+            return run.hold(f"waiting for {why} from the analysis verdict before promoting")
         _promote(run, "StepsCompleted", "all steps passed")
         return True
     step = spec.steps[index]

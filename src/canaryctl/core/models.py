@@ -559,6 +559,10 @@ class CanaryStatus(BaseModel):
     analysis_seen_until: float | None = None
     observed_spec_hash: str = ""
     last_command_id: str | None = None
+    # Opaque to the machine: the analysis driver's judge evidence and last verdict, stored
+    # with each decision so a restarted process resumes the same e-process.
+    analysis_state: dict[str, Any] | None = None
+    last_verdict: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready camelCase mapping; `from_dict` reads it back unchanged."""
@@ -618,6 +622,9 @@ class Verdict(BaseModel):
     decision: Literal["continue", "promote", "rollback"]
     reason: str = ""
     checks: tuple[CheckRecord, ...] = ()
+    # False while "continue" must not end in promotion at the end of the steps (a judge
+    # that promotes only on evidence, or a promotion gate that has not said yes).
+    promotion_allowed: bool = True
 
 
 class Command(BaseModel):

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from lightkube import Client
 
@@ -33,25 +32,17 @@ from canaryctl.core.models import (
     Observations,
     Phase,
     PodObs,
-    Verdict,
     replica_split,
 )
+from canaryctl.driver.analysis import Analysis
 from canaryctl.driver.report import Notice, Sink, Snapshot, VersionState
 from canaryctl.errors import CanaryError, ClusterError, ConflictError, SpecError
-from canaryctl.kube import events, store, workloads
+from canaryctl.kube import events, secrets, store, workloads
 from canaryctl.kube.store import Record, Store
 from canaryctl.kube.workloads import DeploymentInfo
 from canaryctl.routers import Router, make_router
 
 log = logging.getLogger(__name__)
-
-
-class Analysis(Protocol):
-    """Produces the analysis verdict for a tick (None while there is nothing to judge)."""
-
-    def evaluate(self, spec: CanarySpec, status: CanaryStatus, now: float) -> Verdict | None:
-        """Judge the canary with the metrics available at `now`."""
-        ...
 
 
 class LeaseHeld(CanaryError):
@@ -109,7 +100,9 @@ class Engine:
         self.spec = spec
         self.store = Store(client)
         self.sink = sink
-        self.analysis = analysis
+        self.analysis = analysis or Analysis.from_spec(
+            spec, secrets=secrets.getter(client, spec.namespace)
+        )
         self.clock = clock
         self.me = identity or store.identity()
         self.record_events = record_events
@@ -178,20 +171,30 @@ class Engine:
         drift = self._drift(status, stable, baseline)
         if drift and command is None:
             command = Command(action="pause", id=drift[0])
-        verdict = None
+        analysis = None
         if self.analysis is not None and status is not None:
-            verdict = self.analysis.evaluate(self.spec, status, now)
+            label = self.analysis.config.version_label
+            versions = (stable.pod_labels.get(label, ""), canary.pod_labels.get(label, ""))
+            analysis = self.analysis.evaluate(status, now, versions)
         obs = Observations(
             now=now,
             stable=_obs(stable),
             canary=_obs(canary),
             effective_weight=router.get_weight() if stable.exists or canary.exists else None,
-            analysis=verdict,
+            analysis=analysis.verdict if analysis else None,
             command=command,
         )
 
         # decide
         decision = decide(self.spec, status, obs)
+
+        new_warning = None
+        if analysis is not None:
+            previous = (status.last_verdict or {}).get("warning") if status else None
+            decision.status.analysis_state = analysis.state
+            decision.status.last_verdict = analysis.summary
+            if analysis.warning and analysis.warning != previous:
+                new_warning = analysis.warning
 
         # persist: the decision is stored (and the lease renewed) before anything is done
         record.status = decision.status.to_dict()
@@ -207,9 +210,14 @@ class Engine:
         # act
         if drift and (status is None or status.last_command_id != drift[0]):
             self._notice("Warning", "ScaledByAnotherActor", drift[1])
+        if new_warning:
+            self._notice("Warning", "AnalysisNoData", f"{new_warning}; not promoting on it")
         self._act(decision, router)
         for ev in decision.events:
-            self._notice(ev.type, ev.reason, ev.message)
+            self._notice(ev.type, ev.reason, ev.message, decision.status.phase.value)
+        ended = decision.status.phase.terminal and (status is None or not status.phase.terminal)
+        if ended and self.analysis is not None:
+            self.analysis.finish(decision.status)
         if self.sink is not None:
             self.sink.snapshot(self._snapshot(decision.status, stable, canary, obs))
         return TickResult(status=decision.status, acted=True)
@@ -259,7 +267,9 @@ class Engine:
 
     # --- reporting -----------------------------------------------------------
 
-    def _notice(self, type_: str, reason: str, message: str) -> None:
+    def _notice(self, type_: str, reason: str, message: str, phase: str = "") -> None:
+        if self.analysis is not None:
+            self.analysis.notify(phase or reason, type_, f"{reason}: {message}")
         if self.sink is not None:
             self.sink.notice(Notice(type_, reason, message))
         if self.record_events:
@@ -347,7 +357,7 @@ def snapshot_of(
         phase=status.phase.value,
         stage=status.stage.value if status.stage else None,
         step=status.step_index,
-        steps=spec.plan_length,
+        steps=len(spec.steps),
         desired_weight=status.weight,
         effective_weight=effective_weight,
         stable=VersionState(
@@ -359,4 +369,5 @@ def snapshot_of(
         message=status.message or status.reason,
         elapsed=elapsed,
         checks=[c.model_dump(mode="json") for c in status.history[-10:]],
+        analysis=status.last_verdict,
     )

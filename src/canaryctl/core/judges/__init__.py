@@ -1,0 +1,13 @@
+"""Judges turn per-look request and error counts into continue / promote / rollback.
+
+`SequentialJudge` compares canary with stable and may stop at any look without
+inflating false rollbacks; `ThresholdJudge` reproduces Flagger/Argo per-interval
+success-rate checks.
+"""
+
+from canaryctl.core.judges._batch import Batch
+from canaryctl.core.judges._verdict import Decision, Verdict
+from canaryctl.core.judges.sequential import SequentialJudge
+from canaryctl.core.judges.threshold import ThresholdJudge
+
+__all__ = ["Batch", "Decision", "SequentialJudge", "ThresholdJudge", "Verdict"]

@@ -1,0 +1,368 @@
+"""Analysis for the engine: Prometheus counts per look judged by a core judge, and
+Flagger-compatible webhooks (gates, load tests, rollback requests, notifications).
+
+Every `interval` the canary's and the stable's requests and errors since the previous look
+are read with PromQL and fed to the judge. The looks are stored in the rollout's status
+(`analysisState`), and the judge is rebuilt from them on every tick, so a restarted
+process continues the very same test: the e-process does not restart from 1.
+Missing data (Prometheus unreachable, empty or NaN results, no canary traffic) is never a
+reason to promote: it yields no verdict, and the machine waits at the end of the steps.
+
+Webhooks, per look: `pre-rollout` once before the first (a failure rolls back), `rollout`
+(e.g. a load test; `failureLimit` failures in a row roll back), `rollback` (a 200 asks for
+rollback), `confirm-promotion` (promotion waits until every one answers 200); and
+`event` on each transition and `post-rollout` once at the end, from the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from canaryctl.core.durations import parse_duration
+from canaryctl.core.judges import Batch, SequentialJudge, ThresholdJudge
+from canaryctl.core.judges import Verdict as JudgeVerdict
+from canaryctl.core.models import CanarySpec, CanaryStatus, CheckRecord, Phase, Verdict
+from canaryctl.errors import AnalysisError, SpecError
+from canaryctl.providers.prometheus import Auth, PrometheusClient
+from canaryctl.providers.templates import MetricSource, Target, error_batch, latency_batch
+from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
+
+#: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
+MAX_LOOKS = 2000
+
+_CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class PrometheusSpec(BaseModel):
+    """Where Prometheus answers, and how to authenticate (credentials from files/Secrets)."""
+
+    model_config = _CONFIG
+
+    url: str
+    auth: dict[str, Any] | None = None
+    timeout: float = 5.0
+
+
+class AnalysisSpec(BaseModel):
+    """The `analysis` block of a canary spec.
+
+    judge "sequential" (default) compares canary with stable (anytime-valid e-process);
+    "threshold" reproduces Flagger's per-interval success-rate checks. `latencyThreshold`
+    (seconds, a histogram bucket bound) adds a second sequential test on slow requests.
+    """
+
+    model_config = _CONFIG
+
+    prometheus: PrometheusSpec | None = None
+    webhooks: list[dict[str, Any]] = Field(default_factory=list)
+    judge: Literal["sequential", "threshold"] = "sequential"
+    interval: float = 10.0
+    app: str | None = None
+    version_label: str = "version"
+    alpha: float = 0.05
+    beta: float = 0.05
+    tolerance: float = 0.1
+    promote_ratio: float = 1.5
+    max_canary_error_rate: float | None = 0.5
+    min_success_rate: float = Field(default=0.99, ge=0, le=1)
+    failure_limit: int = Field(default=5, ge=1)
+    promote_after: int = Field(default=10, ge=1)
+    latency_threshold: float | None = None
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < 1:
+            raise ValueError("must be at least 1s")
+        return seconds
+
+
+def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
+    """The spec's analysis block, validated; SpecError names the field."""
+    if spec.analysis is None:
+        return None
+    try:
+        return AnalysisSpec.model_validate(spec.analysis.model_dump())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"analysis.{path}" if path else "analysis", first["msg"]) from exc
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one evaluation produced: a verdict (None = no opinion), state to store, a warning."""
+
+    verdict: Verdict | None
+    state: dict[str, Any] | None
+    summary: dict[str, Any] | None = None
+    warning: str | None = None
+
+
+class Analysis:
+    """Metric judges and webhooks for one canary."""
+
+    def __init__(
+        self,
+        spec: CanarySpec,
+        config: AnalysisSpec,
+        source: MetricSource | None,
+        hooks: WebhookClient | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.source = source
+        self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
+        self.hooks = hooks or WebhookClient()
+
+    @classmethod
+    def from_spec(cls, spec: CanarySpec, secrets: Any = None) -> Analysis | None:
+        """Build from the spec's analysis block (None when the spec has none)."""
+        config = parse_analysis(spec)
+        if config is None:
+            return None
+        source = None
+        if config.prometheus is not None:
+            prom = config.prometheus
+            auth = Auth.from_mapping(prom.auth) if prom.auth else None
+            source = PrometheusClient(prom.url, auth=auth, secrets=secrets, timeout=prom.timeout)
+        return cls(spec, config, source)
+
+    def _call(self, hook_type: HookType, phase: str) -> list[Any]:
+        return self.hooks.run(
+            self.webhooks, hook_type, name=self.spec.name, namespace=self.spec.namespace,
+            phase=phase, checksum=self.spec.fingerprint,
+        )  # fmt: skip
+
+    def notify(self, phase: str, type_: str, message: str) -> None:
+        """Send one transition to the `event` webhooks (never raises)."""
+        if any(h.type is HookType.EVENT for h in self.webhooks):
+            self.hooks.notify(
+                self.webhooks, name=self.spec.name, namespace=self.spec.namespace,
+                phase=phase, message=message, event_type=type_,
+                checksum=self.spec.fingerprint,
+            )  # fmt: skip
+
+    def finish(self, status: CanaryStatus) -> None:
+        """Call the `post-rollout` webhooks once the rollout has ended."""
+        self._call(HookType.POST_ROLLOUT, status.phase.value)
+
+    def _judges(self) -> list[tuple[str, SequentialJudge | ThresholdJudge]]:
+        c = self.config
+        if self.source is None:
+            return []
+        if c.judge == "threshold":
+            errors: SequentialJudge | ThresholdJudge = ThresholdJudge(
+                c.min_success_rate, c.failure_limit, c.promote_after
+            )
+        else:
+            errors = SequentialJudge(
+                c.alpha, c.beta, c.tolerance, c.promote_ratio,
+                max_canary_error_rate=c.max_canary_error_rate,
+            )  # fmt: skip
+        judges = [("errors", errors)]
+        if c.latency_threshold is not None:
+            slow = SequentialJudge(
+                c.alpha, c.beta, c.tolerance, c.promote_ratio, max_canary_error_rate=None
+            )
+            judges.append(("latency", slow))
+        return judges
+
+    def evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
+        """One tick: look again if `interval` has passed, and judge all looks so far."""
+        state = dict(status.analysis_state or {})
+        if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+            # Promoting or rolling back: the verdict that led here stays on record.
+            return Result(None, status.analysis_state, status.last_verdict)
+        last = state.get("lastLook")
+        looks: dict[str, list[list[float]]] = {
+            k: list(v) for k, v in state.get("looks", {}).items()
+        }
+        warning = None
+        if last is None:
+            state["lastLook"] = now  # the first window starts now
+            return Result(None, state)
+        hook_checks: list[CheckRecord] = []
+        if now - last >= self.config.interval:
+            window = now - last
+            hook_checks = self._look_hooks(status, state, now)
+            try:
+                fresh = self._fetch(window, now, versions) if self.source else {}
+            except AnalysisError as exc:
+                fresh, warning = {}, str(exc)
+            for name, batch in fresh.items():
+                if batch is not None:
+                    rows = looks.setdefault(name, [])
+                    rows.append([batch.canary_requests, batch.canary_errors,
+                                 batch.stable_requests, batch.stable_errors])  # fmt: skip
+                    del rows[:-MAX_LOOKS]
+            state["lastLook"] = now
+            state["looks"] = looks
+            if warning is None and any(b is None for b in fresh.values()):
+                warning = "no data from Prometheus for this look (empty, NaN or Inf)"
+        verdicts = self._replay(looks)
+        result = self._combine(status, state["lastLook"], verdicts, state, warning)
+        return self._with_hooks(status, result, hook_checks, state)
+
+    def _look_hooks(
+        self, status: CanaryStatus, state: dict[str, Any], now: float
+    ) -> list[CheckRecord]:
+        """Call this look's webhooks; their outcome is kept in `state` for the verdict."""
+        phase = status.phase.value
+        checks: list[CheckRecord] = []
+
+        def record(results: list[Any]) -> None:
+            for r in results:
+                checks.append(CheckRecord(time=now, name=f"webhook {r.name} ({r.type})",
+                                          passed=r.passed, message=r.message))  # fmt: skip
+
+        if not state.get("preRolloutDone"):
+            results = self._call(HookType.PRE_ROLLOUT, phase)
+            record(results)
+            state["preRolloutDone"] = True
+            state["preRolloutFailed"] = next((r.message for r in results if not r.passed), None)
+        rollout = self._call(HookType.ROLLOUT, phase)
+        record(rollout)
+        failed = [r for r in rollout if not r.passed]
+        state["rolloutFailures"] = state.get("rolloutFailures", 0) + 1 if failed else 0
+        rollback = self._call(HookType.ROLLBACK, phase)
+        # For rollback hooks a 200 is a request to roll back, so it "fails" the canary.
+        for r in rollback:
+            checks.append(CheckRecord(time=now, name=f"webhook {r.name} (rollback)",
+                                      passed=not r.passed, message=r.message))  # fmt: skip
+        state["rollbackRequested"] = next((r.name for r in rollback if r.passed), None)
+        # Asked at every look (as Flagger does before promoting), so a "yes" is fresh.
+        confirm = self._call(HookType.CONFIRM_PROMOTION, phase)
+        record(confirm)
+        state["promotionConfirmed"] = all(r.passed for r in confirm)
+        return checks
+
+    def _with_hooks(
+        self,
+        status: CanaryStatus,
+        result: Result,
+        checks: list[CheckRecord],
+        state: dict[str, Any],
+    ) -> Result:
+        """Let webhook outcomes veto or gate the metric verdict."""
+        all_checks = tuple(checks) + (result.verdict.checks if result.verdict else ())
+        why = None
+        if state.get("preRolloutFailed"):
+            why = f"pre-rollout webhook failed: {state['preRolloutFailed']}"
+        elif state.get("rollbackRequested"):
+            why = f"rollback requested by webhook {state['rollbackRequested']}"
+        elif state.get("rolloutFailures", 0) >= self.config.failure_limit:
+            why = f"rollout webhooks failed {state['rolloutFailures']} looks in a row"
+        if why is not None:
+            verdict = Verdict(decision="rollback", reason=why, checks=all_checks)
+            return Result(verdict, state, result.summary, result.warning)
+        verdict = result.verdict
+        if verdict is None and self.source is None:
+            # Webhooks only: no metric judge, so the steps decide; the hooks may still veto.
+            verdict = Verdict(decision="continue", reason="webhooks passed", checks=all_checks)
+        elif verdict is not None and checks:
+            verdict = verdict.model_copy(update={"checks": all_checks})
+        gated = any(h.type is HookType.CONFIRM_PROMOTION for h in self.webhooks)
+        if verdict is not None and gated and not state.get("promotionConfirmed"):
+            # Hold promotion (by evidence or at the end of the steps) until the gate says yes.
+            verdict = Verdict(
+                decision="continue",
+                reason="the confirm-promotion webhooks",
+                checks=verdict.checks,
+                promotion_allowed=False,
+            )
+        return Result(verdict, state, result.summary, result.warning)
+
+    def _fetch(
+        self, window: float, now: float, versions: tuple[str, str]
+    ) -> dict[str, Batch | None]:
+        stable_version, canary_version = versions
+        target = Target(
+            namespace=self.spec.namespace,
+            app=self.config.app or self.spec.service,
+            canary=canary_version,
+            stable=stable_version,
+        )
+        seconds = max(1, round(window))
+        out = {"errors": error_batch(self.source, target, seconds, at=now)}
+        if self.config.latency_threshold is not None:
+            out["latency"] = latency_batch(
+                self.source, target, seconds, self.config.latency_threshold, at=now
+            )
+        return out
+
+    def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
+        verdicts: dict[str, JudgeVerdict | None] = {}
+        for name, judge in self._judges():
+            verdict = None
+            for row in looks.get(name, []):
+                verdict = judge.observe(Batch(*row))
+            verdicts[name] = verdict
+        return verdicts
+
+    def _combine(
+        self,
+        status: CanaryStatus,
+        looked_at: float,
+        verdicts: dict[str, JudgeVerdict | None],
+        state: dict[str, Any],
+        warning: str | None,
+    ) -> Result:
+        checks = []
+        for name, v in verdicts.items():
+            if v is None:
+                continue
+            value = v.rollback_evalue if v.rollback_evalue is not None else v.success_rate
+            threshold = (
+                v.rollback_threshold
+                if v.rollback_evalue is not None
+                else self.config.min_success_rate
+            )
+            checks.append(
+                CheckRecord(
+                    # Stamped with the look, so the history gets one record per look.
+                    time=looked_at - (0.001 if name == "errors" else 0.0),
+                    name=f"{name} ({self.config.judge})",
+                    passed=v.decision != "rollback",
+                    value=value,
+                    threshold=threshold,
+                    message=f"{v.decision}: {v.message}",
+                )
+            )
+        summary = {name: v.to_dict() for name, v in verdicts.items() if v is not None}
+        if warning:
+            summary["warning"] = warning
+        decided = [v for v in verdicts.values() if v is not None]
+        if any(v.decision == "rollback" for v in decided):
+            bad = next(v for v in decided if v.decision == "rollback")
+            return Result(Verdict(decision="rollback", reason=bad.message, checks=tuple(checks)),
+                          state, summary, warning)  # fmt: skip
+        if not verdicts:
+            return Result(None, state, summary or None, warning)
+        complete = len(decided) == len(verdicts) and decided
+        if complete and all(v.decision == "promote" for v in decided):
+            reason = "; ".join(v.message for v in decided)
+            return Result(Verdict(decision="promote", reason=reason, checks=tuple(checks)),
+                          state, summary, warning)  # fmt: skip
+        no_data = (
+            not complete
+            or warning is not None
+            or any(v.reason in ("no-canary-traffic", "invalid-counts", "no-data") for v in decided)
+        )
+        if no_data:
+            return Result(None, state, summary, warning)  # never promote on missing data
+        # A sequential judge promotes only on evidence: its "continue" never lets the end of
+        # the steps promote; a threshold judge's passing checks do (Flagger's semantics).
+        evidence_only = self.config.judge == "sequential"
+        verdict = Verdict(
+            decision="continue",
+            reason="evidence for promotion" if evidence_only else "no objection",
+            checks=tuple(checks),
+            promotion_allowed=not evidence_only,
+        )
+        return Result(verdict, state, summary, warning)

@@ -1,0 +1,324 @@
+"""SequentialJudge: validity, speed on clear regressions, missing data, absorbing verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from canaryctl.core.judges import Batch, SequentialJudge
+from canaryctl.errors import SpecError
+
+
+def poisson(lam: float, rng: random.Random) -> int:
+    """Poisson draw by inversion; fine for the small means used in tests."""
+    u, k, p = rng.random(), 0, math.exp(-lam)
+    cdf = p
+    while u > cdf and p > 0:
+        k += 1
+        p *= lam / k
+        cdf += p
+    return k
+
+
+def poisson_stream(
+    seed: int,
+    looks: int,
+    *,
+    canary_requests: int = 100,
+    stable_requests: int = 900,
+    stable_rate: float = 0.01,
+    ratio: float = 1.0,
+) -> Iterator[Batch]:
+    """Fixed request counts per look, Poisson errors at the given rates."""
+    rng = random.Random(seed)
+    for _ in range(looks):
+        yield Batch(
+            canary_requests,
+            poisson(canary_requests * stable_rate * ratio, rng),
+            stable_requests,
+            poisson(stable_requests * stable_rate, rng),
+        )
+
+
+# The plain e-process: no per-look cap, no dispersion prior, no promotion warm-up.
+PLAIN = {
+    "min_decisive_looks": 1,
+    "dispersion_prior": 1.0,
+    "promote_warmup_looks": 0,
+    "promote_warmup_errors": 0,
+    "min_canary_requests": 0,
+    "max_canary_error_rate": None,
+}
+
+INVALID_BATCHES = st.one_of(
+    st.builds(
+        Batch,
+        st.just(0),
+        st.just(0),
+        st.integers(0, 10_000),
+        st.integers(0, 100),
+    ),
+    st.builds(
+        Batch,
+        st.sampled_from([math.nan, -5.0, 100.0]),
+        st.sampled_from([math.nan, -1.0, 0.0]),
+        st.sampled_from([900.0, -900.0, math.nan]),
+        st.sampled_from([9.0, math.inf]),
+    ).filter(lambda b: b.problem() is not None),
+)
+
+
+def test_evalues_start_at_one() -> None:
+    judge = SequentialJudge()
+    verdict = judge.observe(Batch(100, 0, 900, 0))  # a look without errors carries no evidence
+    assert verdict.decision == "continue"
+    assert verdict.rollback_evalue == 1.0
+    assert verdict.promote_evalue == 1.0
+    assert verdict.rollback_threshold == 20.0
+    assert verdict.promote_threshold == 20.0
+
+
+def test_identical_rates_never_roll_back_in_a_large_deterministic_stream() -> None:
+    judge = SequentialJudge(promote_ratio=0.5)  # R = 1 is then inside the promotion null too
+    previous = 1.0
+    for _ in range(2000):
+        verdict = judge.observe(Batch(1000, 10, 9000, 90))
+        assert verdict.decision == "continue"
+        assert verdict.rollback_evalue is not None
+        assert verdict.rollback_evalue <= previous
+        previous = verdict.rollback_evalue
+    assert previous < 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    looks=st.lists(
+        st.tuples(st.floats(0.01, 0.99), st.floats(10, 1e5), st.floats(1e-4, 0.2)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_proportional_errors_never_raise_the_rollback_evalue_whatever_the_share(
+    looks: list[tuple[float, float, float]],
+) -> None:
+    judge = SequentialJudge(**PLAIN)
+    for share, requests, rate in looks:
+        canary, stable = share * requests, (1 - share) * requests
+        verdict = judge.observe(Batch(canary, canary * rate, stable, stable * rate))
+        assert verdict.decision != "rollback"
+        assert verdict.rollback_evalue is not None
+        assert verdict.rollback_evalue <= 1.0 + 1e-9
+
+
+def test_five_fold_regression_rolls_back_within_a_minute() -> None:
+    judge = SequentialJudge()
+    for _ in range(6):
+        verdict = judge.observe(Batch(100, 5, 900, 9))  # 5% vs 1% errors at 100 req/s
+        if verdict.final:
+            break
+    assert verdict.decision == "rollback"
+    assert verdict.reason == "evidence"
+    assert verdict.look <= 3
+    assert verdict.rollback_evalue is not None
+    assert verdict.rollback_evalue >= 20
+
+
+def test_five_fold_regression_rolls_back_within_two_minutes_in_noisy_streams() -> None:
+    quick = 0
+    for seed in range(100):
+        judge = SequentialJudge()
+        for verdict in map(judge.observe, poisson_stream(seed, 12, ratio=5.0)):
+            if verdict.final:
+                break
+        quick += verdict.decision == "rollback"
+    assert quick >= 98
+
+
+def test_good_canary_is_promoted_once_warm_and_evidence_suffices() -> None:
+    judge = SequentialJudge()
+    verdicts = [judge.observe(Batch(1000, 10, 9000, 90)) for _ in range(40)]
+    promoted = [v for v in verdicts if v.decision == "promote"]
+    assert promoted, "a canary matching stable at 1000 req/s must be promoted within 40 looks"
+    assert promoted[0].look > judge.promote_warmup_looks
+    assert promoted[0].promote_evalue is not None
+    assert promoted[0].promote_evalue >= 20
+
+
+@settings(max_examples=60, deadline=None)
+@given(head=st.integers(0, 30), bad=st.lists(INVALID_BATCHES, min_size=1, max_size=40))
+def test_missing_data_never_promotes_nor_moves_the_evalues(head: int, bad: list[Batch]) -> None:
+    judge = SequentialJudge(**PLAIN, promote_ratio=3.0)
+    verdict = None
+    for batch in poisson_stream(7, head):
+        verdict = judge.observe(batch)
+        if verdict.final:
+            return  # already decided on real data; nothing left to check
+    before = (verdict.rollback_evalue, verdict.promote_evalue) if verdict else (1.0, 1.0)
+    for batch in bad:
+        verdict = judge.observe(batch)
+        assert verdict.decision == "continue"
+        assert verdict.message == "no data"
+        assert (verdict.rollback_evalue, verdict.promote_evalue) == before
+
+
+def test_stable_errors_alone_never_promote_a_canary_without_traffic() -> None:
+    judge = SequentialJudge()
+    for _ in range(1000):
+        verdict = judge.observe(Batch(0, 0, 10_000, 100))
+        assert verdict.decision == "continue"
+        assert verdict.reason == "no-canary-traffic"
+
+
+def test_promotion_waits_for_min_canary_requests() -> None:
+    judge = SequentialJudge(min_canary_requests=50_000)
+    reasons = []
+    for _ in range(80):
+        verdict = judge.observe(Batch(1000, 10, 9000, 90))
+        reasons.append(verdict.reason)
+        if verdict.final:
+            break
+    assert "min-canary-requests" in reasons
+    assert verdict.decision == "promote"
+    assert verdict.totals.canary_requests >= 50_000
+
+
+@settings(max_examples=40, deadline=None)
+@given(later=st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 1000)), max_size=20))
+def test_verdicts_are_absorbing(later: list[tuple[int, int]]) -> None:
+    judge = SequentialJudge()
+    decided = None
+    while decided is None:
+        verdict = judge.observe(Batch(100, 20, 900, 9))
+        decided = verdict if verdict.final else None
+    assert decided.decision == "rollback"
+    for stable_requests, stable_errors in later:
+        batch = Batch(1000, 0, stable_requests, min(stable_errors, stable_requests))
+        assert judge.observe(batch) == decided
+
+
+def test_kill_switch_rolls_back_on_one_look_with_enough_requests() -> None:
+    judge = SequentialJudge()
+    verdict = judge.observe(Batch(100, 60, 900, 500))  # stable is failing too: ratio is small
+    assert verdict.decision == "rollback"
+    assert verdict.reason == "kill-switch"
+    few = SequentialJudge().observe(Batch(10, 9, 90, 80))
+    assert few.reason != "kill-switch"
+    off = SequentialJudge(max_canary_error_rate=None).observe(Batch(100, 60, 900, 500))
+    assert off.reason != "kill-switch"
+
+
+def test_state_round_trip_resumes_the_same_evidence() -> None:
+    batches = list(poisson_stream(3, 60, ratio=1.3))
+    first = SequentialJudge()
+    for batch in batches[:30]:
+        first.observe(batch)
+    state = json.loads(json.dumps(first.state()))
+    second = SequentialJudge()
+    second.load_state(state)
+    for batch in batches[30:]:
+        assert second.observe(batch) == first.observe(batch)
+
+
+def test_state_from_another_configuration_is_refused() -> None:
+    state = SequentialJudge(grid_size=8).state()
+    with pytest.raises(SpecError):
+        SequentialJudge(grid_size=24).load_state(state)
+
+
+def test_verdict_dict_is_strict_json_even_for_huge_evidence() -> None:
+    verdict = SequentialJudge(**PLAIN).observe(Batch(1e6, 4e5, 9e6, 1e3))
+    assert verdict.decision == "rollback"
+    text = json.dumps(verdict.to_dict(), allow_nan=False)
+    assert json.loads(text)["rollbackEvalue"] > 1e200
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"alpha": 0.0},
+        {"alpha": 1.0},
+        {"beta": 1.5},
+        {"tolerance": -0.1},
+        {"promote_ratio": 0.0},
+        {"grid_size": 0},
+        {"min_decisive_looks": 0},
+        {"dispersion_prior": 0.5},
+        {"max_canary_error_rate": 0.0},
+        {"alpha": math.nan},
+    ],
+)
+def test_invalid_parameters_are_spec_errors(kwargs: dict[str, float]) -> None:
+    with pytest.raises(SpecError):
+        SequentialJudge(**kwargs)  # type: ignore[arg-type]
+
+
+def _expected_first_look_evalues(share: float, errors: int, ratio: float) -> tuple[float, float]:
+    """Exact E[e-value after one look] when S ~ Binomial(errors, theta(ratio))."""
+    theta = share * ratio / (share * ratio + 1 - share)
+    rollback = promote = 0.0
+    for s in range(errors + 1):
+        weight = math.comb(errors, s) * theta**s * (1 - theta) ** (errors - s)
+        verdict = SequentialJudge(grid_size=8, **PLAIN).observe(
+            Batch(1000 * share, s, 1000 * (1 - share), errors - s)
+        )
+        rollback += weight * verdict.rollback_evalue  # type: ignore[operator]
+        promote += weight * verdict.promote_evalue  # type: ignore[operator]
+    return rollback, promote
+
+
+@settings(max_examples=60, deadline=None)
+@given(share=st.floats(0.05, 0.95), errors=st.integers(1, 40), ratio=st.floats(0.05, 1.1))
+def test_rollback_evalue_is_a_supermartingale_for_every_ratio_within_tolerance(
+    share: float, errors: int, ratio: float
+) -> None:
+    rollback, _ = _expected_first_look_evalues(share, errors, ratio)
+    assert rollback <= 1.0 + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(share=st.floats(0.05, 0.95), errors=st.integers(1, 40), ratio=st.floats(1.5, 30.0))
+def test_promote_evalue_is_a_supermartingale_for_every_ratio_at_or_above_promote_ratio(
+    share: float, errors: int, ratio: float
+) -> None:
+    _, promote = _expected_first_look_evalues(share, errors, ratio)
+    assert promote <= 1.0 + 1e-9
+
+
+def _false_rollbacks(runs: int, looks: int, ratio: float, **kwargs: float) -> int:
+    count = 0
+    for seed in range(runs):
+        judge = SequentialJudge(promote_ratio=0.5, **kwargs)  # keep looking: never promote at R=1
+        for batch in poisson_stream(1000 + seed, looks, ratio=ratio):
+            if judge.observe(batch).decision == "rollback":
+                count += 1
+                break
+    return count
+
+
+def test_monte_carlo_false_rollbacks_stay_under_alpha_with_continuous_looks() -> None:
+    runs = 300
+    assert _false_rollbacks(runs, 360, ratio=1.0) <= (0.05 + 0.02) * runs
+
+
+def test_monte_carlo_false_rollbacks_stay_under_alpha_at_the_tolerance_boundary() -> None:
+    # R = R0 exactly, plain e-process: Ville's bound is tight here, so this is the hard case.
+    runs = 300
+    plain = {k: v for k, v in PLAIN.items() if k != "max_canary_error_rate"}
+    assert _false_rollbacks(runs, 360, ratio=1.1, **plain) <= (0.05 + 0.03) * runs
+
+
+def test_bursty_errors_raise_the_dispersion_estimate_and_clean_ones_do_not() -> None:
+    rng = random.Random(5)
+    bursty, clean = SequentialJudge(promote_ratio=0.5), SequentialJudge(promote_ratio=0.5)
+    for _ in range(200):
+        bursts = (poisson(0.3, rng), poisson(2.7, rng))  # bursts of 5 errors each
+        v_bursty = bursty.observe(Batch(100, 5 * bursts[0], 900, 5 * bursts[1]))
+        v_clean = clean.observe(Batch(100, poisson(1.5, rng), 900, poisson(13.5, rng)))
+    assert v_bursty.dispersion is not None and v_bursty.dispersion > 3.0
+    assert v_clean.dispersion is not None and v_clean.dispersion < 1.5

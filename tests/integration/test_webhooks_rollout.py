@@ -1,0 +1,97 @@
+"""Webhooks in a real rollout: a confirm-promotion gate, a rollback request, event and
+post-rollout notifications (Flagger-compatible semantics)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+
+from canaryctl.core.models import Phase, parse_spec
+from canaryctl.driver.engine import Engine
+from canaryctl.kube import manifests
+from helpers import EXAMPLES, wait_until
+from providers.httpstub import Receiver, Recorded, Reply, serve
+
+pytestmark = pytest.mark.integration
+SEED = EXAMPLES / "pulpocon-app"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    recv = Receiver(url="")
+
+    def handle(request: Recorded) -> Reply:
+        recv.requests.append(request)
+        route = recv.routes.get(request.path)
+        return route(request) if route else Reply(404)
+
+    for url in serve(handle):
+        recv.url = url
+        yield recv
+
+
+def _seed(kube: Client, ns: str) -> None:
+    files = [SEED / "service.yaml", SEED / "app-v1.yaml", SEED / "app-v2.yaml"]
+    manifests.apply(kube, manifests.load(files), ns)
+    wait_until(
+        lambda: kube.get(Deployment, "pulpocon-app-v1", namespace=ns).status.readyReplicas == 10,
+        timeout=60,
+    )
+
+
+def _spec(ns: str, hooks: list[dict]):
+    return parse_spec(
+        {
+            "name": "hooked",
+            "namespace": ns,
+            "stable": "pulpocon-app-v1",
+            "canary": "pulpocon-app-v2",
+            "service": "pulpocon-app",
+            "steps": [{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}],
+            "analysis": {"interval": "1s", "webhooks": hooks},
+        }
+    )
+
+
+def test_confirm_promotion_gate_holds_until_it_answers_200_and_events_are_sent(
+    kube: Client, namespace: str, receiver: Receiver
+) -> None:
+    _seed(kube, namespace)
+    gate_open = {"value": False}
+    receiver.route("/gate", lambda _r: Reply(200 if gate_open["value"] else 403))
+    receiver.route("/events", Reply(202))
+    receiver.route("/post", Reply(200))
+    hooks = [
+        {"name": "gate", "type": "confirm-promotion", "url": receiver.url + "/gate"},
+        {"name": "slack", "type": "event", "url": receiver.url + "/events"},
+        {"name": "done", "type": "post-rollout", "url": receiver.url + "/post"},
+    ]
+    engine = Engine(kube, _spec(namespace, hooks), record_events=False)
+    deadline = time.monotonic() + 20
+    status = engine.run(0.3, should_stop=lambda: time.monotonic() > deadline)
+    assert status.phase is not Phase.SUCCEEDED, "the gate has not said yes"
+    assert len(receiver.hits("/gate")) >= 2
+    gate_open["value"] = True
+    deadline = time.monotonic() + 60
+    status = engine.run(0.3, should_stop=lambda: time.monotonic() > deadline)
+    assert status.phase is Phase.SUCCEEDED
+    events = [r.json() for r in receiver.hits("/events")]
+    assert any("Succeeded" in e["metadata"]["eventMessage"] for e in events), events[-1]
+    assert len(receiver.hits("/post")) == 1
+
+
+def test_rollback_webhook_answering_200_rolls_back(
+    kube: Client, namespace: str, receiver: Receiver
+) -> None:
+    _seed(kube, namespace)
+    receiver.route("/rollback", Reply(200))
+    hooks = [{"name": "kill", "type": "rollback", "url": receiver.url + "/rollback"}]
+    spec = _spec(namespace, hooks)
+    status = Engine(kube, spec, record_events=False).run(0.3)
+    assert status.phase is Phase.ROLLED_BACK
+    assert "rollback requested by webhook kill" in status.message
+    assert kube.get(Deployment, "pulpocon-app-v1", namespace=namespace).status.readyReplicas == 10
