@@ -26,8 +26,8 @@ SEED = EXAMPLES / "pulpocon-app"
 # Version labels of the seed's Deployments; the queries select series by them.
 V1, V2 = "v1.0.0", "v2.0.0"
 SCENARIOS = {
-    "analysis-healthy": {V1: Traffic(300, 0.01), V2: Traffic(300, 0.01)},
-    "analysis-regress": {V1: Traffic(300, 0.01), V2: Traffic(300, 0.02)},
+    "analysis-healthy": {V1: Traffic(1000, 0.01), V2: Traffic(1000, 0.01)},
+    "analysis-regress": {V1: Traffic(1000, 0.01), V2: Traffic(1000, 0.02)},
 }
 
 
@@ -106,7 +106,7 @@ def test_healthy_canary_is_promoted_on_evidence_from_real_promql(
     kube: Client, prometheus: PrometheusServer
 ) -> None:
     ns = _namespace(kube, "analysis-healthy")
-    status = _run(kube, _spec(ns, prometheus.url), budget=150)
+    status = _run(kube, _spec(ns, prometheus.url), budget=240)
     assert status.phase is Phase.SUCCEEDED, status.message
     assert status.reason == "AnalysisPromoted", status.reason
     verdict = status.last_verdict["errors"]

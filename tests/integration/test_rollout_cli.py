@@ -251,10 +251,14 @@ def test_user_scaling_v1_by_hand_is_detected_reported_and_pauses(
                 if e.reason == "ScaledByAnotherActor"]  # fmt: skip
     assert "deployment/pulpocon-app-v1 was scaled to 3 by another actor" in event.message
     assert stored_status(kube, namespace)["phase"] == "Paused"
+    time.sleep(2)
     assert replicas(kube, namespace, "pulpocon-app-v1")[0] == 3, "canaryctl does not fight"
-    cli(local_cluster, "abort", "pulpocon-app", "-n", namespace)
-    assert proc.wait(timeout=60) == 4
-    assert_rolled_back(kube, namespace)
+    # Resuming hands the replicas back to canaryctl, which restores this step's split.
+    assert cli(local_cluster, "resume", "pulpocon-app", "-n", namespace).returncode == 0
+    wait_until(lambda: replicas(kube, namespace, "pulpocon-app-v1") == (9, 9), timeout=30)
+    assert cli(local_cluster, "promote", "pulpocon-app", "-n", namespace).returncode == 0
+    assert proc.wait(timeout=90) == 0, proc.stderr.read()
+    assert replicas(kube, namespace, "pulpocon-app-v2") == (10, 10)
 
 
 def _specs(kube: Client, ns: str) -> dict[str, tuple[int, int]]:

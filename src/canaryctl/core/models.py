@@ -563,6 +563,8 @@ class CanaryStatus(BaseModel):
     # with each decision so a restarted process resumes the same e-process.
     analysis_state: dict[str, Any] | None = None
     last_verdict: dict[str, Any] | None = None
+    # Opaque to the machine: the last change by another actor that paused the rollout.
+    drift_handled: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready camelCase mapping; `from_dict` reads it back unchanged."""

@@ -169,7 +169,11 @@ class Engine:
         router = self._router(baseline)
         command = Command(**record.command) if record.command else None
         drift = self._drift(status, stable, baseline)
-        if drift and command is None:
+        pending = (
+            command is not None and status is not None and (command.id != status.last_command_id)
+        )
+        new_drift = drift is not None and status is not None and drift[0] != status.drift_handled
+        if new_drift and not pending:
             command = Command(action="pause", id=drift[0])
         analysis = None
         if self.analysis is not None and status is not None:
@@ -188,6 +192,8 @@ class Engine:
         # decide
         decision = decide(self.spec, status, obs)
 
+        if new_drift and not pending:
+            decision.status.drift_handled = drift[0]
         new_warning = None
         if analysis is not None:
             previous = (status.last_verdict or {}).get("warning") if status else None
@@ -208,11 +214,11 @@ class Engine:
             return TickResult(status=status or decision.status, acted=False)
 
         # act
-        if drift and (status is None or status.last_command_id != drift[0]):
+        if new_drift and not pending:
             self._notice("Warning", "ScaledByAnotherActor", drift[1])
         if new_warning:
             self._notice("Warning", "AnalysisNoData", f"{new_warning}; not promoting on it")
-        self._act(decision, router)
+        self._act(decision, router, {"stable": stable, "canary": canary})
         for ev in decision.events:
             self._notice(ev.type, ev.reason, ev.message, decision.status.phase.value)
         ended = decision.status.phase.terminal and (status is None or not status.phase.terminal)
@@ -238,21 +244,29 @@ class Engine:
             f"actor (this step expects {low}..{baseline}); rollout paused: fix the replicas "
             f"or run `canaryctl resume {self.spec.name}` to let canaryctl set them again"
         )
-        return f"drift-{stable.name}-{stable.desired_replicas}", message
+        return f"drift-{stable.name}-{stable.generation}", message
 
-    def _act(self, decision: Decision, router: Router) -> None:
+    def _act(self, decision: Decision, router: Router, observed: dict[str, DeploymentInfo]) -> None:
+        st = decision.status
+        # Paused because someone else scaled the stable: leave their replicas alone until
+        # the user resumes (or aborts), instead of silently fighting them.
+        hands_off = (
+            st.phase is Phase.PAUSED
+            and st.drift_handled is not None
+            and st.last_command_id == st.drift_handled
+        )
         for action in decision.actions:
+            if hands_off and isinstance(action, (SetWeight, EnsureReplicas, ScaleDown)):
+                continue
             match action:
                 case EnsureReplicas(target=target, replicas=replicas):
-                    name, ns = self._target(target)
-                    info = workloads.read_deployment(self.client, name, ns)
+                    info = observed[target]
                     if info.exists and info.desired_replicas < replicas:
-                        workloads.scale(self.client, name, ns, replicas)
+                        self._scale(info, replicas)
                 case ScaleDown(target=target, replicas=replicas):
-                    name, ns = self._target(target)
-                    info = workloads.read_deployment(self.client, name, ns)
+                    info = observed[target]
                     if info.exists and info.desired_replicas > replicas:
-                        workloads.scale(self.client, name, ns, replicas)
+                        self._scale(info, replicas)
                 case SetWeight(weight=weight, stable_replicas=s, canary_replicas=c):
                     router.set_weight(weight, replicas=(s, c))
                 case RemoveStable():
@@ -260,10 +274,13 @@ class Engine:
                 case Wait():
                     pass  # informative only; shown through the snapshot's message
 
-    def _target(self, target: str) -> tuple[str, str]:
-        if target == "stable":
-            return self.spec.stable, self.spec.namespace
-        return self.spec.canary, self.canary_ns
+    def _scale(self, observed: DeploymentInfo, replicas: int) -> None:
+        # Guarded by the generation we decided on: a spec change by anyone else since the
+        # observation makes this fail, and the next tick sees (and reports) that change.
+        workloads.scale(
+            self.client, observed.name, observed.namespace, replicas,
+            generation=observed.generation,
+        )  # fmt: skip
 
     # --- reporting -----------------------------------------------------------
 

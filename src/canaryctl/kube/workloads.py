@@ -9,6 +9,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
 
 from canaryctl.errors import ClusterError, ConflictError
 
@@ -31,6 +32,7 @@ class DeploymentInfo:
     name: str
     namespace: str
     exists: bool
+    generation: int = 0
     desired_replicas: int = 0
     ready_replicas: int = 0
     updated_replicas: int = 0
@@ -70,6 +72,7 @@ def read_deployment(client: Client, name: str, namespace: str) -> DeploymentInfo
         name=name,
         namespace=namespace,
         exists=True,
+        generation=dep.metadata.generation or 0,
         desired_replicas=spec.replicas if spec.replicas is not None else 1,
         ready_replicas=(status.readyReplicas or 0) if status else 0,
         updated_replicas=(status.updatedReplicas or 0) if status else 0,
@@ -98,22 +101,31 @@ def _pod_info(pod: Pod) -> PodInfo:
     )
 
 
-def scale(client: Client, name: str, namespace: str, replicas: int) -> bool:
-    """Set spec.replicas, guarded by resourceVersion; returns False when already there.
+def scale(
+    client: Client, name: str, namespace: str, replicas: int, *, generation: int | None = None
+) -> bool:
+    """Set spec.replicas; returns False when already there.
 
-    A concurrent change by another actor raises ConflictError instead of being overwritten.
+    With `generation` (the Deployment's metadata.generation when it was observed) the
+    change is applied only if nobody changed the Deployment's spec since: a JSON patch
+    whose `test` op the API server checks atomically. A change by another actor in
+    between raises ConflictError instead of being silently overwritten.
     """
-    try:
-        current = client.get(Deployment.Scale, name, namespace=namespace)
-    except ApiError as exc:
-        raise ClusterError(f"reading scale of deployment/{name}: {api_message(exc)}") from exc
-    if current.spec.replicas == replicas:
+    current = read_deployment(client, name, namespace)
+    if not current.exists:
+        raise ClusterError(f"deployment/{name} not found in {namespace}")
+    if current.desired_replicas == replicas:
         return False
-    current.spec.replicas = replicas
+    ops: list[dict[str, object]] = [
+        {"op": "test", "path": "/metadata/generation",
+         "value": current.generation if generation is None else generation},
+        {"op": "replace", "path": "/spec/replicas", "value": replicas},
+    ]  # fmt: skip
     try:
-        client.replace(current, name, namespace=namespace)
+        client.patch(Deployment, name, ops, namespace=namespace, patch_type=PatchType.JSON)
     except ApiError as exc:
-        if exc.status.code == 409:
+        # 422 is how the API server reports a failed `test` op (the replace is valid).
+        if exc.status.code in (409, 422):
             raise ConflictError(
                 f"deployment/{name} in {namespace} changed while scaling it to {replicas}"
             ) from exc
