@@ -1,12 +1,14 @@
 """Benchmark of canary judges on simulated request streams with known truth.
 
-    python benchmarks/analysis.py            # full run, a few minutes
-    python benchmarks/analysis.py --quick    # smoke run
+    python benchmarks/analysis.py              # full run, a few minutes
+    python benchmarks/analysis.py --quick      # smoke run
+    python benchmarks/analysis.py --grid-only  # only the exposure grid (section 3)
 
 Every stream is seeded from its scenario and run number, and every judge in a
-scenario reads the same streams. The sequential judge looks every 10 s; the
-baselines check every minute, as Flagger and Argo are usually configured.
-See benchmarks/README.md for the model and the definitions.
+scenario reads the same streams. The sequential judge looks every 10 s unless a
+grid variant says otherwise; the baselines check every minute, as Flagger and
+Argo are usually configured. See benchmarks/README.md for the model and the
+definitions.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,9 +30,9 @@ from canaryctl.core.judges.baselines import (
 )
 
 LOOK_SECONDS = 10
-LOOKS_PER_CHECK = 6  # baselines check once a minute
-HORIZON_LOOKS = 360  # 60 min of analysis in the scenario tables
-GRID_MAX_LOOKS = 8640  # the exposure grid runs the sequential judge until it decides, up to 24 h
+CHECK_SECONDS = 60  # baselines check once a minute
+HORIZON_SECONDS = 3600  # 60 min of analysis in the scenario tables
+GRID_MAX_SECONDS = 86400  # the exposure grid runs the sequential judge until it decides, up to 24 h
 AFTER_PROMOTION_SECONDS = 3600  # a wrong promotion serves everyone for 60 min
 FLAGGER_ITERATIONS = 10  # successful checks before Flagger promotes
 ALPHA = 0.05
@@ -74,13 +76,56 @@ def poisson(lam: float, rng: random.Random) -> int:
             return k
 
 
-def error_count(requests: int, rate: float, burst: float, rng: random.Random) -> int:
-    """Errors among `requests`: Poisson, or bursts of geometric size with mean `burst`.
+def binomial(n: int, p: float, rng: random.Random) -> int:
+    """Exact Binomial draw: inversion for small means, BTRS (Hormann 1993) above."""
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if p > 0.5:
+        return n - binomial(n, 1.0 - p, rng)
+    if n * p < 10:
+        odds = p / (1.0 - p)
+        u = rng.random()
+        k, pk = 0, (1.0 - p) ** n
+        cdf = pk
+        while u > cdf and k < n:
+            pk *= odds * (n - k) / (k + 1)
+            k += 1
+            cdf += pk
+        return k
+    spq = math.sqrt(n * p * (1 - p))
+    b = 1.15 + 2.53 * spq
+    a = -0.0873 + 0.0248 * b + 0.01 * p
+    c = n * p + 0.5
+    alpha = (2.83 + 5.1 / b) * spq
+    v_r = 0.92 - 4.2 / b
+    m = math.floor((n + 1) * p)
+    log_odds = math.log(p / (1 - p))
+    h = math.lgamma(m + 1) + math.lgamma(n - m + 1)
+    while True:
+        u = rng.random() - 0.5
+        v = rng.random()
+        us = 0.5 - abs(u)
+        k = math.floor((2 * a / us + b) * u + c)
+        if k < 0 or k > n:
+            continue
+        if us >= 0.07 and v <= v_r:
+            return k
+        if math.log(v * alpha / (a / (us * us) + b)) <= (
+            h - math.lgamma(k + 1) - math.lgamma(n - k + 1) + (k - m) * log_odds
+        ):
+            return k
 
+
+def error_count(requests: int, rate: float, burst: float, rng: random.Random) -> int:
+    """Errors among `requests`: each fails on its own, or in bursts of geometric size.
+
+    `burst` is the mean burst size; 1 means independent errors.
     Bursts model a pod failing several requests in a row; the mean rate is kept.
     """
     if burst <= 1:
-        return min(requests, poisson(requests * rate, rng))
+        return binomial(requests, rate, rng)
     log_q = math.log(1.0 - 1.0 / burst)
     total = 0
     for _ in range(poisson(requests * rate / burst, rng)):
@@ -104,17 +149,17 @@ class Scenario:
     diurnal: float = 0.0  # load multiplied by 1 + diurnal * sin(2 pi t / 60 min)
     burst: float = 1.0  # mean errors per burst; 1 = independent errors
 
-    def share_at(self, look: int) -> float:
+    def share_at(self, seconds: float) -> float:
         share = self.share
         for minute, step_share in self.steps:
-            if look * LOOK_SECONDS >= minute * 60:
+            if seconds >= minute * 60:
                 share = step_share
         return share
 
-    def rps_at(self, look: int) -> float:
+    def rps_at(self, seconds: float) -> float:
         if not self.diurnal:
             return self.rps
-        return self.rps * (1 + self.diurnal * math.sin(2 * math.pi * look * LOOK_SECONDS / 3600))
+        return self.rps * (1 + self.diurnal * math.sin(2 * math.pi * seconds / 3600))
 
     @property
     def excess_rate(self) -> float:
@@ -123,41 +168,56 @@ class Scenario:
 
 
 class Stream:
-    """One run's looks, generated lazily so every judge reads the same data."""
+    """One run's counts per tick, generated lazily so every judge reads the same data.
 
-    def __init__(self, scenario: Scenario, run: int) -> None:
+    Judges read windows of whole ticks: a 10-s look, a 1-min check. Running
+    totals make any window one subtraction.
+    """
+
+    def __init__(self, scenario: Scenario, run: int, tick: int = LOOK_SECONDS) -> None:
         self.scenario = scenario
+        self.tick = tick
         self.rng = random.Random(f"{scenario.name}|{scenario.ratio}|{run}")
-        self.looks: list[Batch] = []
-        self.canary_cumulative: list[float] = [0.0]
+        # After each tick: canary requests, canary errors, stable requests, stable errors.
+        self._totals: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
 
-    def look(self, i: int) -> Batch:
-        while len(self.looks) <= i:
+    def window(self, start: int, ticks: int) -> Batch:
+        """Counts of ticks [start, start + ticks)."""
+        end = start + ticks
+        while len(self._totals) <= end:
             self._generate()
-        return self.looks[i]
+        a, b = self._totals[start], self._totals[end]
+        return Batch(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
 
-    def _generate(self) -> None:
-        s, rng, i = self.scenario, self.rng, len(self.looks)
-        rps, share = s.rps_at(i), s.share_at(i)
-        nc = poisson(rps * share * LOOK_SECONDS, rng)
-        ns = poisson(rps * (1 - share) * LOOK_SECONDS, rng)
-        canary_errors = error_count(nc, s.stable_rate * s.ratio, s.burst, rng)
-        stable_errors = error_count(ns, s.stable_rate, s.burst, rng)
-        self.looks.append(Batch(nc, canary_errors, ns, stable_errors))
-        self.canary_cumulative.append(self.canary_cumulative[-1] + nc)
+    def canary_requests_until(self, ticks: int) -> float:
+        self.window(0, ticks)
+        return self._totals[ticks][0]
 
-    def canary_requests_until(self, looks: int) -> float:
-        self.look(looks - 1)
-        return self.canary_cumulative[looks]
-
-    def sub_batches(self, check: int) -> list[Batch]:
-        return [self.look(check * LOOKS_PER_CHECK + k) for k in range(LOOKS_PER_CHECK)]
+    def ticks(self, seconds: int) -> int:
+        if seconds % self.tick:
+            raise ValueError(f"{seconds} s is not a whole number of {self.tick}-s ticks")
+        return seconds // self.tick
 
     def check(self, index: int) -> Batch:
-        total = Batch(0, 0, 0, 0)
-        for b in self.sub_batches(index):
-            total = total + b
-        return total
+        """The index-th 1-min check."""
+        per = self.ticks(CHECK_SECONDS)
+        return self.window(index * per, per)
+
+    def sub_batches(self, check: int) -> list[Batch]:
+        """The 10-s looks of one check, for the Kayenta-like comparison."""
+        per, look = self.ticks(CHECK_SECONDS), self.ticks(LOOK_SECONDS)
+        return [self.window(check * per + k * look, look) for k in range(per // look)]
+
+    def _generate(self) -> None:
+        s, rng = self.scenario, self.rng
+        seconds = (len(self._totals) - 1) * self.tick
+        rps, share = s.rps_at(seconds), s.share_at(seconds)
+        nc = poisson(rps * share * self.tick, rng)
+        ns = poisson(rps * (1 - share) * self.tick, rng)
+        ce = error_count(nc, s.stable_rate * s.ratio, s.burst, rng)
+        se = error_count(ns, s.stable_rate, s.burst, rng)
+        last = self._totals[-1]
+        self._totals.append((last[0] + nc, last[1] + ce, last[2] + ns, last[3] + se))
 
 
 # ---------------------------------------------------------------- outcomes
@@ -166,7 +226,7 @@ class Stream:
 @dataclass(frozen=True)
 class Outcome:
     decision: str  # "rollback", "promote" or "none" (undecided at the horizon)
-    looks: int  # 10-s looks elapsed until the decision (or the horizon)
+    seconds: int  # until the decision (or the horizon)
     canary_requests: float
 
 
@@ -181,13 +241,23 @@ def exposure(scenario: Scenario, outcome: Outcome) -> float:
     return excess
 
 
-def run_sequential(stream: Stream, make: Callable[[], SequentialJudge], max_looks: int) -> Outcome:
+def run_sequential(
+    stream: Stream,
+    make: Callable[[], SequentialJudge],
+    max_seconds: int,
+    look_seconds: int = LOOK_SECONDS,
+) -> Outcome:
     judge = make()
-    for i in range(max_looks):
-        verdict = judge.observe(stream.look(i))
+    per = stream.ticks(look_seconds)
+    for i in range(max_seconds // look_seconds):
+        verdict = judge.observe(stream.window(i * per, per))
         if verdict.final:
-            return Outcome(verdict.decision, i + 1, stream.canary_requests_until(i + 1))
-    return Outcome("none", max_looks, stream.canary_requests_until(max_looks))
+            ticks = (i + 1) * per
+            return Outcome(
+                verdict.decision, ticks * stream.tick, stream.canary_requests_until(ticks)
+            )
+    ticks = (max_seconds // look_seconds) * per
+    return Outcome("none", ticks * stream.tick, stream.canary_requests_until(ticks))
 
 
 class PerCheckJudge(Protocol):
@@ -197,21 +267,26 @@ class PerCheckJudge(Protocol):
 def run_per_check(
     stream: Stream, judge: PerCheckJudge, max_checks: int, *, sub: bool = False
 ) -> Outcome:
+    per = stream.ticks(CHECK_SECONDS)
     for k in range(max_checks):
         data = stream.sub_batches(k) if sub else stream.check(k)
         verdict = judge.observe(data)
         if verdict.final:
-            looks = (k + 1) * LOOKS_PER_CHECK
-            return Outcome(verdict.decision, looks, stream.canary_requests_until(looks))
-    looks = max_checks * LOOKS_PER_CHECK
-    return Outcome("none", looks, stream.canary_requests_until(looks))
+            return Outcome(
+                verdict.decision,
+                (k + 1) * CHECK_SECONDS,
+                stream.canary_requests_until((k + 1) * per),
+            )
+    return Outcome(
+        "none", max_checks * CHECK_SECONDS, stream.canary_requests_until(max_checks * per)
+    )
 
 
 JudgeRunner = Callable[[Stream], Outcome]
 
 FLAGGER_MAX_CHECKS = FLAGGER_ITERATIONS + 10  # enough for any failure threshold up to 10
 BASELINES: dict[str, JudgeRunner] = {
-    "sequential (10 s)": lambda s: run_sequential(s, SequentialJudge, HORIZON_LOOKS),
+    "sequential (10 s)": lambda s: run_sequential(s, SequentialJudge, HORIZON_SECONDS),
     "flagger-like 99%/5": lambda s: run_per_check(
         s, ThresholdJudge(0.99, 5, FLAGGER_ITERATIONS), FLAGGER_MAX_CHECKS
     ),
@@ -257,7 +332,7 @@ class Summary:
         return sum(o.decision == decision for o in self.outcomes)
 
     def seconds(self, decision: str) -> list[float]:
-        return [o.looks * LOOK_SECONDS for o in self.outcomes if o.decision == decision]
+        return [o.seconds for o in self.outcomes if o.decision == decision]
 
     def requests(self, decision: str) -> list[float]:
         return [o.canary_requests for o in self.outcomes if o.decision == decision]
@@ -338,35 +413,238 @@ def burst_stress() -> list[Scenario]:
     ]
 
 
-# ---------------------------------------------------------------- section 2: exposure grid
+# ---------------------------------------------------------------- section 3: exposure grid
 
 GRID_RATES = (0.001, 0.01, 0.05)
 GRID_RPS = (10, 100, 1000)
+GRID_SHARE = 0.10
+GRID_RATIO = 2.0
 FLAGGER_THRESHOLDS = tuple(
     [0.90 + i / 100 for i in range(10)] + [0.99 + i / 1000 for i in range(1, 10)]
 )
 FLAGGER_LIMITS = tuple(range(1, 11))
-SEQUENTIAL_VARIANTS: dict[str, dict[str, float]] = {
-    "defaults": {},
-    # Trust the independent-error model fully: no per-look cap, no prior on bursts.
-    "no burst guard": {"min_decisive_looks": 1, "dispersion_prior": 1.0},
-    # Also test against R0 = 1 exactly (no tolerance).
-    "no guard, tol 0": {"min_decisive_looks": 1, "dispersion_prior": 1.0, "tolerance": 0.0},
+
+
+def grid_tick(rate: float, rps: float) -> int:
+    """Tick of a cell's streams: 1 s where a 10-s look holds five errors or more, else 10 s.
+
+    Only there can looking more often than every 10 s shorten a decision much; elsewhere
+    a look rarely holds more than one error.
+    """
+    return 1 if rate * rps * LOOK_SECONDS >= 5 else LOOK_SECONDS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A SequentialJudge configuration and how often it looks."""
+
+    look_seconds: int
+    kwargs: Mapping[str, Any]
+
+
+# Tuned to the cell's regression, as the best Flagger-like threshold is: Wald's SPRT of
+# R = 1 against R = 2 exactly, Poisson errors trusted (no per-look cap, dispersion fixed
+# at 1), and a stricter promotion (beta 1%, warm-up of 3 min) since a wrong promotion
+# costs an hour of full traffic.
+TUNED_2X: dict[str, Any] = {
+    "tolerance": 0.0,
+    "rollback_ratios": (GRID_RATIO, GRID_RATIO),
+    "min_decisive_looks": 1,
+    "dispersion_prior": 1.0,
+    "dispersion_prior_looks": math.inf,
+    "beta": 0.01,
+}
+SEQUENTIAL_VARIANTS: dict[str, Variant] = {
+    "defaults": Variant(10, {}),
+    # Generic: trust the independent-error model, test against R0 = 1, any regression size.
+    "no guard, tol 0": Variant(
+        10, {"min_decisive_looks": 1, "dispersion_prior": 1.0, "tolerance": 0.0}
+    ),
+    "2x SPRT, 10 s": Variant(10, {**TUNED_2X, "promote_warmup_looks": 18}),
+    "2x SPRT, 1 s": Variant(1, {**TUNED_2X, "promote_warmup_looks": 180}),
 }
 
 
 @dataclass
-class FlaggerRun:
-    """Per-minute canary success rates of one stream, enough to replay any Flagger config."""
+class SequentialResult:
+    """One variant's outcomes in a cell's A/A runs and 2x runs."""
 
-    rates: list[float]
-    canary_requests: list[float]  # cumulative canary requests after each check
+    aa: list[Outcome] = field(default_factory=list)
+    bad: list[Outcome] = field(default_factory=list)
 
 
-def flagger_replay(run: FlaggerRun, threshold: float, limit: int) -> tuple[str, int]:
-    """(decision, checks) of ThresholdJudge(threshold, limit, FLAGGER_ITERATIONS) on this run."""
+@dataclass(frozen=True)
+class FlaggerExpectation:
+    """Exact expectations of one Flagger-like configuration in one cell."""
+
+    false_rollback: float  # P(rollback) in A/A
+    exposure: float  # mean exposure of the 2x regression
+    # Flagger itself rolls back at the tick after the check that reaches the threshold
+    # (the threshold test runs before the analysis in its scheduler): one more interval.
+    exposure_as_shipped: float
+
+
+@dataclass
+class Cell:
+    """One grid cell: its scenarios, the sequential outcomes and the Flagger-like numbers."""
+
+    rate: float
+    rps: int
+    aa: Scenario
+    bad: Scenario
+    tick: int
+    sequential: dict[str, SequentialResult] = field(default_factory=dict)
+    flagger: dict[tuple[float, int], FlaggerExpectation] = field(default_factory=dict)
+    # exact P(a check fails) per success-rate threshold, A/A and 2x
+    q_aa: dict[float, float] = field(default_factory=dict)
+    q_bad: dict[float, float] = field(default_factory=dict)
+    flagger_runs_aa: list[list[float]] = field(default_factory=list)  # per-check success rates
+    flagger_runs_bad: list[list[float]] = field(default_factory=list)
+    flagger_requests_bad: list[list[float]] = field(default_factory=list)  # cumulative per check
+
+    @property
+    def label(self) -> str:
+        return f"{self.rate:.1%} x {self.rps:>4} req/s"
+
+    @property
+    def penalty(self) -> float:
+        """Exposure of a wrong promotion: 60 min of the whole traffic."""
+        return self.bad.excess_rate * self.rps * AFTER_PROMOTION_SECONDS
+
+    def variants(self) -> list[str]:
+        return [v for v in SEQUENTIAL_VARIANTS if v in self.sequential]
+
+    def false_rollbacks(self, variant: str) -> int:
+        return sum(o.decision == "rollback" for o in self.sequential[variant].aa)
+
+    def exposures(self, variant: str) -> list[float]:
+        return [exposure(self.bad, o) for o in self.sequential[variant].bad]
+
+    def mean_exposure(self, variant: str) -> float:
+        return statistics.fmean(self.exposures(variant))
+
+    def exposure_half_width(self, variant: str) -> float:
+        """Half-width of the 95% interval of the mean exposure (normal approximation)."""
+        values = self.exposures(variant)
+        return 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+
+
+# ---- Flagger-like: exact expectations
+
+
+def check_failure_probability(
+    rate: float, rps: float, share: float, thresholds: Sequence[float]
+) -> dict[float, float]:
+    """P(a 1-min check fails) per success-rate threshold, exactly.
+
+    Canary requests in a minute are Poisson(rps * share * 60) and its errors
+    Binomial(requests, rate), as in the streams; the check fails when
+    1 - errors / requests < threshold (evaluated as ThresholdJudge does) or when
+    there are no requests.
+    """
+    mean = rps * share * CHECK_SECONDS
+    spread = 10 * math.sqrt(mean) + 10
+    fail = dict.fromkeys(thresholds, 0.0)
+    for n in range(max(0, int(mean - spread)), int(mean + spread) + 1):
+        weight = math.exp(-mean + n * math.log(mean) - math.lgamma(n + 1))
+        if n == 0:
+            for t in thresholds:
+                fail[t] += weight
+            continue
+        mu, sd = n * rate, math.sqrt(n * rate * (1 - rate))
+        low, high = max(0, int(mu - 12 * sd - 10)), min(n, int(mu + 12 * sd + 10))
+        pmf = [
+            math.exp(
+                math.lgamma(n + 1)
+                - math.lgamma(e + 1)
+                - math.lgamma(n - e + 1)
+                + e * math.log(rate)
+                + (n - e) * math.log1p(-rate)
+            )
+            for e in range(low, high + 1)
+        ]
+        tail = [0.0] * (len(pmf) + 1)
+        for i in range(len(pmf) - 1, -1, -1):
+            tail[i] = tail[i + 1] + pmf[i]
+        for t in thresholds:
+            first = max(0, math.floor(n * (1 - t)) - 2)
+            while 1.0 - first / n >= t:
+                first += 1
+            fail[t] += weight * tail[min(max(first - low, 0), len(pmf))]
+    return fail
+
+
+def flagger_race(q: float, limit: int) -> tuple[float, float]:
+    """(P(promote), E[checks]) when each check fails independently with probability q.
+
+    Promote after FLAGGER_ITERATIONS successful checks, roll back after `limit`
+    failed ones, whichever comes first.
+    """
+    reach = {(0, 0): 1.0}
+    promote = checks = 0.0
+    for total in range(FLAGGER_ITERATIONS + limit - 1):
+        for successes in range(total + 1):
+            mass = reach.get((successes, total - successes), 0.0)
+            if not mass:
+                continue
+            checks += mass
+            failures = total - successes
+            if successes + 1 >= FLAGGER_ITERATIONS:
+                promote += mass * (1 - q)
+            else:
+                reach[successes + 1, failures] = reach.get(
+                    (successes + 1, failures), 0.0
+                ) + mass * (1 - q)
+            if failures + 1 < limit:
+                reach[successes, failures + 1] = (
+                    reach.get((successes, failures + 1), 0.0) + mass * q
+                )
+    return promote, checks
+
+
+def flagger_expectations(cell: Cell) -> None:
+    """Every Flagger-like configuration's exact false rollbacks and exposure in the cell.
+
+    Checks are independent and identically distributed (constant traffic), so the
+    canary requests until the decision average E[requests per check] * E[checks]
+    (Wald's identity). Exact values replace a minimum over 190 noisy Monte Carlo
+    means, whose luck with rare wrong promotions (each costing an hour of full
+    traffic) would decide the comparison.
+    """
+    cell.q_aa = check_failure_probability(cell.rate, cell.rps, GRID_SHARE, FLAGGER_THRESHOLDS)
+    cell.q_bad = check_failure_probability(
+        cell.rate * GRID_RATIO, cell.rps, GRID_SHARE, FLAGGER_THRESHOLDS
+    )
+    per_check = cell.rps * GRID_SHARE * CHECK_SECONDS * cell.bad.excess_rate
+    for threshold in FLAGGER_THRESHOLDS:
+        for limit in FLAGGER_LIMITS:
+            promote_aa, _ = flagger_race(cell.q_aa[threshold], limit)
+            promote_bad, checks_bad = flagger_race(cell.q_bad[threshold], limit)
+            analysis = per_check * checks_bad + promote_bad * cell.penalty
+            cell.flagger[threshold, limit] = FlaggerExpectation(
+                1.0 - promote_aa, analysis, analysis + per_check * (1 - promote_bad)
+            )
+
+
+def flagger_model_z(cell: Cell) -> float:
+    """Largest |z| between the exact per-check failure probabilities and the streams'."""
+    worst = 0.0
+    for runs, q in ((cell.flagger_runs_aa, cell.q_aa), (cell.flagger_runs_bad, cell.q_bad)):
+        rates = [r for run in runs for r in run]
+        for threshold in FLAGGER_THRESHOLDS:
+            p = q[threshold]
+            variance = len(rates) * p * (1 - p)
+            if variance < 1:
+                continue
+            failed = sum(r < threshold for r in rates)
+            worst = max(worst, abs(failed - len(rates) * p) / math.sqrt(variance))
+    return worst
+
+
+def flagger_replay(rates: Sequence[float], threshold: float, limit: int) -> tuple[str, int]:
+    """(decision, checks) of ThresholdJudge(threshold, limit, FLAGGER_ITERATIONS) on these rates."""
     successes = failures = 0
-    for k, rate in enumerate(run.rates):
+    for k, rate in enumerate(rates):
         if rate >= threshold:
             successes += 1
             if successes >= FLAGGER_ITERATIONS:
@@ -378,138 +656,189 @@ def flagger_replay(run: FlaggerRun, threshold: float, limit: int) -> tuple[str, 
     raise AssertionError("FLAGGER_MAX_CHECKS too small")
 
 
-def flagger_run(stream: Stream) -> FlaggerRun:
+def flagger_rates(stream: Stream) -> tuple[list[float], list[float]]:
+    """Per-check canary success rates and cumulative canary requests after each check."""
     rates, cumulative = [], []
+    per = stream.ticks(CHECK_SECONDS)
     for k in range(FLAGGER_MAX_CHECKS):
         check = stream.check(k)
         # A minute without canary requests fails the check, as Flagger's "no values found" does.
         n = check.canary_requests
         rates.append(1.0 - check.canary_errors / n if n else 0.0)
-        cumulative.append(stream.canary_requests_until((k + 1) * LOOKS_PER_CHECK))
-    return FlaggerRun(rates, cumulative)
+        cumulative.append(stream.canary_requests_until((k + 1) * per))
+    return rates, cumulative
 
 
-@dataclass
-class Cell:
-    rate: float
-    rps: int
-    aa: Scenario
-    bad: Scenario
-    seq_fr: dict[str, int] = field(default_factory=dict)
-    seq_exposure: dict[str, float] = field(default_factory=dict)
-    seq_undecided: dict[str, int] = field(default_factory=dict)
-    seq_rollback_s: dict[str, float | None] = field(default_factory=dict)
-    seq_promote_s: dict[str, float | None] = field(default_factory=dict)
-    flagger_fr: dict[tuple[float, int], int] = field(default_factory=dict)
-    flagger_exposure: dict[tuple[float, int], float] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.rate:.1%} x {self.rps:>4} req/s"
+def flagger_monte_carlo(cell: Cell, config: tuple[float, int]) -> float:
+    """Mean exposure of one configuration on the cell's 2x streams."""
+    threshold, limit = config
+    total = 0.0
+    for rates, requests in zip(cell.flagger_runs_bad, cell.flagger_requests_bad, strict=True):
+        decision, checks = flagger_replay(rates, threshold, limit)
+        total += exposure(cell.bad, Outcome(decision, checks * CHECK_SECONDS, requests[checks - 1]))
+    return total / len(cell.flagger_runs_bad)
 
 
-def exposure_grid(runs: int, max_looks: int) -> list[Cell]:
+def _check_replay(stream: Stream, rates: list[float]) -> None:
+    """The fast replay, which the exact model mirrors, must agree with ThresholdJudge."""
+    for threshold, limit in ((0.99, 5), (0.95, 1), (0.999, 10)):
+        judged = run_per_check(
+            stream, ThresholdJudge(threshold, limit, FLAGGER_ITERATIONS), FLAGGER_MAX_CHECKS
+        )
+        decision, checks = flagger_replay(rates, threshold, limit)
+        assert (judged.decision, judged.seconds) == (decision, checks * CHECK_SECONDS)
+
+
+# ---- the least exposure any valid test can reach
+
+
+def _bernoulli_kl(p: float, q: float) -> float:
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def exposure_floor(rate: float, rps: float, alpha: float) -> float:
+    """Wald's lower bound on the mean exposure of any test comparing canary with stable.
+
+    A test that rolls back a good canary with probability <= alpha at every stable
+    error rate, and rolls back the regression with probability 1 - beta, gathers on
+    average at least kl(1 - beta, alpha) nats of evidence against the nearest good
+    world (both versions at the pooled error rate), whatever its looks. Evidence per
+    excess error is fixed by the cell, so this bounds the exposure; a wrong
+    promotion adds an hour of full traffic. Minimised over beta.
+    """
+    canary, stable = rate * GRID_RATIO, rate
+    pooled = GRID_SHARE * canary + (1 - GRID_SHARE) * stable
+    nats_per_request = GRID_SHARE * _bernoulli_kl(canary, pooled) + (
+        1 - GRID_SHARE
+    ) * _bernoulli_kl(stable, pooled)
+    nats_per_excess = nats_per_request / (GRID_SHARE * (canary - stable))
+    penalty = (canary - stable) * rps * AFTER_PROMOTION_SECONDS
+    best = math.log(1 / alpha) / nats_per_excess
+    for i in range(1, 400):
+        beta = 10 ** (-i / 40)
+        power = 1 - beta
+        evidence = power * math.log(power / alpha) + beta * math.log(beta / (1 - alpha))
+        best = min(best, evidence / nats_per_excess + beta * penalty)
+    return best
+
+
+# ---- running the grid
+
+
+def exposure_grid(runs: int, max_seconds: int) -> list[Cell]:
     cells = []
     for rate in GRID_RATES:
         for rps in GRID_RPS:
             name = f"grid {rate} {rps}"
-            cell = Cell(rate, rps, Scenario(name, 1.0, rate, rps), Scenario(name, 2.0, rate, rps))
-            aa = [Stream(cell.aa, r) for r in range(runs)]
-            bad = [Stream(cell.bad, r) for r in range(runs)]
-            for variant, kwargs in SEQUENTIAL_VARIANTS.items():
+            cell = Cell(
+                rate,
+                rps,
+                Scenario(name, 1.0, rate, rps, GRID_SHARE),
+                Scenario(name, GRID_RATIO, rate, rps, GRID_SHARE),
+                grid_tick(rate, rps),
+            )
+            variants = {
+                key: variant
+                for key, variant in SEQUENTIAL_VARIANTS.items()
+                if variant.look_seconds % cell.tick == 0
+            }
+            for variant in variants:
+                cell.sequential[variant] = SequentialResult()
+            for run in range(runs):
+                # One run at a time: fine ticks over hours would not fit in memory for all runs.
+                for scenario in (cell.aa, cell.bad):
+                    stream = Stream(scenario, run, cell.tick)
+                    for variant_name, variant in variants.items():
 
-                def make(kwargs: dict[str, float] = kwargs) -> SequentialJudge:
-                    return SequentialJudge(**kwargs)  # type: ignore[arg-type]
+                        def make(kwargs: Mapping[str, Any] = variant.kwargs) -> SequentialJudge:
+                            return SequentialJudge(**kwargs)
 
-                aa_out = [run_sequential(s, make, max_looks) for s in aa]
-                bad_out = [run_sequential(s, make, max_looks) for s in bad]
-                cell.seq_fr[variant] = sum(o.decision == "rollback" for o in aa_out)
-                cell.seq_exposure[variant] = statistics.fmean(
-                    exposure(cell.bad, o) for o in bad_out
-                )
-                cell.seq_undecided[variant] = sum(o.decision == "none" for o in bad_out)
-                cell.seq_rollback_s[variant] = median(
-                    [o.looks * LOOK_SECONDS for o in bad_out if o.decision == "rollback"]
-                )
-                cell.seq_promote_s[variant] = median(
-                    [o.looks * LOOK_SECONDS for o in aa_out if o.decision == "promote"]
-                )
-            aa_runs = [flagger_run(s) for s in aa]
-            bad_runs = [flagger_run(s) for s in bad]
-            _check_replay(aa[:20], aa_runs[:20])
-            for threshold in FLAGGER_THRESHOLDS:
-                for limit in FLAGGER_LIMITS:
-                    cell.flagger_fr[threshold, limit] = sum(
-                        flagger_replay(r, threshold, limit)[0] == "rollback" for r in aa_runs
-                    )
-                    total = 0.0
-                    for r in bad_runs:
-                        decision, checks = flagger_replay(r, threshold, limit)
-                        total += exposure(
-                            cell.bad, Outcome(decision, checks, r.canary_requests[checks - 1])
-                        )
-                    cell.flagger_exposure[threshold, limit] = total / len(bad_runs)
+                        outcome = run_sequential(stream, make, max_seconds, variant.look_seconds)
+                        result = cell.sequential[variant_name]
+                        (result.aa if scenario is cell.aa else result.bad).append(outcome)
+                    rates, requests = flagger_rates(stream)
+                    if scenario is cell.aa:
+                        cell.flagger_runs_aa.append(rates)
+                    else:
+                        cell.flagger_runs_bad.append(rates)
+                        cell.flagger_requests_bad.append(requests)
+                    if run < 10:
+                        _check_replay(stream, rates)
+            flagger_expectations(cell)
             cells.append(cell)
     return cells
 
 
-def _check_replay(streams: list[Stream], runs: list[FlaggerRun]) -> None:
-    """The fast replay must agree with the product's ThresholdJudge."""
-    for stream, run in zip(streams, runs, strict=True):
-        for threshold, limit in ((0.99, 5), (0.95, 1), (0.999, 10)):
-            judged = run_per_check(
-                stream, ThresholdJudge(threshold, limit, FLAGGER_ITERATIONS), FLAGGER_MAX_CHECKS
-            )
-            decision, checks = flagger_replay(run, threshold, limit)
-            assert (judged.decision, judged.looks) == (decision, checks * LOOKS_PER_CHECK)
+def config_text(cell: Cell, config: tuple[float, int]) -> str:
+    """Success-rate threshold, failure threshold and exact A/A false rollbacks."""
+    return f"{config[0]:.1%}, {config[1]}, {cell.flagger[config].false_rollback:.1%}"
 
 
 def report_grid(cells: list[Cell], runs: int) -> list[tuple[str, bool, str]]:
     limit = int(ALPHA * runs)  # false rollbacks allowed per cell (point estimate <= 5%)
+    wrong_limit = int(WRONG_PROMOTION_LIMIT * runs)
     checks: list[tuple[str, bool, str]] = []
-    print("\nSequential judge per cell (2x regression exposure; A/A false rollbacks):")
+    print("\nSequential judge per cell: A/A false rollbacks; 2x regression: mean exposure and")
+    print("its 95% interval, wrong promotions, undecided (charged as promoted at the horizon)")
     print(
-        f"  {'cell':<22} {'variant':<16} {'false rb [95% Wilson]':<26} {'exposure':>9} "
-        f"{'undecided':>9} {'t_rb med s':>10} {'t_promote A/A med s':>19}"
+        f"  {'cell':<19} {'variant':<16} {'false rb [95% Wilson]':<26} {'exposure':>14} "
+        f"{'wrong pr':>8} {'undec':>5} {'t_rb med s':>10} {'t_pr A/A med s':>14}"
     )
     for cell in cells:
-        for variant in SEQUENTIAL_VARIANTS:
+        for variant in cell.variants():
+            result = cell.sequential[variant]
+            wrong = sum(o.decision == "promote" for o in result.bad)
+            undecided = sum(o.decision == "none" for o in result.bad)
+            mean = f"{cell.mean_exposure(variant):.1f} +-{cell.exposure_half_width(variant):.1f}"
+            false = rate_text(cell.false_rollbacks(variant), runs)
             print(
-                f"  {cell.label:<22} {variant:<16} {rate_text(cell.seq_fr[variant], runs):<26} "
-                f"{cell.seq_exposure[variant]:>9.1f} {cell.seq_undecided[variant]:>9} "
-                f"{fmt(cell.seq_rollback_s[variant]):>10} {fmt(cell.seq_promote_s[variant]):>19}"
+                f"  {cell.label:<19} {variant:<16} {false:<26} "
+                f"{mean:>14} {wrong:>8} {undecided:>5} "
+                f"{fmt(median([o.seconds for o in result.bad if o.decision == 'rollback'])):>10} "
+                f"{fmt(median([o.seconds for o in result.aa if o.decision == 'promote'])):>14}"
             )
 
+    # Flagger-like: exact expectations; the Monte Carlo replay must agree with them.
+    worst_z = max(flagger_model_z(cell) for cell in cells)
+    checks.append(
+        (
+            "grid: exact Flagger-like model matches the streams (per-check failure rates)",
+            worst_z < 5,
+            f"max |z| {worst_z:.1f}",
+        )
+    )
+
     # (1) one configuration for the whole grid
-    configs = list(cells[0].flagger_fr)
-    feasible = [c for c in configs if all(cell.flagger_fr[c] <= limit for cell in cells)]
-    seq_mean = statistics.fmean(cell.seq_exposure["defaults"] for cell in cells)
-    seq_ok = all(cell.seq_fr["defaults"] <= limit for cell in cells)
+    configs = list(cells[0].flagger)
+    feasible = [
+        c for c in configs if all(cell.flagger[c].false_rollback <= ALPHA for cell in cells)
+    ]
+    seq_mean = statistics.fmean(cell.mean_exposure("defaults") for cell in cells)
+    seq_ok = all(cell.false_rollbacks("defaults") <= limit for cell in cells)
     print("\n(1) One configuration for the whole grid (false rollbacks <= 5% in every A/A cell)")
     print(
         f"  SequentialJudge defaults: mean exposure {seq_mean:.2f}; all cells within 5%: {seq_ok}"
     )
+    checks.append(("grid (1): defaults keep false rollbacks <= 5% in every A/A cell", seq_ok, ""))
     if feasible:
         best = min(
-            feasible, key=lambda c: statistics.fmean(cell.flagger_exposure[c] for cell in cells)
+            feasible, key=lambda c: statistics.fmean(cell.flagger[c].exposure for cell in cells)
         )
-        flagger_mean = statistics.fmean(cell.flagger_exposure[best] for cell in cells)
+        flagger_mean = statistics.fmean(cell.flagger[best].exposure for cell in cells)
         ratio = flagger_mean / seq_mean
         print(
             f"  best single Flagger-like: success rate >= {best[0]:.1%}, threshold {best[1]}: "
             f"mean exposure {flagger_mean:.1f} ({len(feasible)} of {len(configs)} configs feasible)"
         )
-        print(f"  per cell:   {'cell':<22} {'sequential':>10} {'flagger':>10} {'ratio':>8}")
+        print(f"  per cell:   {'cell':<19} {'sequential':>10} {'flagger':>10} {'ratio':>8}")
         for cell in cells:
+            flagger = cell.flagger[best].exposure
+            default = cell.mean_exposure("defaults")
             print(
-                f"              {cell.label:<22} {cell.seq_exposure['defaults']:>10.1f} "
-                f"{cell.flagger_exposure[best]:>10.1f} "
-                f"{cell.flagger_exposure[best] / cell.seq_exposure['defaults']:>8.1f}"
+                f"              {cell.label:<19} {default:>10.1f} {flagger:>10.1f} "
+                f"{flagger / default:>8.1f}"
             )
         print(f"  ratio of means: {ratio:.1f}x (target >= 100x)")
-        checks.append(
-            ("grid (1): defaults keep false rollbacks <= 5% in every A/A cell", seq_ok, "")
-        )
         checks.append(
             (
                 "grid (1): mean exposure >= 100x lower than best single Flagger",
@@ -519,44 +848,78 @@ def report_grid(cells: list[Cell], runs: int) -> list[tuple[str, bool, str]]:
         )
     else:
         print("  no single Flagger-like configuration keeps false rollbacks <= 5% in every cell")
-        checks.append(
-            ("grid (1): defaults keep false rollbacks <= 5% in every A/A cell", seq_ok, "")
-        )
+        checks.append(("grid (1): a single Flagger-like configuration is feasible", False, ""))
 
     # (2) tuned per cell
-    print("\n(2) Tuned per cell (false rollbacks <= 5% in that cell's A/A runs)")
     print(
-        f"  {'cell':<22} {'flagger best (sr, T)':<22} {'flagger':>9} {'seq default':>11} "
-        f"{'ratio':>7} {'seq tuned':>9} {'variant':<16} {'ratio':>7}"
+        "\n(2) Tuned per cell. Flagger-like: the configuration with the least exact mean exposure"
     )
-    all_default = all_tuned = True
+    print("    among those with <= 5% false rollbacks (MC: its mean on this run's streams).")
+    print("    Sequential: the variant with the least mean exposure among those with <= 5% false")
+    print("    rollbacks and <= 1% wrong promotions measured in the cell. floor: the least mean")
+    print("    exposure of any test that compares with stable and keeps false rollbacks <= 5%")
+    print("    (Wald's bound); max: the ratio a test at the floor would reach.")
+    print(
+        f"  {'cell':<19} {'flagger sr, T, fr':<19} {'exact':>6} {'MC':>6} {'floor':>5} {'max':>5} "
+        f"{'defaults':>8} {'ratio':>5}  {'best, 10-s looks':<22} {'ratio':>5}  "
+        f"{'best, any looks':<22} {'ratio [95%]':<16}"
+    )
+    worst: tuple[float, str] = (math.inf, "")
+    tuned_by_cell = {}
     for cell in cells:
-        ok = [c for c in configs if cell.flagger_fr[c] <= limit]
-        best = min(ok, key=lambda c: cell.flagger_exposure[c])
-        flagger = cell.flagger_exposure[best]
-        default = cell.seq_exposure["defaults"]
-        tuned_variant = min(
-            (v for v in SEQUENTIAL_VARIANTS if cell.seq_fr[v] <= limit),
-            key=lambda v: cell.seq_exposure[v],
+        best = min(
+            (c for c in configs if cell.flagger[c].false_rollback <= ALPHA),
+            key=lambda c: cell.flagger[c].exposure,
         )
-        tuned = cell.seq_exposure[tuned_variant]
-        all_default &= flagger >= 3 * default
-        all_tuned &= flagger >= 3 * tuned
-        config = f"{best[0]:.1%}, {best[1]}"
+        flagger = cell.flagger[best].exposure
+        monte_carlo = flagger_monte_carlo(cell, best)
+        floor = exposure_floor(cell.rate, cell.rps, ALPHA)
+        default = cell.mean_exposure("defaults")
+        usable = [
+            v
+            for v in cell.variants()
+            if cell.false_rollbacks(v) <= limit
+            and sum(o.decision == "promote" for o in cell.sequential[v].bad) <= wrong_limit
+        ]
+        slow = min(
+            (v for v in usable if SEQUENTIAL_VARIANTS[v].look_seconds >= LOOK_SECONDS),
+            key=cell.mean_exposure,
+        )
+        tuned = tuned_by_cell[cell.label] = min(usable, key=cell.mean_exposure)
+        mean, half = cell.mean_exposure(tuned), cell.exposure_half_width(tuned)
+        slow_mean = cell.mean_exposure(slow)
+        worst = min(worst, (flagger / mean, cell.label))
+        interval = f"[{flagger / (mean + half):.1f}, {flagger / max(mean - half, 1e-9):.1f}]"
         print(
-            f"  {cell.label:<22} {config:<22} {flagger:>9.1f} {default:>11.1f} "
-            f"{flagger / default:>6.1f}x {tuned:>9.1f} {tuned_variant:<16} {flagger / tuned:>6.1f}x"
+            f"  {cell.label:<19} {config_text(cell, best):<19} {flagger:>6.1f} "
+            f"{monte_carlo:>6.1f} {floor:>5.1f} {flagger / floor:>4.1f}x "
+            f"{default:>8.1f} {flagger / default:>4.1f}x  "
+            f"{slow_mean:>5.1f} {slow:<16} {flagger / slow_mean:>4.1f}x  "
+            f"{mean:>5.1f} {tuned:<16} {flagger / mean:>4.1f}x {interval}"
         )
     checks.append(
         (
-            "grid (2): defaults >= 3x lower exposure than tuned Flagger in every cell",
-            all_default,
-            "",
+            "grid (2): tuned sequential >= 3x lower than tuned Flagger in every cell",
+            worst[0] >= 3,
+            f"least {worst[0]:.2f}x at {' '.join(worst[1].split())}",
         )
     )
-    checks.append(
-        ("grid (2): tuned sequential >= 3x lower than tuned Flagger in every cell", all_tuned, "")
-    )
+
+    print("\n(2b) For reference, not a target: the same against Flagger-like checks that act as")
+    print("    Flagger's scheduler does, rolling back one interval after the failing check.")
+    print(f"  {'cell':<19} {'flagger sr, T, fr':<19} {'exact':>6}  {'sequential':<22} {'ratio':>5}")
+    for cell in cells:
+        best = min(
+            (c for c in configs if cell.flagger[c].false_rollback <= ALPHA),
+            key=lambda c: cell.flagger[c].exposure_as_shipped,
+        )
+        flagger = cell.flagger[best].exposure_as_shipped
+        tuned = tuned_by_cell[cell.label]
+        mean = cell.mean_exposure(tuned)
+        print(
+            f"  {cell.label:<19} {config_text(cell, best):<19} {flagger:>6.1f}  "
+            f"{mean:>5.1f} {tuned:<16} {flagger / mean:>4.1f}x"
+        )
     return checks
 
 
@@ -566,14 +929,34 @@ def report_grid(cells: list[Cell], runs: int) -> list[tuple[str, bool, str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few runs, short grid")
+    parser.add_argument("--grid-only", action="store_true", help="run only the exposure grid")
     parser.add_argument("--runs", type=int, help="Monte Carlo runs per scenario (default 300)")
     args = parser.parse_args(argv)
     runs = args.runs or (30 if args.quick else 300)
-    grid_runs = args.runs or (30 if args.quick else 300)
-    grid_looks = 360 * 6 if args.quick else GRID_MAX_LOOKS
+    grid_seconds = 6 * 3600 if args.quick else GRID_MAX_SECONDS
     started = time.perf_counter()
     checks: list[tuple[str, bool, str]] = []
+    if not args.grid_only:
+        checks += scenario_sections(runs, started)
 
+    print(
+        f"\n== 3. Exposure grid ({runs} runs per cell, canary share 10%, 2x regression; "
+        f"sequential runs until it decides, up to {grid_seconds / 3600:g} h)"
+    )
+    cells = exposure_grid(runs, grid_seconds)
+    checks += report_grid(cells, runs)
+    print(f"\n   [section 3 done in {time.perf_counter() - started:.0f} s]")
+
+    print("\n== Acceptance")
+    for name, ok, detail in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}{'  (' + detail + ')' if detail else ''}")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def scenario_sections(runs: int, started: float) -> list[tuple[str, bool, str]]:
+    """Sections 1 and 2; returns their acceptance checks."""
+    checks: list[tuple[str, bool, str]] = []
     print(f"== 1. Scenarios ({runs} runs each, 60 min horizon, 100 req/s unless stated)")
     print("   undecided runs count as promoted at 60 min in the exposure column")
     scenarios = main_scenarios()
@@ -609,20 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = stress_results[scenario.name, seq]
         print(f"  {scenario.name:<40} {rate_text(summary.count('rollback'), runs)}")
     print(f"\n   [section 2 done in {time.perf_counter() - started:.0f} s]")
-
-    print(
-        f"\n== 3. Exposure grid ({grid_runs} runs per cell, canary share 10%, 2x regression; "
-        f"sequential runs until it decides, up to {grid_looks * LOOK_SECONDS / 3600:g} h)"
-    )
-    cells = exposure_grid(grid_runs, grid_looks)
-    checks += report_grid(cells, grid_runs)
-    print(f"\n   [section 3 done in {time.perf_counter() - started:.0f} s]")
-
-    print("\n== Acceptance")
-    for name, ok, detail in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}{'  (' + detail + ')' if detail else ''}")
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    return 0
+    return checks
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import math
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -251,20 +252,26 @@ def test_verdict_dict_is_strict_json_even_for_huge_evidence() -> None:
         {"dispersion_prior": 0.5},
         {"max_canary_error_rate": 0.0},
         {"alpha": math.nan},
+        {"rollback_ratios": (1.1, 2.0)},  # low must be above 1 + tolerance
+        {"rollback_ratios": (3.0, 2.0)},
+        {"rollback_ratios": (2.0, math.inf)},
+        {"rollback_ratios": (math.nan, 2.0)},
     ],
 )
-def test_invalid_parameters_are_spec_errors(kwargs: dict[str, float]) -> None:
+def test_invalid_parameters_are_spec_errors(kwargs: dict[str, Any]) -> None:
     with pytest.raises(SpecError):
         SequentialJudge(**kwargs)  # type: ignore[arg-type]
 
 
-def _expected_first_look_evalues(share: float, errors: int, ratio: float) -> tuple[float, float]:
+def _expected_first_look_evalues(
+    share: float, errors: int, ratio: float, **kwargs: Any
+) -> tuple[float, float]:
     """Exact E[e-value after one look] when S ~ Binomial(errors, theta(ratio))."""
     theta = share * ratio / (share * ratio + 1 - share)
     rollback = promote = 0.0
     for s in range(errors + 1):
         weight = math.comb(errors, s) * theta**s * (1 - theta) ** (errors - s)
-        verdict = SequentialJudge(grid_size=8, **PLAIN).observe(
+        verdict = SequentialJudge(**{"grid_size": 8, **PLAIN, **kwargs}).observe(
             Batch(1000 * share, s, 1000 * (1 - share), errors - s)
         )
         rollback += weight * verdict.rollback_evalue  # type: ignore[operator]
@@ -290,7 +297,7 @@ def test_promote_evalue_is_a_supermartingale_for_every_ratio_at_or_above_promote
     assert promote <= 1.0 + 1e-9
 
 
-def _false_rollbacks(runs: int, looks: int, ratio: float, **kwargs: float) -> int:
+def _false_rollbacks(runs: int, looks: int, ratio: float, **kwargs: Any) -> int:
     count = 0
     for seed in range(runs):
         judge = SequentialJudge(promote_ratio=0.5, **kwargs)  # keep looking: never promote at R=1
@@ -322,3 +329,51 @@ def test_bursty_errors_raise_the_dispersion_estimate_and_clean_ones_do_not() -> 
         v_clean = clean.observe(Batch(100, poisson(1.5, rng), 900, poisson(13.5, rng)))
     assert v_bursty.dispersion is not None and v_bursty.dispersion > 3.0
     assert v_clean.dispersion is not None and v_clean.dispersion < 1.5
+
+
+# Wald's SPRT for exactly 2x: the configuration the benchmark tunes to a known regression.
+POINT_2X: dict[str, Any] = {
+    **PLAIN,
+    "tolerance": 0.0,
+    "rollback_ratios": (2.0, 2.0),
+    "dispersion_prior_looks": math.inf,
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(share=st.floats(0.05, 0.95), errors=st.integers(1, 40), ratio=st.floats(0.05, 1.0))
+def test_point_alternative_rollback_evalue_is_a_supermartingale_for_every_ratio_up_to_one(
+    share: float, errors: int, ratio: float
+) -> None:
+    rollback, _ = _expected_first_look_evalues(share, errors, ratio, **POINT_2X)
+    assert rollback <= 1.0 + 1e-9
+
+
+def test_point_alternative_keeps_false_rollbacks_under_alpha() -> None:
+    runs = 300
+    kwargs = {k: v for k, v in POINT_2X.items() if k != "max_canary_error_rate"}
+    assert _false_rollbacks(runs, 360, ratio=1.0, **kwargs) <= (0.05 + 0.02) * runs
+
+
+def _looks_to_rollback(**kwargs: Any) -> int:
+    judge = SequentialJudge(**kwargs)
+    for look in range(1, 1000):
+        if judge.observe(Batch(100, 2, 900, 9)).decision == "rollback":  # R = 2 at 1% errors
+            return look
+    raise AssertionError("never rolled back")
+
+
+def test_point_alternative_at_the_true_ratio_rolls_back_sooner_than_the_mixture() -> None:
+    mixture = {k: v for k, v in POINT_2X.items() if k != "rollback_ratios"}
+    assert _looks_to_rollback(**POINT_2X) < _looks_to_rollback(**mixture)
+
+
+def test_infinite_prior_looks_fix_the_dispersion_at_the_prior() -> None:
+    rng = random.Random(5)
+    judge = SequentialJudge(
+        promote_ratio=0.5, dispersion_prior=1.0, dispersion_prior_looks=math.inf
+    )
+    for _ in range(200):
+        bursts = (poisson(0.3, rng), poisson(2.7, rng))  # bursts of 5 errors each
+        verdict = judge.observe(Batch(100, 5 * bursts[0], 900, 5 * bursts[1]))
+    assert verdict.dispersion == 1.0

@@ -19,6 +19,7 @@ so this never costs validity; it only costs some speed when data are clean.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 
@@ -65,7 +66,9 @@ class DispersionEstimate:
 
     `prior_looks` pseudo-looks at `prior` stand in for the looks not yet seen: at
     the first look nothing is known about bursts, so the prior is all there is.
-    The value is never below 1 (under-dispersion is not evidence).
+    Infinitely many pseudo-looks fix the value at the prior, for streams known to
+    be Poisson (the estimate from sparse counts is noisy, and flooring it at 1
+    biases it up). The value is never below 1 (under-dispersion is not evidence).
     """
 
     __slots__ = ("_canary", "_stable", "prior", "prior_looks")
@@ -78,6 +81,8 @@ class DispersionEstimate:
 
     def value(self) -> float:
         """Current phi >= 1."""
+        if math.isinf(self.prior_looks):
+            return max(self.prior, 1.0)
         chi_c, df_c = self._canary.chi2_and_df()
         chi_s, df_s = self._stable.chi2_and_df()
         if df_c + df_s + self.prior_looks == 0:

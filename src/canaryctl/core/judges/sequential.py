@@ -4,9 +4,9 @@ Two e-processes run side by side on the canary's share of errors (see `_eprocess
 for the model and the proof of validity):
 
 * rollback: null R <= R0 = 1 + tolerance against a mixture of alternatives on a
-  log grid over [1.05 R0, 20 R0]; roll back when it reaches 1/alpha. However
-  often we look, a canary whose error rate is within the tolerance of stable's
-  is rolled back with probability at most alpha.
+  log grid over [1.05 R0, 20 R0] (or `rollback_ratios`); roll back when it
+  reaches 1/alpha. However often we look, a canary whose error rate is within
+  the tolerance of stable's is rolled back with probability at most alpha.
 * promotion: null R >= promote_ratio against alternatives on a log grid over
   [promote_ratio / 10, promote_ratio / 1.05]; promote when it reaches 1/beta. A
   canary at least promote_ratio times worse than stable is promoted with
@@ -22,13 +22,22 @@ none of which costs validity under the independent model:
 
 * each look's likelihood ratio is raised to 1/phi, phi being the dispersion of
   error counts estimated from earlier looks (`dispersion_prior` stands in for
-  it over the first `dispersion_prior_looks` looks, before any is known);
+  it over the first `dispersion_prior_looks` looks, before any is known; with
+  `math.inf` looks phi stays at the prior);
 * one look may multiply an e-value by at most threshold^(1/min_decisive_looks),
   so no single look decides alone (by default at least two looks are needed);
 * promotion evidence is only collected after `promote_warmup_looks` looks and
   `promote_warmup_errors` errors, once burstiness is known: promoting late is
   cheap, promoting wrongly is not. A dry spell of canary errors between bursts
   would otherwise read as a healthy canary.
+
+Tuning. The defaults suit an unknown regression and bursty errors. When the
+regression worth catching is known (say 2x) and errors are independent, a
+point alternative (`rollback_ratios=(2, 2)`), `tolerance=0`,
+`min_decisive_looks=1` and a fixed dispersion of 1 (`dispersion_prior=1`,
+`dispersion_prior_looks=math.inf`) make the rollback test Wald's SPRT for that
+regression: the fastest test at level alpha for it, slower for others. None of
+this changes the bound on false rollbacks; independence is the assumption.
 
 Latency uses the same test on counts of slow requests: feed a separate judge with
 `Batch.from_latency(...)` batches (requests above a histogram bucket's bound).
@@ -72,6 +81,7 @@ class SequentialJudge:
         promote_ratio: float = 1.5,
         *,
         grid_size: int = 24,
+        rollback_ratios: tuple[float, float] | None = None,
         min_decisive_looks: int = 2,
         dispersion_prior: float = 2.0,
         dispersion_prior_looks: float = 4.0,
@@ -86,6 +96,13 @@ class SequentialJudge:
         _check("tolerance", tolerance, tolerance >= 0, ">= 0")
         _check("promote_ratio", promote_ratio, promote_ratio > 0, "> 0")
         _check("grid_size", grid_size, grid_size >= 1, ">= 1")
+        null = 1.0 + tolerance
+        low, high = rollback_ratios or (1.05 * null, 20.0 * null)
+        if not (null < low <= high < math.inf):
+            raise SpecError(
+                "rollback_ratios",
+                f"must satisfy 1 + tolerance = {null:g} < low <= high < inf, got ({low}, {high})",
+            )
         _check("min_decisive_looks", min_decisive_looks, min_decisive_looks >= 1, ">= 1")
         _check("dispersion_prior", dispersion_prior, dispersion_prior >= 1, ">= 1")
         _check(
@@ -111,8 +128,8 @@ class SequentialJudge:
         self.min_canary_requests = min_canary_requests
         self.max_canary_error_rate = max_canary_error_rate
         self.kill_switch_min_requests = kill_switch_min_requests
-        null = 1.0 + tolerance
-        self._rollback = MixtureEProcess(null, log_grid(1.05 * null, 20.0 * null, grid_size))
+        # low == high is a point alternative: one grid point says it all.
+        self._rollback = MixtureEProcess(null, log_grid(low, high, grid_size if high > low else 1))
         self._promote = MixtureEProcess(
             promote_ratio, log_grid(promote_ratio / 10.0, promote_ratio / 1.05, grid_size)
         )
