@@ -629,3 +629,53 @@ def test_a_continue_verdict_that_disallows_promotion_holds_the_end_of_the_steps(
     assert held.status.phase is Phase.PROGRESSING
     allowed = obs.model_copy(update={"analysis": Verdict(decision="continue")})
     assert decide(spec, status, allowed).status.phase is Phase.PROMOTING
+
+
+def _blue_green(delay: str = "60s") -> CanarySpec:
+    return parse_spec(
+        {
+            "name": "bg", "stable": "a", "canary": "b", "service": "s",
+            "router": {"kind": "nginx", "ingress": "web"},
+            "steps": [{"setWeight": 100}], "scaleDownDelay": delay,
+        }
+    )  # fmt: skip
+
+
+def _switched(spec: CanarySpec, now: float, **status: Any) -> Decision:
+    st = CanaryStatus(
+        phase=Phase.PROMOTING, stage=Stage.SHIFT_TRAFFIC, step_index=0, weight=100,
+        canary_replicas=10, baseline_replicas=10, started_at=0.0, step_started_at=0.0,
+        observed_spec_hash=spec.fingerprint, **status,
+    )  # fmt: skip
+    obs = Observations(
+        now=now,
+        stable=DeploymentObs(desired_replicas=10, ready_replicas=10),
+        canary=DeploymentObs(desired_replicas=10, ready_replicas=10),
+        effective_weight=100.0,
+    )
+    return decide(spec, st, obs)
+
+
+def test_blue_green_keeps_the_old_version_for_the_scale_down_delay() -> None:
+    spec = _blue_green()
+    first = _switched(spec, 100.0)
+    assert first.status.stage is Stage.SHIFT_TRAFFIC, "the old version is kept"
+    assert first.status.full_traffic_at == 100.0
+    assert not any(isinstance(a, RemoveStable) for a in first.actions)
+    later = _switched(spec, 161.0, full_traffic_at=100.0)
+    assert later.status.stage is Stage.REMOVE_STABLE
+
+
+def test_abort_during_the_scale_down_delay_sends_traffic_back_at_once() -> None:
+    spec = _blue_green()
+    st = _switched(spec, 100.0).status
+    obs = Observations(
+        now=130.0,
+        stable=DeploymentObs(desired_replicas=10, ready_replicas=10),
+        canary=DeploymentObs(desired_replicas=10, ready_replicas=10),
+        effective_weight=100.0,
+        command=Command(action="abort", id="x"),
+    )
+    aborted = decide(spec, st, obs)
+    assert aborted.status.phase is Phase.ROLLING_BACK
+    assert any(isinstance(a, SetWeight) and a.weight == 0 for a in aborted.actions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,6 +54,9 @@ def build_spec(
     on_promotion: str,
     analysis: dict[str, Any] | None = None,
     replica_mode: str | None = None,
+    router: dict[str, Any] | None = None,
+    canary_namespace: str | None = None,
+    scale_down_delay: str | None = None,
 ):
     """The spec from -f or from the quick-mode flags; SpecError names the bad field."""
     from canaryctl.core.models import parse_spec, quick_spec
@@ -81,7 +85,43 @@ def build_spec(
         health=health or None,
         analysis=analysis,
         replica_mode=replica_mode,  # type: ignore[arg-type]
+        router=router,
+        canary_namespace=canary_namespace,
+        scale_down_delay=scale_down_delay,
     )
+
+
+def router_options(
+    kind: str,
+    ingress: str | None,
+    virtual_service: str | None,
+    destination_rule: str | None,
+    httproute: str | None,
+    header: list[str] | None,
+    cookie: str | None,
+) -> dict[str, Any] | None:
+    """The quick-mode --router/--ingress/... flags as a spec `router` block."""
+    from canaryctl.errors import SpecError
+
+    block: dict[str, Any] = {"kind": kind}
+    for key, value in (
+        ("ingress", ingress),
+        ("virtualService", virtual_service),
+        ("destinationRule", destination_rule),
+        ("httproute", httproute),
+        ("cookie", cookie),
+    ):
+        if value is not None:
+            block[key] = value
+    if header:
+        headers = {}
+        for item in header:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SpecError("--header", f"{item!r} is not NAME=VALUE (e.g. X-Track=canary)")
+            headers[key] = value
+        block["header"] = headers
+    return block
 
 
 def analysis_options(
@@ -126,6 +166,10 @@ def rollout(
     on_promotion: Annotated[
         str, typer.Option(help="What happens to the old stable: delete or scale-to-zero.")
     ] = "delete",
+    scale_down_delay: Annotated[
+        str | None,
+        typer.Option(help="Keep the old version this long after the switch (blue/green)."),
+    ] = None,
     replica_mode: Annotated[
         str | None,
         typer.Option(help="seed (stable shrinks as canary grows) or full (stable keeps N)."),
@@ -141,9 +185,25 @@ def rollout(
     latency_threshold: Annotated[
         float | None, typer.Option(help="Also judge requests slower than this (seconds).")
     ] = None,
+    router: Annotated[str, typer.Option(help="replicas, nginx, istio or gateway.")] = "replicas",
+    ingress: Annotated[str | None, typer.Option(help="nginx: the primary Ingress.")] = None,
+    virtual_service: Annotated[str | None, typer.Option(help="istio: the VirtualService.")] = None,
+    destination_rule: Annotated[
+        str | None, typer.Option(help="istio: DestinationRule with version subsets.")
+    ] = None,
+    httproute: Annotated[str | None, typer.Option(help="gateway: the HTTPRoute.")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option(help="Send requests with NAME=VALUE to the canary.")
+    ] = None,
+    cookie: Annotated[str | None, typer.Option(help="Send requests with this cookie.")] = None,
+    canary_namespace: Annotated[
+        str | None, typer.Option(help="istio/gateway: the canary's own namespace.")
+    ] = None,
     output: Annotated[str, typer.Option("-o", "--output", help="live, plain or json.")] = "live",
     interval: Annotated[float, typer.Option(help="Seconds between observations.")] = 1.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan only (same as `plan`).")
+    ] = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
@@ -153,19 +213,17 @@ def rollout(
     from canaryctl.kube.client import make_client
 
     with exits.errors_to_exit_codes():
-        spec = build_spec(
-            file,
-            name,
-            namespace,
-            stable,
-            canary,
-            service,
-            steps,
-            pause,
-            ready_deadline,
-            max_restarts,
-            on_promotion,
+        analysis = analysis_options(
+            prometheus, judge, analysis_interval, tolerance, latency_threshold
         )
+        routing = router_options(
+            router, ingress, virtual_service, destination_rule, httproute, header, cookie
+        )
+        spec = build_spec(
+            file, name, namespace, stable, canary, service, steps, pause,
+            ready_deadline, max_restarts, on_promotion, analysis, replica_mode,
+            routing, canary_namespace, scale_down_delay,
+        )  # fmt: skip
         client = make_client(kubeconfig, context)
         if dry_run:
             _print_plan(client, spec)
@@ -198,35 +256,29 @@ def rollout(
 
 
 def _print_plan(client, spec) -> None:
-    from canaryctl.driver.engine import Engine
     from canaryctl.driver.plan import plan
     from canaryctl.kube import workloads
+    from canaryctl.routers import make_router
 
-    Engine(client, spec, record_events=False).validate()
     stable = workloads.read_deployment(client, spec.stable, spec.namespace)
+    if not stable.exists:
+        from canaryctl.errors import SpecError
+
+        raise SpecError("stable", f"deployment/{spec.stable} not found in {spec.namespace}")
     canary = workloads.read_deployment(client, spec.canary, spec.canary_namespace or spec.namespace)
-    for line in plan(spec, stable.desired_replicas, canary.desired_replicas):
+    setup = make_router(client, spec, max(stable.desired_replicas, 1)).reconcile()
+    for line in plan(spec, stable.desired_replicas, canary.desired_replicas, setup):
         print(line)
 
 
-def plan_command(
-    file: Annotated[Path | None, typer.Option("-f", "--file", help="Canary spec (YAML).")] = None,
-    stable: Annotated[str | None, typer.Option(help="Stable Deployment.")] = None,
-    canary: Annotated[str | None, typer.Option(help="Canary Deployment.")] = None,
-    service: Annotated[str | None, typer.Option(help="Service in front of both.")] = None,
-    steps: Annotated[str, typer.Option(help="Canary weights; a final 100 promotes.")] = "10,50,100",
-    pause: Annotated[str | None, typer.Option(help="Pause after each weight.")] = None,
-    name: Annotated[str | None, typer.Option(help="Rollout name.")] = None,
-    namespace: Annotated[str | None, typer.Option("-n", "--namespace")] = None,
-    on_promotion: Annotated[str, typer.Option(help="delete or scale-to-zero.")] = "delete",
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-) -> None:
+def plan_command(**options: Any) -> None:
     """Print every step and object change a rollout would make; changes nothing."""
-    from canaryctl.kube.client import make_client
+    rollout(**options, dry_run=True)
 
-    with exits.errors_to_exit_codes():
-        spec = build_spec(
-            file, name, namespace, stable, canary, service, steps, pause, None, None, on_promotion
-        )
-        _print_plan(make_client(kubeconfig, context), spec)
+
+# `plan` takes exactly rollout's options, minus the ones that only matter when running.
+_ROLLOUT_ONLY = {"dry_run", "output", "interval"}
+_ROLLOUT = inspect.signature(rollout, eval_str=True)
+plan_command.__signature__ = _ROLLOUT.replace(  # type: ignore[attr-defined]
+    parameters=[p for p in _ROLLOUT.parameters.values() if p.name not in _ROLLOUT_ONLY]
+)

@@ -644,6 +644,17 @@ def _promoting(run: _Run) -> bool:
         return run.hold(f"holding the shift to 100%: canary {ready}/{n} ready")
     if not _traffic_at(run, 100):
         return run.hold("waiting for the router to serve 100%")
+    if spec.scale_down_delay:
+        # Blue/green: the old version stays ready for an instant rollback (abort) a while.
+        if st.full_traffic_at is None:
+            st.full_traffic_at = run.now
+        until = st.full_traffic_at + spec.scale_down_delay
+        if run.now < until:
+            return run.hold(
+                f"keeping stable {spec.stable} for an instant rollback until "
+                f"{format_duration(spec.scale_down_delay)} after the switch",
+                until,
+            )
     st.stage = Stage.REMOVE_STABLE
     run.event("Normal", "RemovingStable", f"removing stable {spec.stable} ({spec.on_promotion})")
     return True

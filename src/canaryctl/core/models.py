@@ -238,7 +238,10 @@ class CanarySpec(BaseModel):
     Steps: setWeight weights strictly increase, each at most `max_weight`; a final
     `setWeight: 100` is allowed above `max_weight` and means "promote here" (it is
     the promotion, not a step of its own). The plan ends with promotion in any case.
-    `replica_mode` defaults to "seed" for the replicas router and "full" otherwise. With
+    `scale_down_delay` keeps the old stable, with all traffic on the canary, for that long
+    before removing it (blue/green: `steps: [{setWeight: 100}]`; an abort in that window
+    sends traffic straight back). `replica_mode` defaults to "seed" for the replicas router
+    and "full" otherwise. With
     the replicas router, "full" keeps the stable at N until promotion, so the canary's
     share is c/(N+c) rather than the step's weight (more capacity, a smaller share).
     """
@@ -256,8 +259,17 @@ class CanarySpec(BaseModel):
     on_promotion: OnPromotion = "delete"
     steps: tuple[Step, ...] = Field(min_length=1)
     max_weight: int = Field(default=100, gt=0, le=100)
+    scale_down_delay: float = 0.0
     health: HealthSpec = HealthSpec()
     analysis: AnalysisRef | None = None
+
+    @field_validator("scale_down_delay", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < 0:
+            raise ValueError("must be 0s or longer")
+        return seconds
 
     @model_validator(mode="before")
     @classmethod
@@ -435,6 +447,8 @@ def quick_spec(
     max_weight: int = 100,
     health: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
+    canary_namespace: str | None = None,
+    scale_down_delay: str | float | None = None,
 ) -> CanarySpec:
     """Build a spec from CLI quick-mode flags (`--steps 10,50,100 --pause 30s`).
 
@@ -466,6 +480,10 @@ def quick_spec(
         data["health"] = dict(health)
     if analysis is not None:
         data["analysis"] = dict(analysis)
+    if canary_namespace is not None:
+        data["canaryNamespace"] = canary_namespace
+    if scale_down_delay is not None:
+        data["scaleDownDelay"] = scale_down_delay
     return parse_spec(data)
 
 
@@ -550,6 +568,7 @@ class CanaryStatus(BaseModel):
     step_started_at: float | None = None
     pause_reason: PauseReason | None = None
     pause_until: float | None = None
+    full_traffic_at: float | None = None
     canary_unready_since: float | None = None
     stable_degraded_since: float | None = None
     reason: str = ""

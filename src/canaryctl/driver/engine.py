@@ -166,7 +166,8 @@ class Engine:
             if status and status.baseline_replicas
             else max(stable.desired_replicas, 1)
         )
-        router = self._router(baseline)
+        generations = {stable.name: stable.generation, canary.name: canary.generation}
+        router = make_router(self.client, self.spec, baseline, generations)
         command = Command(**record.command) if record.command else None
         drift = self._drift(status, stable, baseline)
         pending = (
@@ -221,6 +222,10 @@ class Engine:
         self._act(decision, router, {"stable": stable, "canary": canary})
         for ev in decision.events:
             self._notice(ev.type, ev.reason, ev.message, decision.status.phase.value)
+        if decision.status.phase.terminal:
+            # Remove what the router created (canary Ingress, Services, tester routes);
+            # idempotent, so a process killed right after the final decision still cleans up.
+            router.cleanup()
         ended = decision.status.phase.terminal and (status is None or not status.phase.terminal)
         if ended and self.analysis is not None:
             self.analysis.finish(decision.status)

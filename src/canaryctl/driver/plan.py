@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from canaryctl.core.durations import format_duration
 from canaryctl.core.models import CanarySpec, PauseStep, SetWeightStep, replica_split
 from canaryctl.kube.store import PREFIX
 
 
-def plan(spec: CanarySpec, baseline: int, canary_now: int = 0) -> list[str]:
-    """Human-readable plan, one line per step or change, from the current replica counts."""
+def plan(
+    spec: CanarySpec, baseline: int, canary_now: int = 0, setup: Sequence[object] = ()
+) -> list[str]:
+    """Human-readable plan, one line per step or change, from the current replica counts.
+
+    `setup` lists the router's own changes before the first weight (objects it creates).
+    """
     ns, stable, canary = spec.namespace, spec.stable, spec.canary
     lines = [f"create configmap/{PREFIX}{spec.name} in {ns} (rollout state, commands, lease)"]
+    lines += [f"{change} (before the first weight)" for change in setup]
+    weights = spec.router.kind != "replicas"
     have_stable, have_canary = baseline, canary_now
     for index, step in enumerate(spec.steps[: spec.plan_length]):
         label = f"step {index + 1}:"
@@ -21,6 +30,11 @@ def plan(spec: CanarySpec, baseline: int, canary_now: int = 0) -> list[str]:
         assert isinstance(step, SetWeightStep)
         want_stable, want_canary = replica_split(baseline, step.set_weight, spec.replica_mode)
         lines.append(f"{label} setWeight {step.set_weight}")
+        if weights:
+            lines.append(
+                f"  patch the {spec.router.kind} route weights to {100 - step.set_weight}/"
+                f"{step.set_weight} once deployment/{canary} has ready capacity"
+            )
         if want_canary != have_canary:
             lines.append(
                 f"  scale deployment/{canary} {have_canary} -> {want_canary}, "
@@ -33,6 +47,8 @@ def plan(spec: CanarySpec, baseline: int, canary_now: int = 0) -> list[str]:
             )
         have_stable, have_canary = want_stable, want_canary
     lines.append("promote:")
+    if weights:
+        lines.append(f"  route 100% to the canary, then point the stable Service at {canary}")
     if have_canary != baseline:
         lines.append(
             f"  scale deployment/{canary} {have_canary} -> {baseline}, wait until all ready"

@@ -28,7 +28,10 @@ class Router(Protocol):
     kind: str
 
     def reconcile(self) -> list[Change]:
-        """Validate the referenced objects and create what routing needs (SpecError if bad)."""
+        """Validate the referenced objects (SpecError if bad), changing nothing.
+
+        Returns the changes the first `set_weight` will make (objects to create or patch).
+        """
         ...
 
     def set_weight(

@@ -8,6 +8,8 @@ once the grown side is ready, so serving capacity never drops below the N pods t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lightkube import Client
 
 from canaryctl.core.models import replica_split
@@ -37,6 +39,7 @@ class ReplicaRouter:
         baseline: int,
         mode: str = "seed",
         on_promotion: str = "delete",
+        generations: Mapping[str, int] | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -46,6 +49,7 @@ class ReplicaRouter:
         self.baseline = baseline
         self.mode = mode
         self.on_promotion = on_promotion
+        self.generations = dict(generations or {})
 
     def _read(self) -> tuple[DeploymentInfo, DeploymentInfo]:
         return (
@@ -107,7 +111,8 @@ class ReplicaRouter:
 
     def _scale(self, dep: DeploymentInfo, replicas: int, dry_run: bool) -> Change:
         if not dry_run:
-            workloads.scale(self.client, dep.name, self.namespace, replicas)
+            expected = self.generations.get(dep.name)
+            workloads.scale(self.client, dep.name, self.namespace, replicas, generation=expected)
         return Change("scale", f"deployment/{dep.name}", f"{dep.desired_replicas} -> {replicas}")
 
     def get_weight(self) -> float | None:
