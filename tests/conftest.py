@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
@@ -14,6 +15,12 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import ClusterState, LocalCluster
 from helpers import wait_until
+
+# CI explores the same examples on every run, so a red build is reproducible; developers'
+# runs stay random and keep finding new cases.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -311,12 +311,15 @@ class Invariants:
         start = 0 if prev is None else prev.step_index
         for index in range(start, status.step_index):
             pause = spec.steps[index]
+            # A timed pause ends its duration after the step started, even when a user's
+            # pause/resume in between cleared the stored pause_until.
             expired = (
                 prev is not None
                 and index == prev.step_index
-                and prev.phase is Phase.PAUSED
-                and prev.pause_until is not None
-                and obs.now >= prev.pause_until
+                and isinstance(pause, PauseStep)
+                and pause.pause is not None
+                and prev.step_started_at is not None
+                and obs.now >= prev.step_started_at + pause.pause
             )
             if isinstance(pause, PauseStep) and not expired:
                 assert promoted, f"pause step {index} passed early without a promote"

@@ -178,7 +178,7 @@ def test_spec_hash_is_stable_and_sees_any_change() -> None:
         ({"canary": "app-v1"}, "canary", "different Deployment"),
         ({"service": "my_svc"}, "service", "DNS-1123"),
         ({"steps": []}, "steps", "at least one"),
-        ({"steps": [{}]}, "steps[0]", "exactly one of setWeight or pause"),
+        ({"steps": [{}]}, "steps[0]", "exactly one of setWeight, setCanaryScale or pause"),
         ({"steps": [{"setWeight": 10, "pause": "1s"}]}, "steps[0]", "exactly one"),
         ({"steps": [{"setWeigth": 10}]}, "steps[0]", "exactly one"),
         ({"steps": [{"setWeight": 0}]}, "steps[0].setWeight", "greater than 0"),
@@ -275,3 +275,24 @@ def test_status_round_trips_through_json() -> None:
 def test_status_from_a_newer_canaryctl_ignores_unknown_keys() -> None:
     status = CanaryStatus.from_dict({"phase": "Progressing", "weight": 10, "futureField": 1})
     assert (status.phase, status.weight) == (Phase.PROGRESSING, 10)
+
+
+def test_set_canary_scale_needs_a_weight_router() -> None:
+    base = {"name": "c", "stable": "a", "canary": "b", "service": "s"}
+    with pytest.raises(SpecError) as err:
+        parse_spec({**base, "steps": [{"setCanaryScale": 20}, {"pause": {}}]})
+    assert err.value.field == "steps[0].setCanaryScale"
+    spec = parse_spec(
+        {**base, "router": {"kind": "nginx", "ingress": "web", "header": {"X-Track": "canary"}},
+         "steps": [{"setCanaryScale": 20}, {"pause": {}}]}
+    )  # fmt: skip
+    assert spec.steps[0].set_canary_scale == 20
+
+
+def test_mirroring_is_an_istio_feature() -> None:
+    base = {"name": "c", "stable": "a", "canary": "b", "service": "s", "steps": [{"setWeight": 10}]}
+    with pytest.raises(SpecError) as err:
+        parse_spec({**base, "router": {"kind": "nginx", "ingress": "web", "mirror": 10}})
+    assert err.value.field == "router.mirror"
+    spec = parse_spec({**base, "router": {"kind": "istio", "virtualService": "vs", "mirror": 10}})
+    assert spec.router.mirror == 10

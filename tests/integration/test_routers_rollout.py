@@ -143,7 +143,7 @@ class Scene:
     namespace: str
     kind: str
 
-    def spec(self, steps: list[dict[str, Any]]) -> CanarySpec:
+    def spec(self, steps: list[dict[str, Any]], **extra: Any) -> CanarySpec:
         router = {**ROUTER_SPECS[self.kind], "header": {"X-Track": "canary"}}
         return parse_spec(
             {
@@ -155,6 +155,7 @@ class Scene:
                 "router": router,
                 "steps": steps,
                 "health": {"readyDeadline": "30s"},
+                **extra,
             }
         )
 
@@ -397,3 +398,35 @@ def test_subsets_with_an_autoscaler_on_each_version_promote_without_fighting_it(
     assert scene.replicas("app-v2") == (2, 2)
     main = json.loads(scene.user_object())["http"][1]
     assert main["route"] == [{"destination": {"host": "app", "subset": "v2"}}]
+
+
+def test_ab_by_header_only_sends_testers_to_the_canary_and_no_weight(scene: Scene) -> None:
+    rollout = Rollout(scene, scene.spec([{"setCanaryScale": 50}, MANUAL]))
+    status = rollout.wait(lambda st: st.phase is Phase.PAUSED)
+    assert status.weight == 0
+    assert scene.replicas("app-v2") == (1, 1), "canary capacity without weight"
+    assert scene.stored_weight() in (0, None), "no weighted traffic to the canary"
+    # The tester route appears once the canary's endpoints are ready (EndpointSlices lag).
+    wait_until(scene.header_route, timeout=30)
+    assert scene.stored_weight() in (0, None), "only requests with X-Track: canary reach it"
+    rollout.command("promote")
+    assert rollout.finish().phase is Phase.SUCCEEDED
+    assert scene.replicas("app-v2") == (2, 2)
+    assert not scene.header_route()
+    rollout.cleanup()
+
+
+def test_blue_green_switches_at_once_and_keeps_the_old_version_for_instant_rollback(
+    scene: Scene,
+) -> None:
+    spec = scene.spec([{"setWeight": 100}], scaleDownDelay="1h")
+    rollout = Rollout(scene, spec)
+    rollout.wait(lambda st: st.full_traffic_at is not None)
+    assert scene.stored_weight() == 100 or scene.kind == "nginx"
+    assert scene.replicas("app-v1") == (2, 2), "the old version is kept, ready"
+    rollout.command("abort")  # instant rollback inside the delay
+    status = rollout.finish()
+    assert status.phase is Phase.ROLLED_BACK
+    assert scene.replicas("app-v1") == (2, 2)
+    assert scene.stored_weight() in (0, None)
+    rollout.cleanup()

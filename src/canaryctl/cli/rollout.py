@@ -99,6 +99,7 @@ def router_options(
     httproute: str | None,
     header: list[str] | None,
     cookie: str | None,
+    mirror: float | None = None,
 ) -> dict[str, Any] | None:
     """The quick-mode --router/--ingress/... flags as a spec `router` block."""
     from canaryctl.errors import SpecError
@@ -110,6 +111,7 @@ def router_options(
         ("destinationRule", destination_rule),
         ("httproute", httproute),
         ("cookie", cookie),
+        ("mirror", mirror),
     ):
         if value is not None:
             block[key] = value
@@ -196,6 +198,9 @@ def rollout(
         list[str] | None, typer.Option(help="Send requests with NAME=VALUE to the canary.")
     ] = None,
     cookie: Annotated[str | None, typer.Option(help="Send requests with this cookie.")] = None,
+    mirror: Annotated[
+        float | None, typer.Option(help="istio: also mirror this percent to the canary.")
+    ] = None,
     canary_namespace: Annotated[
         str | None, typer.Option(help="istio/gateway: the canary's own namespace.")
     ] = None,
@@ -217,7 +222,7 @@ def rollout(
             prometheus, judge, analysis_interval, tolerance, latency_threshold
         )
         routing = router_options(
-            router, ingress, virtual_service, destination_rule, httproute, header, cookie
+            router, ingress, virtual_service, destination_rule, httproute, header, cookie, mirror
         )
         spec = build_spec(
             file, name, namespace, stable, canary, service, steps, pause,

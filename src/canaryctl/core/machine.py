@@ -36,6 +36,7 @@ from canaryctl.core.models import (
     PauseReason,
     PauseStep,
     Phase,
+    SetCanaryScaleStep,
     SetWeightStep,
     Stage,
     Target,
@@ -338,6 +339,31 @@ def _enter_step(run: _Run, index: int) -> None:
                 f"step {index + 1}/{len(spec.steps)}: scaling canary {spec.canary} to "
                 f"{st.canary_replicas} ready before sending it {step.set_weight}%",
             )
+        elif isinstance(step, SetCanaryScaleStep):
+            st.stage = Stage.SCALE_CANARY
+            st.canary_replicas = max(st.canary_replicas, _scaled(st.baseline_replicas, step))
+            run.event(
+                "Normal",
+                "StepStarted",
+                f"step {index + 1}/{len(spec.steps)}: scaling canary {spec.canary} to "
+                f"{st.canary_replicas} without moving weight ({st.weight}%)",
+            )
+
+
+def _scaled(n: int, step: SetCanaryScaleStep) -> int:
+    """Canary replicas for a setCanaryScale step: ceil(n * percent / 100), at least 1."""
+    return max(1, -(-n * step.set_canary_scale // 100))
+
+
+def _scale_step(run: _Run, step: SetCanaryScaleStep) -> bool:
+    """Capacity without traffic: the step ends once the canary pods are ready."""
+    st, obs = run.st, run.obs
+    st.canary_replicas = max(st.canary_replicas, _scaled(st.baseline_replicas, step))
+    ready = obs.canary.ready_replicas
+    if ready < st.canary_replicas:
+        return run.hold(f"waiting for canary {ready}/{st.canary_replicas} ready")
+    _enter_step(run, st.step_index + 1)
+    return True
 
 
 def _promote(run: _Run, reason: str, message: str) -> None:
@@ -564,6 +590,8 @@ def _progressing(run: _Run) -> bool:
     step = spec.steps[index]
     if isinstance(step, PauseStep):
         return _pause_step(run, step)
+    if isinstance(step, SetCanaryScaleStep):
+        return _scale_step(run, step)
     return _weight_step(run, step)
 
 

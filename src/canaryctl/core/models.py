@@ -106,6 +106,7 @@ class RouterSpec(BaseModel):
     httproute: str | None = None
     header: dict[str, str] | None = None
     cookie: str | None = None
+    mirror: float | None = Field(default=None, gt=0, le=100)
 
     @field_validator("ingress", "virtual_service", "destination_rule", "httproute")
     @classmethod
@@ -137,6 +138,8 @@ class RouterSpec(BaseModel):
                 "the replicas router splits traffic by pod ratio and cannot route by "
                 "header or cookie; use the nginx, istio or gateway router",
             )
+        if self.mirror is not None and self.kind != "istio":
+            raise _FieldError("mirror", "traffic mirroring is available with the istio router")
         if self.kind == "nginx" and self.header and len(self.header) > 1:
             raise _FieldError("header", "the nginx router matches a single header")
         return self
@@ -148,6 +151,18 @@ class SetWeightStep(BaseModel):
     model_config = _SPEC_CONFIG
 
     set_weight: int = Field(gt=0, le=100)
+
+
+class SetCanaryScaleStep(BaseModel):
+    """Give the canary `set_canary_scale` percent of the stable's replicas, moving no weight.
+
+    With a header or cookie route this is A/B testing: only matching requests (testers)
+    reach the canary until promotion (`{setCanaryScale: 20}`; weight routers only).
+    """
+
+    model_config = _SPEC_CONFIG
+
+    set_canary_scale: int = Field(gt=0, le=100)
 
 
 class PauseStep(BaseModel):
@@ -180,24 +195,38 @@ class PauseStep(BaseModel):
         return seconds
 
 
+_STEP_KEYS = {
+    "set-weight-step": ("setWeight", "set_weight"),
+    "pause-step": ("pause",),
+    "set-canary-scale-step": ("setCanaryScale", "set_canary_scale"),
+}
+_STEP_CLASSES = {
+    SetWeightStep: "set-weight-step",
+    PauseStep: "pause-step",
+    SetCanaryScaleStep: "set-canary-scale-step",
+}
+
+
 def _step_kind(value: Any) -> str | None:
-    if isinstance(value, SetWeightStep | PauseStep):
-        return "set-weight-step" if isinstance(value, SetWeightStep) else "pause-step"
+    if type(value) in _STEP_CLASSES:
+        return _STEP_CLASSES[type(value)]
     if isinstance(value, Mapping):
-        weight = "setWeight" in value or "set_weight" in value
-        if weight != ("pause" in value):
-            return "set-weight-step" if weight else "pause-step"
+        kinds = [tag for tag, keys in _STEP_KEYS.items() if any(k in value for k in keys)]
+        if len(kinds) == 1:
+            return kinds[0]
     return None
 
 
-_STEP_TAGS = frozenset({"set-weight-step", "pause-step"})
+_STEP_TAGS = frozenset(_STEP_KEYS)
 
 Step = Annotated[
-    Annotated[SetWeightStep, Tag("set-weight-step")] | Annotated[PauseStep, Tag("pause-step")],
+    Annotated[SetWeightStep, Tag("set-weight-step")]
+    | Annotated[PauseStep, Tag("pause-step")]
+    | Annotated[SetCanaryScaleStep, Tag("set-canary-scale-step")],
     Discriminator(
         _step_kind,
         custom_error_type="step_kind",
-        custom_error_message="each step needs exactly one of setWeight or pause",
+        custom_error_message="each step needs exactly one of setWeight, setCanaryScale or pause",
     ),
 ]
 
@@ -313,6 +342,13 @@ class CanarySpec(BaseModel):
             raise _FieldError("canary", "must name a different Deployment than stable")
         previous = 0
         for index, step in enumerate(self.steps):
+            if isinstance(step, SetCanaryScaleStep) and self.router.kind == "replicas":
+                raise _FieldError(
+                    f"steps[{index}].setCanaryScale",
+                    "the replicas router sends traffic to every canary pod, so it cannot add "
+                    "canary pods without weight; use setWeight, or a weight router "
+                    "(nginx, istio, gateway) with a header route for A/B tests",
+                )
             if not isinstance(step, SetWeightStep):
                 continue
             field = f"steps[{index}].setWeight"

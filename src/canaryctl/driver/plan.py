@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from canaryctl.core.durations import format_duration
-from canaryctl.core.models import CanarySpec, PauseStep, SetWeightStep, replica_split
+from canaryctl.core.models import (
+    CanarySpec,
+    PauseStep,
+    SetCanaryScaleStep,
+    SetWeightStep,
+    replica_split,
+)
 from canaryctl.kube.store import PREFIX
 
 
@@ -26,6 +32,15 @@ def plan(
         if isinstance(step, PauseStep):
             how = format_duration(step.pause) if step.pause else "until `canaryctl promote`"
             lines.append(f"{label} pause {how}; health gates keep running")
+            continue
+        if isinstance(step, SetCanaryScaleStep):
+            want = max(1, -(-baseline * step.set_canary_scale // 100))
+            if want > have_canary:
+                lines.append(
+                    f"{label} setCanaryScale {step.set_canary_scale}%: scale deployment/"
+                    f"{canary} {have_canary} -> {want}, no weight (only header/cookie testers)"
+                )
+                have_canary = want
             continue
         assert isinstance(step, SetWeightStep)
         want_stable, want_canary = replica_split(baseline, step.set_weight, spec.replica_mode)

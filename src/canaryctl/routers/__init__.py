@@ -59,6 +59,7 @@ def make_router(
             canary_namespace=spec.canary_namespace,
             header=router.header,
             cookie=router.cookie,
+            mirror_percent=router.mirror,
             **common,
         )
     if router.kind == "gateway":
