@@ -254,9 +254,13 @@ class Backends:
 
         def plan(obj: Obj) -> tuple[list[Obj], list[Change]]:
             selector = dict(obj["spec"].get("selector") or {})
-            if not selects(selector, canary.pod_labels):
-                return [], []  # already selects the stable version only
+            if not (selects(selector, canary.pod_labels) and selects(selector, stable.pod_labels)):
+                # Already one version only: narrowed earlier, or repointed at promotion (then
+                # rewriting the record of added keys would make cleanup forget them).
+                return [], []
             added = [k for k in keys if k not in selector]
+            if not added:
+                return [], []
             ops: list[Obj] = [
                 {"op": "add", "path": pointer("spec", "selector", k), "value": stable.selector[k]}
                 for k in added
