@@ -272,3 +272,24 @@ def test_bad_references_are_spec_errors_that_change_nothing(
     assert not [
         s for s in kube.list(Service, namespace=app.namespace) if s.metadata.name == "app-canary"
     ]
+
+
+def test_a_weight_call_between_repointing_and_retiring_keeps_cleanup_complete(
+    kube: Client, app: App, gateway: GatewayRouter
+) -> None:
+    # Under load the engine may call set_weight(100) again after promote() repointed the
+    # Service but before the old Deployment is retired (endpoints lag): the record of the
+    # selector keys canaryctl added must survive, or cleanup leaves `version` behind.
+    start(gateway)
+    converge(gateway, 100)
+    kube.patch(Deployment, "app-v2", {"spec": {"replicas": 2}}, namespace=app.namespace)
+    wait_until(lambda: ready(kube, app.namespace, "app-v2") == 2)
+    gateway.backends.repoint()
+    gateway.set_weight(100, replicas=(0, 2))
+    annotations = kube.get(Service, "app", namespace=app.namespace).metadata.annotations
+    assert annotations["canaryctl.dev/selector-added"] == "version"
+    wait_until(
+        lambda: gateway.promote() is not None and ready(kube, app.namespace, "app-v1") is None
+    )
+    gateway.cleanup()
+    assert kube.get(Service, "app", namespace=app.namespace).spec.selector == {"app": "app"}
