@@ -83,3 +83,16 @@ def test_example_canaries_are_valid_specs(example: str) -> None:
     doc = yaml.safe_load(path.read_text())
     assert (doc["apiVersion"], doc["kind"]) == ("canaryctl.dev/v1alpha1", "Canary")
     parse_spec(load_spec_file(path, None))
+
+
+def test_the_reference_documents_every_field_of_the_models() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "canary-resource.md").read_text()
+    schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    documented = []
+    for name, node in schema["spec"]["properties"].items():
+        documented.append(name)
+        documented += list(node.get("properties", {}))
+    documented += list(schema["spec"]["properties"]["steps"]["items"]["properties"])
+    documented += list(schema["status"]["properties"])
+    missing = [name for name in documented if f"`{name}`" not in doc]
+    assert not missing, f"docs/canary-resource.md does not mention {missing}"

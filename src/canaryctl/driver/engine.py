@@ -169,6 +169,10 @@ class Engine:
                 record.status = None  # a new rollout under the same name
             record.spec = wanted
             return self.store.update(record)
+        if status is None:
+            # A record with no rollout yet (a new Canary, or a CLI killed before its first
+            # tick): check the objects before the first decision, as for a new record.
+            self.validate()
         return record
 
     def _refuse_if_owned(self) -> None:
