@@ -33,7 +33,7 @@ from lightkube.types import PatchType
 
 from canaryctl.core.conditions import conditions_for, step_text, verdict_text
 from canaryctl.core.models import CanarySpec, CanaryStatus, parse_spec
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, ConflictError, RolloutNotFound, SpecError
 from canaryctl.kube.canary import API_VERSION, KIND, Canary, as_mapping, flat_spec
 from canaryctl.kube.store import COMMAND, COMMANDS, Record, Source
 
@@ -167,7 +167,7 @@ class CanaryStore:
             )
         except ApiError as exc:
             if exc.status.code == 404:
-                raise ClusterError(f"no rollout named {name} in namespace {namespace}") from exc
+                raise RolloutNotFound(f"no rollout named {name} in namespace {namespace}") from exc
             raise ClusterError(f"sending {action} to canary/{name}: {exc.status.message}") from exc
         return record_of(stored)
 
@@ -244,7 +244,7 @@ def record_of(obj: Any) -> Record:
         annotations={k: v for k, v in annotations.items() if k != COMMAND},
         source="canary",
         generation=meta.get("generation"),
-        spec_hash=spec_model.fingerprint if spec_model is not None else None,
+        spec_hash=spec_model.resolved().fingerprint if spec_model is not None else None,
         status_extra=around,
     )
 
