@@ -240,7 +240,8 @@ def kubelet(bed: Bed) -> Component:
         "podLogsDir": str(folder / "pod-logs"),
         "maxPods": 110,
         "serializeImagePulls": False,
-        # Our images exist only locally: the image GC must never remove them.
+        # Our images exist only locally: the image GC must never remove them (a high
+        # threshold of 100 with no maximum age turns the kubelet's image GC off).
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         # A shared development disk may be fuller than the defaults allow; keep evictions off.
@@ -452,9 +453,15 @@ def stop_hooks(state: ClusterState) -> tuple[dict[str, Callable[[], None]], dict
     )
 
 
-def _drain(state: ClusterState, address: str, timeout: float = 30.0) -> None:
-    """Delete the real node's pods and let the kubelet stop them (CNI teardown included)."""
+def _drain(state: ClusterState, address: str, timeout: float = 20.0) -> None:
+    """Cordon the real node, delete its pods and let the kubelet stop them (with their
+    CNI teardown); cordoned first, so their controllers' replacements stay Pending."""
     with _admin(state) as http:
+        http.patch(
+            f"{state.server}/api/v1/nodes/{NODE_NAME}",
+            json={"spec": {"unschedulable": True}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         pods = http.get(
             f"{state.server}/api/v1/pods", params={"fieldSelector": f"spec.nodeName={NODE_NAME}"}
         ).json()
@@ -474,11 +481,11 @@ def _drain(state: ClusterState, address: str, timeout: float = 30.0) -> None:
 
 
 def _remove_all(address: str) -> None:
-    """Kill and remove every container still in our containerd."""
-    for cid in _ctr(address, "containers", "ls", "-q").stdout.split():
-        _ctr(address, "tasks", "kill", "-s", "SIGKILL", cid)
-        _ctr(address, "tasks", "delete", "-f", cid)
-        _ctr(address, "containers", "delete", cid)
+    """Kill every task still running in our containerd (its data goes with our folder)."""
+    for line in _ctr(address, "tasks", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "RUNNING":
+            _ctr(address, "tasks", "kill", "-s", "SIGKILL", fields[0])
 
 
 def _kill_strays(folder: str) -> None:
