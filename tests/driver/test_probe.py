@@ -3,6 +3,7 @@ must match what the app itself counted, request for request."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +150,16 @@ def test_header_arguments() -> None:
         with pytest.raises(SpecError) as err:
             parse_header(bad)
         assert err.value.field == "--header"
+
+
+def test_stop_ends_the_run_early_after_the_answers_in_flight(seed_app_binary: Path) -> None:
+    stop = threading.Event()
+    with SeedApp(seed_app_binary, {"VERSION": "v1"}) as app:
+        timer = threading.Timer(1.0, stop.set)
+        timer.start()
+        started = time.monotonic()
+        meter = run_probe(ProbeSettings(app.url, Schedule(50, 60)), SplitMeter(), stop=stop)
+        took = time.monotonic() - started
+        timer.cancel()
+        assert served(app) == {"200": meter.requests}
+    assert took < 5 and 10 <= meter.requests <= 150 and meter.failed == 0

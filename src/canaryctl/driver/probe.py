@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ async def _probe(
     on_tick: Callable[[float], None] | None,
     tick_every: float,
     clock: Callable[[], float],
+    stop: threading.Event | None,
 ) -> None:
     schedule = settings.schedule
     headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
@@ -150,6 +152,8 @@ async def _probe(
                 wait = start + schedule.due(n) - clock()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                if stop is not None and stop.is_set():
+                    break
                 await slots.acquire()  # all slots busy: the schedule lags, never floods
                 sent = clock() - start
                 if sent > schedule.duration + settings.timeout:
@@ -176,13 +180,15 @@ def run_probe(
     on_tick: Callable[[float], None] | None = None,
     tick_every: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> SplitMeter:
     """Run the whole schedule, counting every outcome into `meter` (which keeps what
     was counted if the run is interrupted); `on_tick(elapsed)` runs every `tick_every`
-    seconds and once at the end. Returns `meter`.
+    seconds and once at the end; setting `stop` (from another thread) ends the run
+    early, after the answers in flight. Returns `meter`.
 
     Checks the target first (see `check_target`): SpecError before anything is sent.
     """
     check_target(settings.url, settings.allow_remote)
-    asyncio.run(_probe(settings, meter, on_outcome, on_tick, tick_every, clock))
+    asyncio.run(_probe(settings, meter, on_outcome, on_tick, tick_every, clock, stop))
     return meter
