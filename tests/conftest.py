@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -15,6 +16,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import ClusterState, LocalCluster
 from helpers import wait_until
+from seedapp import build
 
 # CI explores the same examples on every run, so a red build is reproducible; developers'
 # runs stay random and keep finding new cases.
@@ -97,3 +99,9 @@ def namespace(kube: Client) -> Iterator[str]:
     wait_until(lambda: list(kube.list(ServiceAccount, namespace=name)), timeout=30)
     yield name
     kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def seed_app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed app (images/pulpocon-app) compiled once per session as a static binary."""
+    return build(tmp_path_factory.mktemp("pulpocon-app"))
