@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,14 @@ def cluster_ip(kube: Client, name: str, namespace: str) -> str:
     return str(kube.get(Service, name, namespace=namespace).spec.clusterIP)
 
 
-def split(url: str, requests: int) -> tuple[Counter[str], int]:
+def echo_version(response: httpx.Response) -> str:
+    """The version in an echo server's answer."""
+    return response.text.split()[0]
+
+
+def split(
+    url: str, requests: int, version_of: Callable[[httpx.Response], str] = echo_version
+) -> tuple[Counter[str], int]:
     """Answers by version over ``requests`` new connections, and the number of failures.
 
     A new TCP connection per request: kube-proxy picks a pod per connection, so a kept-alive
@@ -124,7 +132,7 @@ def split(url: str, requests: int) -> tuple[Counter[str], int]:
             if r.status_code != 200:
                 failed += 1
                 continue
-            versions[r.text.split()[0]] += 1
+            versions[version_of(r)] += 1
     return versions, failed
 
 

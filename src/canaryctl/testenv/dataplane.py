@@ -55,6 +55,15 @@ REAL_POD_PLACEMENT: dict[str, Any] = {
 }
 
 
+def on_real_node(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Pod or workload manifest (Deployment, ...) placed on the real node."""
+    out = json.loads(json.dumps(doc))
+    spec = out["spec"] if out.get("kind") == "Pod" else out["spec"]["template"]["spec"]
+    spec.setdefault("nodeSelector", {}).update(REAL_POD_PLACEMENT["nodeSelector"])
+    spec.setdefault("tolerations", []).extend(REAL_POD_PLACEMENT["tolerations"])
+    return out
+
+
 def missing_requirements(proxy_mode: str = "iptables") -> list[str]:
     """Why a real node cannot run here (empty when it can): root, tools, kernel features."""
     why = []
