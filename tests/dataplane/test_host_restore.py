@@ -7,6 +7,7 @@ module sorts before the ones that use the session's ``dataplane_cluster``).
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -57,3 +58,29 @@ def test_down_restores_the_host_exactly_after_pods_ran_and_served_traffic(mode: 
     after = host.observe()
     print(f"\n{mode}: up {up_s:.1f}s (real node Ready included), down {down_s:.1f}s")
     assert _diff(before, after) == {}
+
+
+def test_a_real_node_whose_processes_died_is_cleaned_up_by_the_next_up() -> None:
+    why = dataplane.missing_requirements()
+    if why:
+        pytest.skip("no real node on this host: " + "; ".join(why))
+    before = host.observe()
+    dead = LocalCluster(f"pytest-{os.getpid()}-dead", nodes=1, dataplane=True)
+    state = dead.up(timeout=300)
+    successor = LocalCluster(f"pytest-{os.getpid()}-next", nodes=1, dataplane=True)
+    try:
+        kube = make_client(state.kubeconfig)
+        image = load_echo(state)
+        apply(kube, "default", deployment("echo-v1", "v1", 2, image))
+        wait_until(lambda: available(kube, "echo-v1", "default") == 2, timeout=120)
+        # A reboot-like death: every process of the node gone, its pods' containers and
+        # its changes to the host left behind.
+        for pid in state.pids.values():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not dead.status()["running"], timeout=10)
+        successor.up(timeout=300)
+        assert not dead.folder.exists(), "the dead node's folder was cleaned up"
+    finally:
+        successor.down()
+        dead.down()
+    assert _diff(before, host.observe()) == {}

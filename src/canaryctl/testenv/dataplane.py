@@ -440,17 +440,31 @@ def prepare_host(bed: Bed) -> None:
 
 
 def _take_lock(folder: Path) -> None:
-    with contextlib.suppress(FileNotFoundError, ValueError):
+    """Own the host's one real node; clean up a node whose session died without ``down``."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
         owner = json.loads(HOST_LOCK.read_text())["folder"]
-        if owner != str(folder) and (Path(owner) / "state.json").exists():
-            state = json.loads((Path(owner) / "state.json").read_text())
+        state_file = Path(owner) / "state.json"
+        if owner != str(folder) and state_file.exists():
+            state = json.loads(state_file.read_text())
             if any(alive(pid, owner) for pid in state.get("pids", {}).values()):
                 raise TestenvError(
                     f"testenv: cluster {state['name']} already runs a real node on this host "
                     f"(two kube-proxies would rewrite each other's rules); stop it with "
                     f"`canaryctl testenv down --name {state['name']}`"
                 )
+            # Its processes are gone but its changes to the host may not be: undo them
+            # before our snapshot, or they would become part of "the host as found".
+            abandon(owner)
     HOST_LOCK.write_text(json.dumps({"folder": str(folder)}))
+
+
+def abandon(folder: str) -> None:
+    """Clean up after a real node whose processes all died (killed session, reboot)."""
+    from canaryctl.testenv.cluster import ClusterState
+
+    state = ClusterState(**json.loads((Path(folder) / "state.json").read_text()))
+    restore_host(state)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_hooks(state: ClusterState) -> tuple[dict[str, Callable[[], None]], dict[str, float]]:
