@@ -362,6 +362,11 @@ class LocalCluster:
                 return state
             self.progress(f"testenv {self.name}: found a partial or different cluster, restarting")
             self.down()
+        names = list(versions.ALL_BINARIES)
+        if self.dataplane:
+            names += versions.NODE_COMMANDS
+        # A first build takes minutes; the start-up timeout counts from after it.
+        bins = binaries.ensure(self.binary_paths, self.progress, names=names)
         started = time.monotonic()
         deadline = started + timeout
         state = ClusterState(
@@ -372,10 +377,6 @@ class LocalCluster:
             dataplane=self.dataplane,
             proxy_mode=self.proxy_mode,
         )
-        names = list(versions.ALL_BINARIES)
-        if self.dataplane:
-            names += versions.NODE_COMMANDS
-        bins = binaries.ensure(self.binary_paths, self.progress, names=names)
         self.folder.mkdir(parents=True, exist_ok=True)
         certs = pki.generate(self.folder / "pki")
         bed = Bed(bins, state, certs)
