@@ -118,7 +118,9 @@ def main() -> None:
                     time.sleep(0.05)
             t = time.monotonic()
             for _ in range(1000):
-                pods[http.get(f"http://{ip}/").text.split()[1]] += 1
+                r = http.get(f"http://{ip}/")
+                assert r.status_code == 200 and len(r.text.split()) == 2, (r, r.text)
+                pods[r.text.split()[1]] += 1
             rps = 1000 / (time.monotonic() - t)
         mem = {c: rss_bytes(state.pids[c]) / 2**20 for c in ("containerd", "kubelet", "kube-proxy")}
         shims = [
