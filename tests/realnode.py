@@ -129,10 +129,14 @@ def split(
             except httpx.HTTPError:
                 failed += 1
                 continue
-            if r.status_code != 200:
+            try:
+                version = version_of(r) if r.status_code == 200 else None
+            except (IndexError, KeyError):
+                version = None  # an answer that names no version is a failed request
+            if version is None:
                 failed += 1
                 continue
-            versions[version_of(r)] += 1
+            versions[version] += 1
     return versions, failed
 
 
