@@ -186,6 +186,7 @@ def observe() -> dict[str, object]:
         "sysctls": read_sysctls(),
         "mounts": mounts(),
         "links": links(),
+        "ip link": sorted(_run(["ip", "-br", "link"]).splitlines()),
         "paths": {p: _tree(Path(p)) for p in WATCHED_PATHS},
         "cgroups": _cgroups(),
     }
