@@ -1,0 +1,383 @@
+"""Traefik as the test bed's L7 proxy: a host process serving the cluster's Ingresses of
+class ``nginx`` (through its ``kubernetesIngressNGINX`` provider, which implements the
+ingress-nginx canary annotations) and its Gateway API HTTPRoutes (``kubernetesGateway``).
+
+Traefik runs out of cluster, so it talks to the API server with the endpoint, the cluster
+CA and the token of its own ServiceAccount ``canaryctl-system/traefik``, bound to a
+ClusterRole that grants only what the two providers read and the status they write.
+Requests enter on one loopback entry point (``web``); the Gateway ``canaryctl-system/
+traefik`` listens on the same port, so Ingresses and HTTPRoutes share it. The API and
+ping answer on a second loopback port, used for health and to wait for routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from lightkube import Client, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.resources.core_v1 import ServiceAccount
+
+from canaryctl.errors import TestenvError
+from canaryctl.kube.client import FIELD_MANAGER
+from canaryctl.testenv import traefik_build
+from canaryctl.testenv.binaries import Progress
+from canaryctl.testenv.cluster import ClusterState, _alive, _free_port, _stop, _tail
+
+NAMESPACE = "canaryctl-system"
+SERVICE_ACCOUNT = "traefik"
+#: The IngressClass canaryctl's NGINX examples use; Traefik claims it by controller value.
+INGRESS_CLASS = "nginx"
+INGRESS_CONTROLLER = "k8s.io/ingress-nginx"
+GATEWAY_CLASS = "traefik"
+GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
+GATEWAY = "traefik"
+ENTRYPOINT = "web"
+#: How long Traefik's ServiceAccount token lives (the test bed is short-lived).
+TOKEN_SECONDS = 24 * 3600
+
+_READ = ["get", "list", "watch"]
+
+# Registered so codecs.from_dict knows the Gateway API kinds this module writes.
+GatewayClassResource = create_global_resource(
+    "gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses"
+)
+GatewayResource = create_namespaced_resource(
+    "gateway.networking.k8s.io", "v1", "Gateway", "gateways"
+)
+
+
+def rbac_docs() -> list[dict[str, Any]]:
+    """Namespace, ServiceAccount, ClusterRole and binding: what the two providers need.
+
+    Read access to Services, EndpointSlices, Secrets and ConfigMaps (the providers'
+    informers list them; Secrets hold TLS certificates), Namespaces, Ingresses,
+    IngressClasses and the Gateway API kinds; write access only to status subresources.
+    """
+    gateway_kinds = [
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "grpcroutes",
+        "tlsroutes",
+        "referencegrants",
+        "backendtlspolicies",
+    ]
+    role = f"canaryctl-{SERVICE_ACCOUNT}"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["services", "secrets", "configmaps", "namespaces"],
+                    "verbs": _READ,
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": _READ,
+                },
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingresses", "ingressclasses"],
+                    "verbs": _READ,
+                },
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["ingresses/status"],
+                    "verbs": ["update"],
+                },
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": gateway_kinds,
+                    "verbs": _READ,
+                },
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": [f"{k}/status" for k in gateway_kinds],
+                    "verbs": ["update"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+            ],
+        },
+    ]
+
+
+def class_docs(web_port: int) -> list[dict[str, Any]]:
+    """The IngressClass ``nginx``, the GatewayClass and a Gateway on Traefik's entry point.
+
+    Traefik maps a Gateway listener to the entry point with the same port, so the listener
+    uses the (free, per test bed) web port. Routes of every namespace may attach.
+    """
+    return [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {"name": INGRESS_CLASS},
+            "spec": {"controller": INGRESS_CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": GATEWAY_CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": GATEWAY, "namespace": NAMESPACE},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": web_port,
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def static_config(
+    *, server: str, ca_cert: Path, token_file: Path, web_port: int, api_port: int
+) -> dict[str, Any]:
+    """Traefik's static configuration (written as YAML) for one test bed."""
+    kube = {
+        "endpoint": server,
+        "token": str(token_file),
+        "certAuthFilePath": str(ca_cert),
+        # Apply every change at once: tests measure how fast weights take effect.
+        "throttleDuration": "0s",
+    }
+    return {
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "entryPoints": {
+            ENTRYPOINT: {"address": f"127.0.0.1:{web_port}"},
+            "traefik": {"address": f"127.0.0.1:{api_port}"},
+        },
+        "api": {"insecure": True, "dashboard": False},
+        "ping": {"entryPoint": "traefik"},
+        "log": {"level": "INFO"},
+        "providers": {
+            "kubernetesIngressNGINX": {
+                **kube,
+                "ingressClass": INGRESS_CLASS,
+                "controllerClass": INGRESS_CONTROLLER,
+                "httpEntryPoint": ENTRYPOINT,
+            },
+            "kubernetesGateway": dict(kube),
+        },
+    }
+
+
+@dataclass
+class TraefikState:
+    """A running Traefik: where it listens and how to find and stop it (traefik.json)."""
+
+    folder: str
+    web_port: int
+    api_port: int
+    pid: int = 0
+    started_at: float = field(default=0.0)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the entry point serving Ingresses and HTTPRoutes."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def api(self) -> str:
+        """Base URL of Traefik's API and ping."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+def _apply(client: Client, docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        obj = codecs.from_dict(doc)
+        namespace = doc["metadata"].get("namespace")
+        try:
+            client.apply(obj, namespace=namespace, field_manager=FIELD_MANAGER, force=True)
+        except ApiError as exc:
+            raise TestenvError(
+                f"testenv traefik: applying {doc['kind']}/{doc['metadata']['name']}: "
+                f"{exc.status.message}"
+            ) from exc
+
+
+def issue_token(client: Client, seconds: int = TOKEN_SECONDS) -> str:
+    """A bound token of Traefik's ServiceAccount (TokenRequest API)."""
+    request = ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds))
+    res = client.create(request, SERVICE_ACCOUNT, namespace=NAMESPACE)
+    token = res.status.token if res.status else None
+    if not token:
+        raise TestenvError(f"testenv traefik: no token issued for {NAMESPACE}/{SERVICE_ACCOUNT}")
+    return str(token)
+
+
+class LocalTraefik:
+    """Traefik next to one local cluster, in ``<cluster folder>/traefik``."""
+
+    def __init__(self, cluster: ClusterState, client: Client, progress: Progress = print) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.progress = progress
+        self.folder = Path(cluster.folder) / "traefik"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def state(self) -> TraefikState | None:
+        """The running Traefik's state, or None."""
+        path = self.folder / "traefik.json"
+        if not path.exists():
+            return None
+        return TraefikState(**json.loads(path.read_text()))
+
+    def up(self, timeout: float = 60.0) -> TraefikState:
+        """Start Traefik (or return the running one) once its providers have synced."""
+        state = self.state()
+        if state is not None and _alive(state.pid, str(self.folder)) and self._pinged(state):
+            return state
+        self.down()
+        binary = traefik_build.ensure(self.progress)
+        started = time.monotonic()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = TraefikState(str(self.folder), _free_port(), _free_port(), started_at=time.time())
+        _apply(self.client, rbac_docs())
+        _wait_for(lambda: self._sa_exists(), started + timeout, "Traefik's ServiceAccount")
+        token_file = self.folder / "token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(issue_token(self.client))
+        _apply(self.client, class_docs(state.web_port))
+        config = static_config(
+            server=self.cluster.server,
+            ca_cert=Path(self.cluster.folder) / "pki" / "ca.crt",
+            token_file=token_file,
+            web_port=state.web_port,
+            api_port=state.api_port,
+        )
+        config_file = self.folder / "traefik.yaml"
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        log = open(self.folder / "traefik.log", "ab")  # noqa: SIM115 - the child keeps it
+        self._proc = subprocess.Popen(
+            [str(binary), f"--configFile={config_file}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.folder,
+        )
+        log.close()
+        state.pid = self._proc.pid
+        self._save(state)
+        try:
+            _wait_for(
+                lambda: self._running() and self._gateway_ready(state),
+                started + timeout,
+                "Traefik's ping and the Gateway's Programmed condition",
+                self,
+            )
+        except BaseException:
+            self.down()
+            raise
+        self.progress(
+            f"traefik: up in {time.monotonic() - started:.1f}s on {state.url} (api {state.api})"
+        )
+        return state
+
+    def down(self) -> None:
+        """Stop Traefik (by its recorded pid) and remove its folder; cluster objects stay."""
+        state = self.state()
+        if state is not None and state.pid and _alive(state.pid, str(self.folder)):
+            _stop(state.pid, str(self.folder))
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.wait(timeout=5)
+        if self.folder.exists():
+            for child in self.folder.iterdir():
+                child.unlink()
+            self.folder.rmdir()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of Traefik's log, for error messages."""
+        return _tail(self.folder / "traefik.log", lines)
+
+    # --- helpers ---------------------------------------------------------------
+
+    def _save(self, state: TraefikState) -> None:
+        tmp = self.folder / "traefik.json.tmp"
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        os.replace(tmp, self.folder / "traefik.json")
+
+    def _running(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise TestenvError(
+                f"testenv traefik: exited during start-up (exit status {self._proc.returncode}); "
+                f"see {self.folder}/traefik.log:\n{self.log_tail()}"
+            )
+        return True
+
+    def _sa_exists(self) -> bool:
+        return bool(self.client.get(ServiceAccount, SERVICE_ACCOUNT, namespace=NAMESPACE))
+
+    @staticmethod
+    def _pinged(state: TraefikState) -> bool:
+        try:
+            return httpx.get(f"{state.api}/ping", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _gateway_ready(self, state: TraefikState) -> bool:
+        if not self._pinged(state):
+            return False
+        gateway = self.client.get(GatewayResource, GATEWAY, namespace=NAMESPACE)
+        conditions = (gateway.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Programmed" and c["status"] == "True" for c in conditions)
+
+
+def _wait_for(check: Any, deadline: float, what: str, owner: LocalTraefik | None = None) -> None:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except TestenvError:
+            raise
+        except Exception as exc:  # the API or Traefik not answering yet
+            last = exc
+        time.sleep(0.2)
+    tail = f"\n{owner.log_tail()}" if owner is not None else ""
+    raise TestenvError(f"testenv traefik: timed out waiting for {what} (last error: {last}){tail}")
