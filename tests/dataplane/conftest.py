@@ -15,6 +15,7 @@ from lightkube.types import PatchType
 from canaryctl.errors import TestenvError
 from canaryctl.testenv import ClusterState, crds, traefik_build
 from canaryctl.testenv.traefik import LocalTraefik, TraefikState
+from canaryctl.testenv.traefik import state_of as traefik_component_state
 from dataplane.loopback import EndpointMirror
 
 
@@ -31,9 +32,16 @@ def traefik_binary() -> str:
 def traefik(
     traefik_binary: str, kube: Client, local_cluster: ClusterState
 ) -> Iterator[TraefikState]:
-    """Traefik serving Ingresses of class nginx and HTTPRoutes of its Gateway on loopback."""
+    """Traefik serving Ingresses of class nginx and HTTPRoutes of its Gateway on loopback.
+
+    The data plane's own Traefik when the session's cluster has one; else one beside it.
+    """
     crds.install(kube, crds.BUNDLES, progress=lambda _: None)
-    proxy = LocalTraefik(local_cluster, kube, progress=lambda _: None)
+    running = traefik_component_state(local_cluster)
+    if running is not None:
+        yield running
+        return
+    proxy = LocalTraefik(local_cluster, progress=lambda _: None)
     state = proxy.up()
     try:
         yield state

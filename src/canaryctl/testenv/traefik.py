@@ -12,14 +12,13 @@ ping answer on a second loopback port, used for health and to wait for routes.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
@@ -30,10 +29,13 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.resources.core_v1 import ServiceAccount
 
 from canaryctl.errors import TestenvError
-from canaryctl.kube.client import FIELD_MANAGER
-from canaryctl.testenv import traefik_build
+from canaryctl.kube.client import FIELD_MANAGER, make_client
+from canaryctl.testenv import crds, traefik_build
 from canaryctl.testenv.binaries import Progress
-from canaryctl.testenv.cluster import ClusterState, _alive, _free_port, _stop, _tail
+from canaryctl.testenv.components import Component, Runner, alive, tail
+
+if TYPE_CHECKING:
+    from canaryctl.testenv.cluster import Bed, ClusterState
 
 NAMESPACE = "canaryctl-system"
 SERVICE_ACCOUNT = "traefik"
@@ -207,13 +209,13 @@ def static_config(
 
 @dataclass
 class TraefikState:
-    """A running Traefik: where it listens and how to find and stop it (traefik.json)."""
+    """Where a Traefik listens and its pid (``traefik.json`` when run beside a cluster)."""
 
     folder: str
     web_port: int
     api_port: int
-    pid: int = 0
-    started_at: float = field(default=0.0)
+    pids: dict[str, int] = field(default_factory=dict)
+    started_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -249,15 +251,104 @@ def issue_token(client: Client, seconds: int = TOKEN_SECONDS) -> str:
     return str(token)
 
 
-class LocalTraefik:
-    """Traefik next to one local cluster, in ``<cluster folder>/traefik``."""
+def pinged(api: str) -> bool:
+    """True when Traefik answers its ping."""
+    try:
+        return httpx.get(f"{api}/ping", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
-    def __init__(self, cluster: ClusterState, client: Client, progress: Progress = print) -> None:
+
+def gateway_programmed(client: Client) -> bool:
+    """True once Traefik has accepted the Gateway (its Programmed condition)."""
+    gateway = client.get(GatewayResource, GATEWAY, namespace=NAMESPACE)
+    conditions = (gateway.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Programmed" and c["status"] == "True" for c in conditions)
+
+
+def component(
+    *,
+    binary: Path,
+    folder: Path,
+    server: str,
+    ca_cert: Path,
+    kubeconfig: Path,
+    web_port: int,
+    api_port: int,
+) -> Component:
+    """Traefik as a test-bed component.
+
+    Before it starts (the API server being healthy), the Gateway API CRDs its provider
+    watches, its ServiceAccount and RBAC, a token and the classes and Gateway are put in
+    the cluster; it is healthy once it answers ping and has programmed the Gateway.
+    """
+    token_file = folder / "token"
+    config_file = folder / "traefik.yaml"
+    config = static_config(
+        server=server, ca_cert=ca_cert, token_file=token_file, web_port=web_port, api_port=api_port
+    )
+    client = make_client(kubeconfig)
+
+    def before_start() -> None:
+        crds.install(client, (crds.GATEWAY_API,), progress=lambda _: None)
+        _apply(client, rbac_docs())
+        folder.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(issue_token(client))
+        _apply(client, class_docs(web_port))
+
+    def healthy() -> bool:
+        return pinged(f"http://127.0.0.1:{api_port}") and gateway_programmed(client)
+
+    return Component(
+        name="traefik",
+        command=(str(binary), f"--configFile={config_file}"),
+        links=("kube-apiserver",),
+        health=healthy,
+        health_what="Traefik's ping and its Gateway Programmed",
+        files={config_file: yaml.safe_dump(config, sort_keys=False)},
+        before_start=before_start,
+    )
+
+
+def traefik(bed: Bed) -> Component:
+    """The builder used by the local cluster's data plane (``bins["traefik"]``)."""
+    return component(
+        binary=bed.bins["traefik"],
+        folder=bed.folder / "traefik",
+        server=bed.state.server,
+        ca_cert=bed.certs.ca_cert,
+        kubeconfig=bed.state.kubeconfig,
+        web_port=bed.port("traefik-web"),
+        api_port=bed.port("traefik-api"),
+    )
+
+
+def state_of(cluster: ClusterState) -> TraefikState | None:
+    """Traefik's ports in a cluster started with the data plane, or None."""
+    if "traefik-web" not in cluster.ports:
+        return None
+    return TraefikState(
+        str(Path(cluster.folder) / "traefik"),
+        cluster.ports["traefik-web"],
+        cluster.ports["traefik-api"],
+        {"traefik": cluster.pids.get("traefik", 0)},
+        cluster.started_at,
+    )
+
+
+class LocalTraefik:
+    """Traefik beside a running control plane (without the data plane), in its folder.
+
+    Tests of the proxy alone use it; ``LocalCluster(dataplane=True)`` runs the same
+    component with the rest of the node instead.
+    """
+
+    def __init__(self, cluster: ClusterState, progress: Progress = print) -> None:
         self.cluster = cluster
-        self.client = client
         self.progress = progress
         self.folder = Path(cluster.folder) / "traefik"
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._runner = Runner(self.folder, progress)
 
     def state(self) -> TraefikState | None:
         """The running Traefik's state, or None."""
@@ -267,49 +358,31 @@ class LocalTraefik:
         return TraefikState(**json.loads(path.read_text()))
 
     def up(self, timeout: float = 60.0) -> TraefikState:
-        """Start Traefik (or return the running one) once its providers have synced."""
+        """Start Traefik (or return the running one) and wait until it serves the Gateway."""
         state = self.state()
-        if state is not None and _alive(state.pid, str(self.folder)) and self._pinged(state):
+        running = state is not None and alive(state.pids.get("traefik", 0), state.folder)
+        if state is not None and running and pinged(state.api):
             return state
         self.down()
         binary = traefik_build.ensure(self.progress)
         started = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = TraefikState(str(self.folder), _free_port(), _free_port(), started_at=time.time())
-        _apply(self.client, rbac_docs())
-        _wait_for(lambda: self._sa_exists(), started + timeout, "Traefik's ServiceAccount")
-        token_file = self.folder / "token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(issue_token(self.client))
-        _apply(self.client, class_docs(state.web_port))
-        config = static_config(
+        from canaryctl.testenv.cluster import free_port
+
+        state = TraefikState(str(self.folder), free_port(), free_port(), started_at=time.time())
+        comp = component(
+            binary=binary,
+            folder=self.folder,
             server=self.cluster.server,
             ca_cert=Path(self.cluster.folder) / "pki" / "ca.crt",
-            token_file=token_file,
+            kubeconfig=self.cluster.kubeconfig,
             web_port=state.web_port,
             api_port=state.api_port,
         )
-        config_file = self.folder / "traefik.yaml"
-        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        log = open(self.folder / "traefik.log", "ab")  # noqa: SIM115 - the child keeps it
-        self._proc = subprocess.Popen(
-            [str(binary), f"--configFile={config_file}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.folder,
-        )
-        log.close()
-        state.pid = self._proc.pid
-        self._save(state)
         try:
-            _wait_for(
-                lambda: self._running() and self._gateway_ready(state),
-                started + timeout,
-                "Traefik's ping and the Gateway's Programmed condition",
-                self,
-            )
+            # The API server is not one of this runner's components: it already runs.
+            alone = dataclasses.replace(comp, links=())
+            self._runner.start([alone], state.pids, lambda: self._save(state), started + timeout)
         except BaseException:
             self.down()
             raise
@@ -321,11 +394,8 @@ class LocalTraefik:
     def down(self) -> None:
         """Stop Traefik (by its recorded pid) and remove its folder; cluster objects stay."""
         state = self.state()
-        if state is not None and state.pid and _alive(state.pid, str(self.folder)):
-            _stop(state.pid, str(self.folder))
-        if self._proc is not None:
-            with contextlib.suppress(OSError):
-                self._proc.wait(timeout=5)
+        if state is not None:
+            Runner.stop(state.pids, state.folder)
         if self.folder.exists():
             for child in self.folder.iterdir():
                 child.unlink()
@@ -333,51 +403,9 @@ class LocalTraefik:
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of Traefik's log, for error messages."""
-        return _tail(self.folder / "traefik.log", lines)
-
-    # --- helpers ---------------------------------------------------------------
+        return tail(self.folder / "traefik.log", lines)
 
     def _save(self, state: TraefikState) -> None:
         tmp = self.folder / "traefik.json.tmp"
         tmp.write_text(json.dumps(asdict(state), indent=2))
         os.replace(tmp, self.folder / "traefik.json")
-
-    def _running(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise TestenvError(
-                f"testenv traefik: exited during start-up (exit status {self._proc.returncode}); "
-                f"see {self.folder}/traefik.log:\n{self.log_tail()}"
-            )
-        return True
-
-    def _sa_exists(self) -> bool:
-        return bool(self.client.get(ServiceAccount, SERVICE_ACCOUNT, namespace=NAMESPACE))
-
-    @staticmethod
-    def _pinged(state: TraefikState) -> bool:
-        try:
-            return httpx.get(f"{state.api}/ping", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def _gateway_ready(self, state: TraefikState) -> bool:
-        if not self._pinged(state):
-            return False
-        gateway = self.client.get(GatewayResource, GATEWAY, namespace=NAMESPACE)
-        conditions = (gateway.get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Programmed" and c["status"] == "True" for c in conditions)
-
-
-def _wait_for(check: Any, deadline: float, what: str, owner: LocalTraefik | None = None) -> None:
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except TestenvError:
-            raise
-        except Exception as exc:  # the API or Traefik not answering yet
-            last = exc
-        time.sleep(0.2)
-    tail = f"\n{owner.log_tail()}" if owner is not None else ""
-    raise TestenvError(f"testenv traefik: timed out waiting for {what} (last error: {last}){tail}")
