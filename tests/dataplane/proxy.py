@@ -7,6 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
 
 from dataplane.loopback import Load, Tally
 
@@ -87,3 +90,14 @@ def report(title: str, load: Load) -> None:
         versions = ", ".join(f"{v}={n}" for v, n in sorted(tally.versions.items()))
         failures = ", ".join(f"{k}={n}" for k, n in sorted(tally.failures.items())) or "none"
         print(f"  {phase:<22} {tally.total:>6} requests  {versions:<22} failed: {failures}")
+
+
+def deployment_exists(kube: Client, namespace: str, name: str) -> bool:
+    """True while the Deployment exists (promotion deletes the old stable)."""
+    try:
+        kube.get(Deployment, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return False
+        raise
+    return True

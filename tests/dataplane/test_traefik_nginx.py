@@ -8,12 +8,21 @@ import pytest
 from lightkube import Client, codecs
 
 from canaryctl.routers import NginxRouter
-from dataplane.conftest import LoopbackApp
 from dataplane.loopback import Load, measure, wait_for_answers
-from dataplane.proxy import pause_measurement, report, settle, tick_until, wait_proxy_weight
-from helpers import wait_until
+from dataplane.proxy import (
+    deployment_exists,
+    pause_measurement,
+    report,
+    settle,
+    tick_until,
+    wait_proxy_weight,
+)
+from dataplane.traefik_fixtures import LoopbackApp, loopback_app, traefik, traefik_binary
 
-pytestmark = [pytest.mark.integration, pytest.mark.dataplane]
+# The fixtures are imported by name, so pytest finds them in this module.
+__all__ = ["loopback_app", "traefik", "traefik_binary"]
+
+pytestmark = [pytest.mark.integration, pytest.mark.traefik]
 
 HEADER = {"X-Track": "canary"}
 
@@ -89,7 +98,9 @@ def test_nginx_steps_header_and_promotion_through_traefik(
         wait_proxy_weight(traefik.api, app.namespace, "app-canary", 100)
         load.phase = "promotion"
         app.scale("app-v2", 2)  # the engine gives the canary full capacity first
-        tick_until(lambda: router.promote(), lambda: not _exists_v1(kube, app))
+        tick_until(
+            lambda: router.promote(), lambda: not deployment_exists(kube, app.namespace, "app-v1")
+        )
         router.cleanup()
         settle(load, "promotion")
         after = pause_measurement(load, "after promotion")
@@ -128,19 +139,3 @@ def test_nginx_rollback_through_traefik_returns_all_traffic_to_stable(
     assert after.versions == {"v1": after.total}, after
     for phase in ("to 10%", "pause 10%", "after rollback"):
         assert not load.phases[phase].failures, (phase, load.phases[phase])
-
-
-def _exists_v1(kube: Client, app: LoopbackApp) -> bool:
-    from lightkube.core.exceptions import ApiError
-    from lightkube.resources.apps_v1 import Deployment
-
-    try:
-        kube.get(Deployment, "app-v1", namespace=app.namespace)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return False
-        raise
-    return True
-
-
-__all__ = ["wait_until"]

@@ -1,4 +1,5 @@
-"""Fixtures for data-plane tests: real Traefik in front of the session's cluster."""
+"""Fixtures for the Traefik tests: real Traefik in front of the session's cluster, and the
+seed's two versions served by loopback servers. Test modules import them by name."""
 
 from __future__ import annotations
 
