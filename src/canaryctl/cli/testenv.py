@@ -41,7 +41,12 @@ DataplaneOpt = Annotated[
 
 
 @app.command()
-def build(dataplane: DataplaneOpt = False) -> None:
+def build(
+    dataplane: DataplaneOpt = False,
+    traefik: Annotated[
+        bool, typer.Option("--traefik", help="Also Traefik (without the real node's binaries).")
+    ] = False,
+) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries, versions
 
@@ -51,7 +56,7 @@ def build(dataplane: DataplaneOpt = False) -> None:
     progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
     with errors_to_exit_codes():
         found = binaries.ensure(progress=progress, names=names)
-        if dataplane:
+        if dataplane or traefik:
             from canaryctl.testenv import traefik_build
 
             found = {**found, "traefik": traefik_build.ensure(progress)}
