@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -40,37 +41,83 @@ MIRROR = "canaryctl-tests-loopback"
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real app behind a proxy
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self, busy=False)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.untrack(self)  # type: ignore[attr-defined]
+        super().finish()
+
     def do_GET(self) -> None:
-        body = f"{self.server.version}\n".encode()  # type: ignore[attr-defined]
+        server: _Server = self.server  # type: ignore[assignment]
+        server.track(self, busy=True)
+        body = f"{server.version}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
+        if server.stopping:
+            self.close_connection = True
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+        server.track(self, busy=False)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, version: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.version = version
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._conns: dict[_Handler, bool] = {}
+
+    def track(self, handler: _Handler, *, busy: bool) -> None:
+        with self._lock:
+            self._conns[handler] = busy
+
+    def untrack(self, handler: _Handler) -> None:
+        with self._lock:
+            self._conns.pop(handler, None)
+
+    def close_idle(self) -> None:
+        """Close keep-alive connections waiting for a request (in-flight ones finish)."""
+        with self._lock:
+            idle = [h for h, busy in self._conns.items() if not busy]
+        for handler in idle:
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+
+
 class VersionServer:
-    """An HTTP server on a free loopback port answering ``<version>``."""
+    """An HTTP server on a free loopback port answering ``<version>``.
+
+    ``stop`` behaves like a Go server's graceful Shutdown in a pod that is deleted: the
+    listener closes (new connections are refused), idle keep-alive connections are closed,
+    a request in flight is answered and its connection closed.
+    """
 
     def __init__(self, version: str) -> None:
         self.version = version
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.version = version  # type: ignore[attr-defined]
+        self.httpd = _Server(version)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
         self.running = True
 
     def stop(self) -> None:
-        """Stop accepting and close the socket (further connections are refused)."""
+        """Stop accepting, close idle connections, let requests in flight finish."""
         if self.running:
             self.running = False
+            self.httpd.stopping = True
             self.httpd.shutdown()
             self.httpd.server_close()
+            self.httpd.close_idle()
 
 
 @dataclass

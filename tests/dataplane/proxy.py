@@ -32,15 +32,20 @@ def tick_until(action: Callable[[], Any], done: Callable[[], bool], timeout: flo
 def weighted_share(rawdata: dict[str, Any], namespace: str, canary_service: str) -> float | None:
     """The canary's weight share in Traefik's applied weighted services for ``namespace``.
 
-    Traefik names the weighted children after the namespace and Service; the child whose
-    name contains ``canary_service`` is the canary. None when no such split is applied.
+    Traefik names the weighted children after the namespace and Service: the canary is
+    the child named after ``canary_service`` (Gateway API) or the one its NGINX provider
+    suffixes ``-canary``. None when no such split is applied.
     """
+
+    def is_canary(name: str) -> bool:
+        return canary_service in name or name.split("@")[0].endswith("-canary")
+
     for service in (rawdata.get("services") or {}).values():
         children = (service.get("weighted") or {}).get("services") or []
         if not any(namespace in c["name"] for c in children):
             continue
         total = sum(int(c.get("weight", 1)) for c in children)
-        canary = sum(int(c.get("weight", 1)) for c in children if canary_service in c["name"])
+        canary = sum(int(c.get("weight", 1)) for c in children if is_canary(c["name"]))
         if total:
             return canary / total
     return None
