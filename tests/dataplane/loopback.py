@@ -34,12 +34,20 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
+from canaryctl.testenv.dataplane import node_ip
+
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+#: The host's own address: EndpointSlices refuse loopback addresses, and Traefik on this
+#: host reaches servers bound to it directly.
+HOST_IP = node_ip()
 MIRROR = "canaryctl-tests-loopback"
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real app behind a proxy
+    # Headers and body are two writes: without TCP_NODELAY the body waits for the proxy's
+    # delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
@@ -71,7 +79,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, version: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((HOST_IP, 0), _Handler)
         self.version = version
         self.stopping = False
         self._lock = threading.Lock()
@@ -150,7 +158,7 @@ class EndpointMirror:
         self.servers.clear()
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(0.1):
             try:
                 self.sync()
             except Exception as exc:  # shown by the test, never swallowed silently
@@ -197,7 +205,7 @@ class EndpointMirror:
                     addressType="IPv4",
                     endpoints=[
                         Endpoint(
-                            addresses=["127.0.0.1"],
+                            addresses=[HOST_IP],
                             conditions=EndpointConditions(ready=version not in self.unready),
                         )
                     ],
@@ -237,6 +245,9 @@ class Tally:
 
     versions: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: monotonic time of the first and the last answer counted
+    first: float = 0.0
+    last: float = 0.0
 
     @property
     def total(self) -> int:
@@ -255,11 +266,14 @@ def request_once(
     http: httpx.Client, url: str, host: str, tally: Tally, headers: dict[str, str] | None = None
 ) -> None:
     """One GET through the proxy; the answer's version or the failure is counted."""
+    tally.first = tally.first or time.monotonic()
     try:
         r = http.get(url, headers={"Host": host, **(headers or {})})
     except httpx.HTTPError as exc:
         tally.failures[type(exc).__name__] += 1
+        tally.last = time.monotonic()
         return
+    tally.last = time.monotonic()
     if r.status_code == 200:
         tally.versions[r.text.strip()] += 1
     else:

@@ -94,7 +94,11 @@ def report(title: str, load: Load) -> None:
     for phase, tally in load.phases.items():
         versions = ", ".join(f"{v}={n}" for v, n in sorted(tally.versions.items()))
         failures = ", ".join(f"{k}={n}" for k, n in sorted(tally.failures.items())) or "none"
-        print(f"  {phase:<22} {tally.total:>6} requests  {versions:<22} failed: {failures}")
+        seconds = max(tally.last - tally.first, 1e-9)
+        print(
+            f"  {phase:<22} {tally.total:>6} requests in {seconds:5.1f} s  {versions:<20} "
+            f"failed: {failures}"
+        )
 
 
 def deployment_exists(kube: Client, namespace: str, name: str) -> bool:

@@ -26,6 +26,7 @@ from lightkube import Client, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
 from canaryctl.errors import TestenvError
@@ -243,7 +244,10 @@ def _apply(client: Client, docs: list[dict[str, Any]]) -> None:
 
 def issue_token(client: Client, seconds: int = TOKEN_SECONDS) -> str:
     """A bound token of Traefik's ServiceAccount (TokenRequest API)."""
-    request = ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds))
+    request = ServiceAccount.Token(
+        metadata=ObjectMeta(name=SERVICE_ACCOUNT, namespace=NAMESPACE),
+        spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds),
+    )
     res = client.create(request, SERVICE_ACCOUNT, namespace=NAMESPACE)
     token = res.status.token if res.status else None
     if not token:
