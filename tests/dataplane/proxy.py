@@ -44,6 +44,8 @@ def weighted_share(rawdata: dict[str, Any], namespace: str, canary_service: str)
         children = (service.get("weighted") or {}).get("services") or []
         if not any(namespace in c["name"] for c in children):
             continue
+        if all(is_canary(c["name"]) for c in children):
+            continue  # the header route's own service, not the split
         total = sum(int(c.get("weight", 1)) for c in children)
         canary = sum(int(c.get("weight", 1)) for c in children if is_canary(c["name"]))
         if total:
@@ -61,13 +63,22 @@ def wait_proxy_weight(
     """
     started = time.monotonic()
     last: float | None = None
+    raw: dict[str, Any] = {}
     while time.monotonic() - started < timeout:
         raw = httpx.get(f"{api}/api/rawdata", timeout=2.0).json()
         last = weighted_share(raw, namespace, canary_service)
         if (last if last is not None else 0.0) * 100 == weight:
             return time.monotonic() - started
         time.sleep(0.05)
-    raise AssertionError(f"Traefik did not apply {weight}% within {timeout}s (last: {last})")
+    weighted = {
+        name: svc["weighted"]
+        for name, svc in (raw.get("services") or {}).items()
+        if svc.get("weighted") and namespace in name
+    }
+    raise AssertionError(
+        f"Traefik did not apply {weight}% within {timeout}s (last: {last}); "
+        f"weighted services: {weighted}"
+    )
 
 
 def pause_measurement(load: Load, phase: str, n: int = PAUSE_REQUESTS) -> Tally:
