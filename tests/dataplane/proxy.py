@@ -11,7 +11,7 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 
-from dataplane.loopback import Load, Tally
+from dataplane.hostapp import Load, Tally
 
 #: Requests per measured pause (the issue's floor for a 2-point tolerance).
 PAUSE_REQUESTS = 2000

@@ -10,7 +10,7 @@ from lightkube import Client, codecs
 
 from canaryctl.routers import GatewayRouter
 from canaryctl.testenv.traefik import GATEWAY, NAMESPACE
-from dataplane.loopback import Load, measure, wait_for_answers
+from dataplane.hostapp import Load, measure, wait_for_answers
 from dataplane.proxy import (
     deployment_exists,
     pause_measurement,
@@ -19,18 +19,18 @@ from dataplane.proxy import (
     tick_until,
     wait_proxy_weight,
 )
-from dataplane.traefik_fixtures import LoopbackApp, loopback_app, traefik, traefik_binary
+from dataplane.traefik_fixtures import HostApp, host_app, traefik, traefik_binary
 from helpers import wait_until
 
 # The fixtures are imported by name, so pytest finds them in this module.
-__all__ = ["loopback_app", "traefik", "traefik_binary"]
+__all__ = ["host_app", "traefik", "traefik_binary"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.traefik]
 
 HEADER = {"X-Track": "canary"}
 
 
-def http_route(app: LoopbackApp) -> None:
+def http_route(app: HostApp) -> None:
     """The user's HTTPRoute on Traefik's Gateway: the app's host, every path to `app`."""
     doc = {
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -50,7 +50,7 @@ def http_route(app: LoopbackApp) -> None:
     app.kube.create(codecs.from_dict(doc), namespace=app.namespace, field_manager="user")
 
 
-def gateway_router(kube: Client, app: LoopbackApp) -> GatewayRouter:
+def gateway_router(kube: Client, app: HostApp) -> GatewayRouter:
     return GatewayRouter(
         kube,
         name="app",
@@ -63,7 +63,7 @@ def gateway_router(kube: Client, app: LoopbackApp) -> GatewayRouter:
     )
 
 
-def _start(kube: Client, app: LoopbackApp, traefik_api: str, load: Load) -> GatewayRouter:
+def _start(kube: Client, app: HostApp, traefik_api: str, load: Load) -> GatewayRouter:
     """Baseline on v1, then the canary's capacity and the 10% step."""
     router = gateway_router(kube, app)
     router.reconcile()
@@ -75,9 +75,9 @@ def _start(kube: Client, app: LoopbackApp, traefik_api: str, load: Load) -> Gate
 
 
 def test_gateway_steps_header_and_promotion_through_traefik(
-    kube: Client, loopback_app: LoopbackApp, traefik
+    kube: Client, host_app: HostApp, traefik
 ) -> None:
-    app = loopback_app
+    app = host_app
     http_route(app)
     wait_for_answers(app.url, app.host, "v1")
     load = Load(app.url, app.host)
@@ -109,9 +109,9 @@ def test_gateway_steps_header_and_promotion_through_traefik(
 
 
 def test_gateway_rollback_through_traefik_returns_all_traffic_to_stable(
-    kube: Client, loopback_app: LoopbackApp, traefik
+    kube: Client, host_app: HostApp, traefik
 ) -> None:
-    app = loopback_app
+    app = host_app
     http_route(app)
     wait_for_answers(app.url, app.host, "v1")
     load = Load(app.url, app.host)
@@ -134,11 +134,11 @@ def test_gateway_rollback_through_traefik_returns_all_traffic_to_stable(
 
 
 def test_gateway_weight_on_a_canary_without_ready_endpoints_is_answered_503_by_traefik(
-    kube: Client, loopback_app: LoopbackApp, traefik
+    kube: Client, host_app: HostApp, traefik
 ) -> None:
     """Traefik keeps the canary's share of a weighted backendRef set when the canary
     Service has no ready endpoint and answers it 503; canaryctl refuses to raise it."""
-    app = loopback_app
+    app = host_app
     http_route(app)
     wait_for_answers(app.url, app.host, "v1")
     load = Load(app.url, app.host)

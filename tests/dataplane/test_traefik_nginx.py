@@ -8,7 +8,7 @@ import pytest
 from lightkube import Client, codecs
 
 from canaryctl.routers import NginxRouter
-from dataplane.loopback import Load, measure, wait_for_answers
+from dataplane.hostapp import Load, measure, wait_for_answers
 from dataplane.proxy import (
     deployment_exists,
     pause_measurement,
@@ -17,17 +17,17 @@ from dataplane.proxy import (
     tick_until,
     wait_proxy_weight,
 )
-from dataplane.traefik_fixtures import LoopbackApp, loopback_app, traefik, traefik_binary
+from dataplane.traefik_fixtures import HostApp, host_app, traefik, traefik_binary
 
 # The fixtures are imported by name, so pytest finds them in this module.
-__all__ = ["loopback_app", "traefik", "traefik_binary"]
+__all__ = ["host_app", "traefik", "traefik_binary"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.traefik]
 
 HEADER = {"X-Track": "canary"}
 
 
-def primary_ingress(app: LoopbackApp) -> None:
+def primary_ingress(app: HostApp) -> None:
     """The user's Ingress: class nginx, the app's host, every path to Service `app`."""
     doc = {
         "apiVersion": "networking.k8s.io/v1",
@@ -54,7 +54,7 @@ def primary_ingress(app: LoopbackApp) -> None:
     app.kube.create(codecs.from_dict(doc), namespace=app.namespace, field_manager="user")
 
 
-def nginx_router(kube: Client, app: LoopbackApp) -> NginxRouter:
+def nginx_router(kube: Client, app: HostApp) -> NginxRouter:
     return NginxRouter(
         kube,
         name="app",
@@ -67,7 +67,7 @@ def nginx_router(kube: Client, app: LoopbackApp) -> NginxRouter:
     )
 
 
-def _start(kube: Client, app: LoopbackApp, traefik_api: str, load: Load) -> NginxRouter:
+def _start(kube: Client, app: HostApp, traefik_api: str, load: Load) -> NginxRouter:
     """Baseline on v1, then the canary's capacity and the 10% step."""
     router = nginx_router(kube, app)
     router.reconcile()
@@ -79,9 +79,9 @@ def _start(kube: Client, app: LoopbackApp, traefik_api: str, load: Load) -> Ngin
 
 
 def test_nginx_steps_header_and_promotion_through_traefik(
-    kube: Client, loopback_app: LoopbackApp, traefik
+    kube: Client, host_app: HostApp, traefik
 ) -> None:
-    app = loopback_app
+    app = host_app
     primary_ingress(app)
     wait_for_answers(app.url, app.host, "v1")
     load = Load(app.url, app.host)
@@ -117,9 +117,9 @@ def test_nginx_steps_header_and_promotion_through_traefik(
 
 
 def test_nginx_rollback_through_traefik_returns_all_traffic_to_stable(
-    kube: Client, loopback_app: LoopbackApp, traefik
+    kube: Client, host_app: HostApp, traefik
 ) -> None:
-    app = loopback_app
+    app = host_app
     primary_ingress(app)
     wait_for_answers(app.url, app.host, "v1")
     load = Load(app.url, app.host)

@@ -1,5 +1,5 @@
 """Fixtures for the Traefik tests: real Traefik in front of the session's cluster, and the
-seed's two versions served by loopback servers. Test modules import them by name."""
+seed's two versions served by host processes (see hostapp). Test modules import them by name."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from canaryctl.errors import TestenvError
 from canaryctl.testenv import ClusterState, crds, traefik_build
 from canaryctl.testenv.traefik import LocalTraefik, TraefikState
 from canaryctl.testenv.traefik import state_of as traefik_component_state
-from dataplane.loopback import EndpointMirror
+from dataplane.hostapp import EndpointMirror
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def traefik_binary() -> str:
 def traefik(
     traefik_binary: str, kube: Client, local_cluster: ClusterState
 ) -> Iterator[TraefikState]:
-    """Traefik serving Ingresses of class nginx and HTTPRoutes of its Gateway on loopback.
+    """Traefik serving Ingresses of class nginx and HTTPRoutes of its Gateway on a loopback port.
 
     The data plane's own Traefik when the session's cluster has one; else one beside it.
     """
@@ -51,12 +51,12 @@ def traefik(
             proxy.down()
 
 
-#: Pods of the loopback app select this label, which no node has: they stay Pending.
-NO_NODE = {"canaryctl.dev/loopback-test": "no-node"}
+#: Pods of the host app select this label, which no node has: they stay Pending.
+NO_NODE = {"canaryctl.dev/hostapp-test": "no-node"}
 
 
 def deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
-    """One version of `app` whose pods never run (the loopback servers stand in for them)."""
+    """One version of `app` whose pods never run (host servers stand in for them)."""
     labels = {"app": "app", "version": version}
     return {
         "apiVersion": "apps/v1",
@@ -83,9 +83,9 @@ def deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
 
 
 @dataclass
-class LoopbackApp:
+class HostApp:
     """app-v1 (stable, running) and app-v2 (canary, 0 replicas) behind Service `app`,
-    served by loopback servers; requests reach them through Traefik with Host `host`."""
+    served by host servers; requests reach them through Traefik with Host `host`."""
 
     kube: Client
     namespace: str
@@ -105,8 +105,8 @@ class LoopbackApp:
 
 
 @pytest.fixture
-def loopback_app(kube: Client, namespace: str, traefik: TraefikState) -> Iterator[LoopbackApp]:
-    """The seed's two versions and Service (selecting both) with loopback endpoints."""
+def host_app(kube: Client, namespace: str, traefik: TraefikState) -> Iterator[HostApp]:
+    """The seed's two versions and Service (selecting both) with endpoints on host servers."""
     for doc in (
         {
             "apiVersion": "v1",
@@ -124,7 +124,7 @@ def loopback_app(kube: Client, namespace: str, traefik: TraefikState) -> Iterato
     mirror = EndpointMirror(kube, namespace, ("v1", "v2"))
     mirror.start()
     try:
-        yield LoopbackApp(kube, namespace, f"{namespace}.test", traefik.url + "/", mirror)
+        yield HostApp(kube, namespace, f"{namespace}.test", traefik.url + "/", mirror)
     finally:
         mirror.stop()
     assert not mirror.errors, f"the endpoint mirror failed: {mirror.errors[:3]}"

@@ -1,10 +1,11 @@
-"""Loopback stand-ins for pods, so a real proxy can be measured without a real node.
+"""Host processes standing in for pods, so a real proxy can be measured without a real node.
 
-Each version of the app is a real HTTP server on 127.0.0.1 that answers with its version.
+Each version of the app is a real HTTP server on the host's own address (EndpointSlices
+refuse loopback addresses) that answers with its version.
 ``EndpointMirror`` plays the part of Kubernetes that a node would otherwise provide: a
 version "runs" while its Deployment exists with replicas > 0, and for every Service of
 the namespace the mirror publishes an EndpointSlice (its own ``managed-by`` value, so
-the cluster's EndpointSlice controller leaves it alone) listing the loopback server of
+the cluster's EndpointSlice controller leaves it alone) listing the server of
 each running version whose pod labels the Service's selector matches, ready or not as
 the test says. A version that stops running loses its server at once (connections are
 refused), as pods without a preStop delay would. The Deployments' pods select no node,
@@ -40,7 +41,7 @@ MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 #: The host's own address: EndpointSlices refuse loopback addresses, and Traefik on this
 #: host reaches servers bound to it directly.
 HOST_IP = node_ip()
-MIRROR = "canaryctl-tests-loopback"
+MIRROR = "canaryctl-tests-hostapp"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -103,7 +104,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class VersionServer:
-    """An HTTP server on a free loopback port answering ``<version>``.
+    """An HTTP server on a free port of the host's address answering ``<version>``.
 
     ``stop`` behaves like a Go server's graceful Shutdown in a pod that is deleted: the
     listener closes (new connections are refused), idle keep-alive connections are closed,
@@ -130,7 +131,7 @@ class VersionServer:
 
 @dataclass
 class EndpointMirror:
-    """Publishes EndpointSlices of loopback servers for the Services of one namespace."""
+    """Publishes EndpointSlices of the host servers for the Services of one namespace."""
 
     kube: Client
     namespace: str
@@ -181,7 +182,7 @@ class EndpointMirror:
         return labels
 
     def sync(self) -> None:
-        """One pass: make every Service's loopback EndpointSlices match its selector."""
+        """One pass: make every Service's host-server EndpointSlices match its selector."""
         labels = self._pod_labels()
         wanted: dict[str, EndpointSlice] = {}
         for svc in self.kube.list(Service, namespace=self.namespace):
@@ -193,7 +194,7 @@ class EndpointMirror:
                 server = self.servers[version]
                 if any(pod.get(k) != v for k, v in selector.items()):
                     continue
-                name = f"{svc.metadata.name}-{version}-loopback"
+                name = f"{svc.metadata.name}-{version}-hostapp"
                 wanted[name] = EndpointSlice(
                     metadata=ObjectMeta(
                         name=name,
