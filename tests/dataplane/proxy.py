@@ -68,7 +68,9 @@ def wait_proxy_weight(
         raw = httpx.get(f"{api}/api/rawdata", timeout=2.0).json()
         last = weighted_share(raw, namespace, canary_service)
         if (last if last is not None else 0.0) * 100 == weight:
-            return time.monotonic() - started
+            took = time.monotonic() - started
+            print(f"  Traefik applied {weight}% {took:.2f} s after the write")
+            return took
         time.sleep(0.05)
     weighted = {
         name: svc["weighted"]
