@@ -18,9 +18,10 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 # Kubernetes, etcd and KWOK built from pinned Go modules into ~/.cache/canaryctl (once).
+# As root, also the real node's kubelet and kube-proxy (testenv up --dataplane).
 # kubectl comes from the same build; it is linked into .venv/bin, and onto PATH if none is there.
 binaries: install
-	$(BIN)/canaryctl testenv build > $(VENV)/binaries.txt
+	$(BIN)/canaryctl testenv build $$([ "$$(id -u)" -eq 0 ] && echo --dataplane) > $(VENV)/binaries.txt
 	@cat $(VENV)/binaries.txt
 	@k=$$(awk '/^kubectl:/{print $$2}' $(VENV)/binaries.txt); ln -sf "$$k" $(BIN)/kubectl; \
 	if ! command -v kubectl >/dev/null 2>&1 && [ -w /usr/local/bin ]; then \

@@ -365,6 +365,16 @@ class LocalCluster:
                 return state
             self.progress(f"testenv {self.name}: found a partial or different cluster, restarting")
             self.down()
+        names = list(versions.ALL_BINARIES)
+        if self.dataplane:
+            names += versions.NODE_COMMANDS
+        # A first build takes minutes; the start-up timeout counts from after it.
+        bins = binaries.ensure(self.binary_paths, self.progress, names=names)
+        if self.dataplane:
+            from canaryctl.testenv import traefik_build
+
+            # Built apart: its own pinned module, shims and cache folder.
+            bins = {**bins, "traefik": traefik_build.ensure(self.progress)}
         started = time.monotonic()
         deadline = started + timeout
         state = ClusterState(
@@ -375,15 +385,6 @@ class LocalCluster:
             dataplane=self.dataplane,
             proxy_mode=self.proxy_mode,
         )
-        names = list(versions.ALL_BINARIES)
-        if self.dataplane:
-            names += versions.NODE_COMMANDS
-        bins = binaries.ensure(self.binary_paths, self.progress, names=names)
-        if self.dataplane:
-            from canaryctl.testenv import traefik_build
-
-            # Built apart: its own pinned module, shims and cache folder.
-            bins = {**bins, "traefik": traefik_build.ensure(self.progress)}
         self.folder.mkdir(parents=True, exist_ok=True)
         certs = pki.generate(self.folder / "pki")
         bed = Bed(bins, state, certs)

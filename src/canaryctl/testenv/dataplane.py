@@ -55,6 +55,15 @@ REAL_POD_PLACEMENT: dict[str, Any] = {
 }
 
 
+def on_real_node(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Pod or workload manifest (Deployment, ...) placed on the real node."""
+    out = json.loads(json.dumps(doc))
+    spec = out["spec"] if out.get("kind") == "Pod" else out["spec"]["template"]["spec"]
+    spec.setdefault("nodeSelector", {}).update(REAL_POD_PLACEMENT["nodeSelector"])
+    spec.setdefault("tolerations", []).extend(REAL_POD_PLACEMENT["tolerations"])
+    return out
+
+
 def missing_requirements(proxy_mode: str = "iptables") -> list[str]:
     """Why a real node cannot run here (empty when it can): root, tools, kernel features."""
     why = []
@@ -240,7 +249,8 @@ def kubelet(bed: Bed) -> Component:
         "podLogsDir": str(folder / "pod-logs"),
         "maxPods": 110,
         "serializeImagePulls": False,
-        # Our images exist only locally: the image GC must never remove them.
+        # Our images exist only locally: the image GC must never remove them (a high
+        # threshold of 100 with no maximum age turns the kubelet's image GC off).
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         # A shared development disk may be fuller than the defaults allow; keep evictions off.
@@ -430,17 +440,31 @@ def prepare_host(bed: Bed) -> None:
 
 
 def _take_lock(folder: Path) -> None:
-    with contextlib.suppress(FileNotFoundError, ValueError):
+    """Own the host's one real node; clean up a node whose session died without ``down``."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
         owner = json.loads(HOST_LOCK.read_text())["folder"]
-        if owner != str(folder) and (Path(owner) / "state.json").exists():
-            state = json.loads((Path(owner) / "state.json").read_text())
+        state_file = Path(owner) / "state.json"
+        if owner != str(folder) and state_file.exists():
+            state = json.loads(state_file.read_text())
             if any(alive(pid, owner) for pid in state.get("pids", {}).values()):
                 raise TestenvError(
                     f"testenv: cluster {state['name']} already runs a real node on this host "
                     f"(two kube-proxies would rewrite each other's rules); stop it with "
                     f"`canaryctl testenv down --name {state['name']}`"
                 )
+            # Its processes are gone but its changes to the host may not be: undo them
+            # before our snapshot, or they would become part of "the host as found".
+            abandon(owner)
     HOST_LOCK.write_text(json.dumps({"folder": str(folder)}))
+
+
+def abandon(folder: str) -> None:
+    """Clean up after a real node whose processes all died (killed session, reboot)."""
+    from canaryctl.testenv.cluster import ClusterState
+
+    state = ClusterState(**json.loads((Path(folder) / "state.json").read_text()))
+    restore_host(state)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_hooks(state: ClusterState) -> tuple[dict[str, Callable[[], None]], dict[str, float]]:
@@ -452,9 +476,15 @@ def stop_hooks(state: ClusterState) -> tuple[dict[str, Callable[[], None]], dict
     )
 
 
-def _drain(state: ClusterState, address: str, timeout: float = 30.0) -> None:
-    """Delete the real node's pods and let the kubelet stop them (CNI teardown included)."""
+def _drain(state: ClusterState, address: str, timeout: float = 20.0) -> None:
+    """Cordon the real node, delete its pods and let the kubelet stop them (with their
+    CNI teardown); cordoned first, so their controllers' replacements stay Pending."""
     with _admin(state) as http:
+        http.patch(
+            f"{state.server}/api/v1/nodes/{NODE_NAME}",
+            json={"spec": {"unschedulable": True}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         pods = http.get(
             f"{state.server}/api/v1/pods", params={"fieldSelector": f"spec.nodeName={NODE_NAME}"}
         ).json()
@@ -474,11 +504,11 @@ def _drain(state: ClusterState, address: str, timeout: float = 30.0) -> None:
 
 
 def _remove_all(address: str) -> None:
-    """Kill and remove every container still in our containerd."""
-    for cid in _ctr(address, "containers", "ls", "-q").stdout.split():
-        _ctr(address, "tasks", "kill", "-s", "SIGKILL", cid)
-        _ctr(address, "tasks", "delete", "-f", cid)
-        _ctr(address, "containers", "delete", cid)
+    """Kill every task still running in our containerd (its data goes with our folder)."""
+    for line in _ctr(address, "tasks", "ls").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "RUNNING":
+            _ctr(address, "tasks", "kill", "-s", "SIGKILL", fields[0])
 
 
 def _kill_strays(folder: str) -> None:

@@ -14,7 +14,9 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,6 +186,7 @@ def observe() -> dict[str, object]:
         "sysctls": read_sysctls(),
         "mounts": mounts(),
         "links": links(),
+        "ip link": sorted(_run(["ip", "-br", "link"]).splitlines()),
         "paths": {p: _tree(Path(p)) for p in WATCHED_PATHS},
         "cgroups": _cgroups(),
     }
@@ -248,19 +251,26 @@ def _restore_paths(before: dict[str, list[str] | None]) -> None:
                     child.unlink()
 
 
-def _remove_cgroup(path: Path) -> None:
-    """Remove a cgroup tree bottom-up, killing what is left in it first."""
-    if not path.is_dir():
-        return
-    for child in sorted(
-        (Path(r) for r, _, _ in os.walk(path)), key=lambda p: len(p.parts), reverse=True
-    ):
-        with contextlib.suppress(OSError):
-            for pid in (child / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), 9)
-        with contextlib.suppress(OSError):
-            child.rmdir()
+def _remove_cgroup(path: Path, timeout: float = 10.0) -> bool:
+    """Remove a cgroup tree bottom-up, killing what is left in it first.
+
+    A killed process leaves its cgroup only once it has exited, so removal is retried.
+    """
+    deadline = time.monotonic() + timeout
+    while path.is_dir():
+        tree = sorted((Path(r) for r, _, _ in os.walk(path)), key=lambda p: -len(p.parts))
+        for cgroup in tree:
+            with contextlib.suppress(OSError):
+                for pid in (cgroup / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+        for cgroup in tree:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        if not path.is_dir() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return not path.is_dir()
 
 
 def restore(before: HostSnapshot, private_folders: Iterable[str], bridge: str) -> None:
@@ -269,12 +279,14 @@ def restore(before: HostSnapshot, private_folders: Iterable[str], bridge: str) -
     Interfaces removed are only new ones that are the node's bridge or veth pairs: other
     programs on the host may add interfaces of their own meanwhile.
     """
-    unmount_under([*private_folders, *(p for p in WATCHED_PATHS if Path(p).is_dir())])
-    # Mounts made elsewhere since the snapshot (none expected) are left alone: another
-    # program on this host may own them.
+    # Containers left running (a node that died without tearing its pods down) go first,
+    # killed through their cgroups, so nothing holds the mounts below.
     for ctrl in _cgroups():
         if ctrl not in before.cgroups:
             _remove_cgroup(CGROUP_ROOT / ctrl / POD_CGROUP)
+    unmount_under([*private_folders, *(p for p in WATCHED_PATHS if Path(p).is_dir())])
+    # Mounts made elsewhere since the snapshot (none expected) are left alone: another
+    # program on this host may own them.
     for name in links():
         if name not in before.links and (name == bridge or name.startswith("veth")):
             subprocess.run(["ip", "link", "delete", name], capture_output=True)

@@ -216,3 +216,12 @@ def imported(address: str) -> set[str]:
 def pause_image() -> Image:
     """The pod sandbox image, built from images/pause."""
     return build_image(IMAGES_DIR / "pause", "pause")
+
+
+#: The seed's app as the examples name it (examples/pulpocon-app: canaryctl.local/pulpocon-app:1.0).
+APP_NAME, APP_TAG = "pulpocon-app", "1.0"
+
+
+def app_image() -> Image:
+    """The seed's HTTP app, built from images/pulpocon-app with the examples' tag."""
+    return build_image(IMAGES_DIR / APP_NAME, APP_NAME, APP_TAG)
