@@ -276,7 +276,7 @@ def request_once(
         return
     tally.last = time.monotonic()
     if r.status_code == 200:
-        tally.versions[r.text.strip()] += 1
+        tally.versions[r.text.split()[0] if r.text.split() else "(empty)"] += 1
     else:
         tally.failures[f"HTTP {r.status_code}"] += 1
 

@@ -291,9 +291,16 @@ def component(
     config = static_config(
         server=server, ca_cert=ca_cert, token_file=token_file, web_port=web_port, api_port=api_port
     )
-    client = make_client(kubeconfig)
+    clients: list[Client] = []
+
+    def kube() -> Client:
+        # Made on first use: the kubeconfig is written after the components are built.
+        if not clients:
+            clients.append(make_client(kubeconfig))
+        return clients[0]
 
     def before_start() -> None:
+        client = kube()
         crds.install(client, (crds.GATEWAY_API,), progress=lambda _: None)
         _apply(client, rbac_docs())
         folder.mkdir(parents=True, exist_ok=True)
@@ -302,7 +309,7 @@ def component(
         _apply(client, class_docs(web_port))
 
     def healthy() -> bool:
-        return pinged(f"http://127.0.0.1:{api_port}") and gateway_programmed(client)
+        return pinged(f"http://127.0.0.1:{api_port}") and gateway_programmed(kube())
 
     return Component(
         name="traefik",
