@@ -92,6 +92,7 @@ def test_gateway_steps_header_and_promotion_through_traefik(
         load.phase = "to 100%"
         app.scale("app-v2", 2)  # the engine gives the canary full capacity first
         tick_until(lambda: router.set_weight(100), lambda: router.get_weight() == 100)
+        # As the engine: promotion follows the weight in the API, not the proxy's view.
         load.phase = "promotion"
         tick_until(router.promote, lambda: not deployment_exists(kube, app.namespace, "app-v1"))
         router.cleanup()

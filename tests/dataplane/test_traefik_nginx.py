@@ -94,10 +94,10 @@ def test_nginx_steps_header_and_promotion_through_traefik(
         wait_proxy_weight(traefik.api, app.namespace, "app-canary", 50)
         pauses[50] = pause_measurement(load, "pause 50%")
         load.phase = "to 100%"
-        tick_until(lambda: router.set_weight(100), lambda: router.get_weight() == 100)
-        wait_proxy_weight(traefik.api, app.namespace, "app-canary", 100)
-        load.phase = "promotion"
         app.scale("app-v2", 2)  # the engine gives the canary full capacity first
+        tick_until(lambda: router.set_weight(100), lambda: router.get_weight() == 100)
+        # As the engine: promotion follows the weight in the API, not the proxy's view.
+        load.phase = "promotion"
         tick_until(
             lambda: router.promote(), lambda: not deployment_exists(kube, app.namespace, "app-v1")
         )
