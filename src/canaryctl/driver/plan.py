@@ -68,12 +68,30 @@ def plan(
         lines.append(
             f"  scale deployment/{canary} {have_canary} -> {baseline}, wait until all ready"
         )
+    drain = format_duration(spec.drain_delay)
+    if weights:
+        lines.append(
+            f"  wait until no EndpointSlice of service/{spec.service} lists a pod of "
+            f"deployment/{stable} as serving, then drainDelay {drain}"
+        )
+    else:
+        if have_stable:
+            lines.append(
+                f"  scale deployment/{stable} {have_stable} -> 0 once the canary is ready "
+                "(its pods drain by their preStop delay)"
+            )
+        lines.append(
+            f"  wait until no EndpointSlice of service/{spec.service} lists a pod of "
+            f"deployment/{stable} as serving, then drainDelay {drain}"
+        )
     if spec.on_promotion == "delete":
         lines.append(f"  delete deployment/{stable}")
-    else:
+    elif weights:
         lines.append(f"  scale deployment/{stable} {have_stable} -> 0")
     lines.append(
         f"on failure or abort: scale deployment/{stable} back to {baseline}, wait until ready, "
-        f"then scale deployment/{canary} to 0"
+        f"move all traffic to it, then scale deployment/{canary} to 0 once no route sends it "
+        f"traffic, no EndpointSlice of those routes lists its pods as serving, and drainDelay "
+        f"{drain} has passed"
     )
     return lines

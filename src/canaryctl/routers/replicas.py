@@ -9,6 +9,7 @@ once the grown side is ready, so serving capacity never drops below the N pods t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from lightkube import Client
 
@@ -124,10 +125,24 @@ class ReplicaRouter:
         canary_ips = {p.ip for p in canary.pods if p.ip and p.ready}
         return 100.0 * len(ready & canary_ips) / len(ready)
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """The seed's last step: once the canary serves with N ready, retire the old stable."""
+    def serving(self, side: Literal["stable", "canary"]) -> int:
+        """Pods of `side` the shared Service's EndpointSlices list as serving."""
         stable, canary = self._read()
-        if not stable.exists:
+        dep = stable if side == "stable" else canary
+        if not dep.exists:
+            return 0
+        service = [(self.service, self.namespace)]
+        return workloads.count_serving(self.client, service, self.namespace, dep.selector)
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """The seed's last step: once the canary serves with N ready, retire the old stable.
+
+        Traffic leaves the old pods as the stable is scaled down at 100% (the ReplicaSet
+        controller removes them; their preStop delay drains them), so without `retire`
+        there is nothing to move.
+        """
+        stable, canary = self._read()
+        if not stable.exists or not retire:
             return []
         if canary.ready_replicas < self.baseline and not dry_run:
             return []  # not yet: removing v1 now would drop capacity
