@@ -796,9 +796,7 @@ def test_rollback_scales_the_canary_down_after_traffic_left_and_the_drain_delay(
     rest = drive(spec, cluster, status, dt=5.0, command=abort)
     assert rest[-1].status.phase is Phase.ROLLED_BACK
     weight_zero = next(i for i, d in enumerate(rest) if d.status.stage is Stage.REMOVE_CANARY)
-    scaled = next(
-        i for i, d in enumerate(rest) if any(isinstance(a, ScaleDown) for a in d.actions)
-    )
+    scaled = next(i for i, d in enumerate(rest) if any(isinstance(a, ScaleDown) for a in d.actions))
     assert rest[scaled].status.drained_since is not None
     times = [d.status.drained_since for d in rest[weight_zero:scaled]]
     assert scaled - weight_zero == 25 // 5 and len(set(times)) == 1
