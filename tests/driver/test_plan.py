@@ -21,10 +21,10 @@ def test_plan_shows_the_drain_before_removing_each_version() -> None:
     assert "to 0 once no route sends it traffic" in text and "drainDelay 15s has passed" in text
 
 
-def test_replica_plan_names_the_preStop_drain_and_the_default_delay() -> None:
+def test_replica_plan_narrows_the_service_then_drains_with_the_default_delay() -> None:
     spec = quick_spec("app", "default", "app-v1", "app-v2", "app", "50,100", None)
     lines = plan(spec, 4)
-    scale = next(i for i, line in enumerate(lines) if "app-v1 2 -> 0 once the canary" in line)
+    narrow = next(i for i, line in enumerate(lines) if "narrow service/app to the pods" in line)
     wait = next(i for i, line in enumerate(lines) if "then drainDelay 10s" in line)
-    assert scale < wait < lines.index("  delete deployment/app-v1")
-    assert "preStop" in lines[scale]
+    assert narrow < wait < lines.index("  delete deployment/app-v1")
+    assert "keeps its 2 pods" in lines[narrow]

@@ -21,7 +21,7 @@ import pytest
 from lightkube import Client, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
@@ -241,14 +241,9 @@ def recorder(kube: Client, namespace: str) -> Iterator[Recorder]:
     rec.stop.set()
 
 
-@pytest.fixture(params=["nginx", "gateway"])
-def weight_scene(
-    request: pytest.FixtureRequest, kube: Client, namespace: str, installed_crds: list[str]
-) -> str:
-    for doc in _objects(request.param):
-        kube.create(codecs.from_dict(doc), namespace=namespace)
-    wait_until(lambda: _ready(kube, namespace, "app-v1") == 2, timeout=60)
-    return request.param
+@pytest.fixture(params=["replicas", "nginx", "gateway"])
+def kind(request: pytest.FixtureRequest, installed_crds: list[str]) -> str:
+    return str(request.param)
 
 
 def _ready(kube: Client, namespace: str, name: str) -> int | None:
@@ -312,35 +307,27 @@ def test_a_deleted_kwok_pod_with_a_grace_period_is_listed_serving_and_terminatin
     wait_until(lambda: workloads.count_serving(kube, app, namespace, V1) == 1, timeout=10)
 
 
+SERVICES = {"replicas": ("app",), "nginx": ("app", "app-canary"), "gateway": ("app", "app-canary")}
+
+
 def test_promotion_deletes_the_old_version_only_after_its_endpoints_drained(
-    kube: Client, namespace: str, weight_scene: str, recorder: Recorder
+    kube: Client, namespace: str, kind: str, recorder: Recorder
 ) -> None:
-    status = _run(kube, _spec(namespace, weight_scene))
+    _scene(kube, namespace, kind)
+    status = _run(kube, _spec(namespace, kind))
     assert status.phase is Phase.SUCCEEDED, status.message
     assert _ready(kube, namespace, "app-v1") is None
-    services = ("app", "app-canary")
     wait_until(lambda: "app-v1" in recorder.deleted, timeout=5)
-    assert "app-v1" not in recorder.zeroed, "weight routers keep the stable's capacity"
+    assert "app-v1" not in recorder.zeroed, "the old version keeps its pods until it drained"
+    services = SERVICES[kind]
     assert recorder.serving_when_deleted("v1", services) == []
     gap = recorder.deleted["app-v1"] - recorder.last_serving("v1", services)
     assert gap >= DRAIN - WATCH_SLACK, f"old version removed {gap:.2f}s after it drained"
     assert gap < DRAIN + 5, "the drain took far longer than the delay"
-
-
-def test_replica_promotion_deletes_the_deployment_after_its_terminating_pods_drained(
-    kube: Client, namespace: str, recorder: Recorder
-) -> None:
-    _scene(kube, namespace, "replicas")
-    status = _run(kube, _spec(namespace, "replicas"))
-    assert status.phase is Phase.SUCCEEDED, status.message
-    wait_until(lambda: "app-v1" in recorder.deleted, timeout=5)
-    # The replicas router moves traffic by pods: at 100% the ReplicaSet controller removes
-    # the stable's pods, which stay listed as serving while they terminate (preStop)...
-    assert recorder.zeroed["app-v1"] < recorder.deleted["app-v1"]
-    assert any(c["terminating"] and c["serving"] for c in recorder.conditions)
-    # ...and the Deployment goes only once none is listed, plus the drain delay.
-    gap = recorder.deleted["app-v1"] - recorder.last_serving("v1", ("app",))
-    assert gap >= DRAIN - WATCH_SLACK, f"deployment deleted {gap:.2f}s after it drained"
+    # Cleanup gave the user's Service its own selector back (narrowed or repointed).
+    svc = kube.get(Service, "app", namespace=namespace)
+    assert svc.spec.selector == {"app": "app"}
+    assert "canaryctl.dev/selector-added" not in (svc.metadata.annotations or {})
 
 
 def _canary_weight(kube: Client, namespace: str) -> int:
@@ -349,20 +336,21 @@ def _canary_weight(kube: Client, namespace: str) -> int:
     return sum(r.get("weight", 1) for r in refs if r["name"] == "app-canary")
 
 
-def test_rollback_scales_the_canary_down_only_after_weight_left_it_and_the_delay(
-    kube: Client, namespace: str, installed_crds: list[str]
+@pytest.mark.parametrize("router", ["replicas", "gateway"])
+def test_rollback_scales_the_canary_down_only_after_traffic_left_it_and_the_delay(
+    kube: Client, namespace: str, router: str, installed_crds: list[str], recorder: Recorder
 ) -> None:
-    _scene(kube, namespace, "gateway")
-    spec = _spec(namespace, "gateway", steps=[{"setWeight": 50}, {"pause": {}}])
+    _scene(kube, namespace, router)
+    spec = _spec(namespace, router, steps=[{"setWeight": 50}, {"pause": {}}])
     engine = Engine(kube, spec, record_events=False)
     engine.start()
-    weights: list[tuple[float, int]] = []
+    weights: list[tuple[float, float | None]] = []
     scaled_down: float | None = None
     aborted = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = engine.tick().status
-        weights.append((time.monotonic(), _canary_weight(kube, namespace)))
+        weights.append((time.monotonic(), make_router(kube, spec, 2).get_weight()))
         if status.phase is Phase.PAUSED and not aborted:
             Store(kube).send_command("app", namespace, "abort")
             aborted = True
@@ -374,9 +362,16 @@ def test_rollback_scales_the_canary_down_only_after_weight_left_it_and_the_delay
         time.sleep(0.2)
     assert status.phase is Phase.ROLLED_BACK, status.message
     assert scaled_down is not None
-    last_positive = max(t for t, w in weights if w > 0)
-    back_to_zero = min(t for t, w in weights if w == 0 and t > last_positive)
-    assert scaled_down - back_to_zero >= DRAIN - WATCH_SLACK
+    last_share = max(t for t, w in weights if w)
+    off = min(t for t, w in weights if w == 0 and t > last_share)
+    assert scaled_down - off >= DRAIN - WATCH_SLACK, "canary removed before the drain delay"
+    if router == "replicas":
+        # One Service for both versions: the canary's pods left it before any was deleted.
+        assert recorder.serving_when_deleted("v2", ("app",)) == []
+        gap = recorder.zeroed["app-v2"] - recorder.last_serving("v2", ("app",))
+        assert gap >= DRAIN - WATCH_SLACK
+    svc = kube.get(Service, "app", namespace=namespace)
+    assert svc.spec.selector == {"app": "app"}, "cleanup restores the user's selector"
 
 
 def test_weight_routers_send_no_weight_to_a_canary_without_ready_endpoints(

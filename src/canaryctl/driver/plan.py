@@ -75,18 +75,17 @@ def plan(
             f"deployment/{stable} as serving, then drainDelay {drain}"
         )
     else:
-        if have_stable:
-            lines.append(
-                f"  scale deployment/{stable} {have_stable} -> 0 once the canary is ready "
-                "(its pods drain by their preStop delay)"
-            )
+        lines.append(
+            f"  narrow service/{spec.service} to the pods of deployment/{canary} once they are "
+            f"all ready (deployment/{stable} keeps its {have_stable} pods meanwhile)"
+        )
         lines.append(
             f"  wait until no EndpointSlice of service/{spec.service} lists a pod of "
             f"deployment/{stable} as serving, then drainDelay {drain}"
         )
     if spec.on_promotion == "delete":
         lines.append(f"  delete deployment/{stable}")
-    elif weights:
+    else:
         lines.append(f"  scale deployment/{stable} {have_stable} -> 0")
     lines.append(
         f"on failure or abort: scale deployment/{stable} back to {baseline}, wait until ready, "
@@ -94,4 +93,9 @@ def plan(
         f"traffic, no EndpointSlice of those routes lists its pods as serving, and drainDelay "
         f"{drain} has passed"
     )
+    if not weights:
+        lines.append(
+            f"  (the replicas router moves all traffic by narrowing service/{spec.service} to "
+            f"deployment/{stable}'s pods; cleanup removes the selector keys it added)"
+        )
     return lines
