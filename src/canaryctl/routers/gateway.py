@@ -222,7 +222,7 @@ class GatewayRouter:
 
     def serving(self, side: Side) -> int:
         """Pods of `side` listed as serving by the Services the HTTPRoute sends weight to."""
-        route = self._read()
+        route = _patch.read(self.client, HTTPRoute, self.httproute, self.namespace) or {}
         rules = (route.get("spec") or {}).get("rules") or []
         routed = any(
             (side == "canary" and self._is_header_rule(rule))

@@ -253,7 +253,8 @@ class IstioRouter:
 
     def serving(self, side: Side) -> int:
         """Pods of `side` listed as serving by the Services the VirtualService routes to."""
-        vs, subsets = self._read(), self._subsets()
+        vs = _patch.read(self.client, VirtualService, self.virtual_service, self.namespace) or {}
+        subsets = self._subsets()
         routed = False
         for route in (vs.get("spec") or {}).get("http") or []:
             if self._is_header_route(route):
