@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -15,6 +16,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import ClusterState, LocalCluster
 from helpers import wait_until
+from seedapp import build
 
 # CI explores the same examples on every run, so a red build is reproducible; developers'
 # runs stay random and keep finding new cases.
@@ -39,6 +41,50 @@ def local_cluster() -> Iterator[ClusterState]:
 
 
 @pytest.fixture(scope="session")
+def dataplane_cluster() -> Iterator[ClusterState]:
+    """A control plane with one real node (containerd, kubelet, kube-proxy) for the session.
+
+    Pods run on the real node only when they select and tolerate it
+    (``canaryctl.testenv.dataplane.REAL_POD_PLACEMENT``); others go to the KWOK nodes.
+    Skips when the host cannot run a node (not root, missing packages or kernel features).
+    At the end the host must be as it was before: a difference fails the session.
+    Set CANARYCTL_PROXY_MODE=nftables to run kube-proxy in nftables mode.
+    """
+    from canaryctl.testenv import dataplane, host
+
+    mode = os.environ.get("CANARYCTL_PROXY_MODE", "iptables")
+    why = dataplane.missing_requirements(mode)
+    if why:
+        pytest.skip("no real node on this host: " + "; ".join(why))
+    before = host.observe()
+    cluster = LocalCluster(f"pytest-{os.getpid()}-node", dataplane=True, proxy_mode=mode)
+    state = cluster.up(timeout=300)
+    try:
+        yield state
+    finally:
+        cluster.down()
+    after = host.observe()
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert not changed, f"the real node left the host changed: {changed}"
+
+
+@pytest.fixture(scope="session")
+def dataplane_kube(dataplane_cluster: ClusterState) -> Client:
+    """A lightkube client with admin rights on the cluster with the real node."""
+    return make_client(dataplane_cluster.kubeconfig)
+
+
+@pytest.fixture
+def dataplane_namespace(dataplane_kube: Client) -> Iterator[str]:
+    """A fresh namespace per test on the cluster with the real node."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    dataplane_kube.create(Namespace(metadata=ObjectMeta(name=name)))
+    wait_until(lambda: list(dataplane_kube.list(ServiceAccount, namespace=name)), timeout=30)
+    yield name
+    dataplane_kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
 def kube(local_cluster: ClusterState) -> Client:
     """A lightkube client with admin rights on the local cluster."""
     return make_client(local_cluster.kubeconfig)
@@ -53,3 +99,9 @@ def namespace(kube: Client) -> Iterator[str]:
     wait_until(lambda: list(kube.list(ServiceAccount, namespace=name)), timeout=30)
     yield name
     kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def seed_app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed app (images/pulpocon-app) compiled once per session as a static binary."""
+    return build(tmp_path_factory.mktemp("pulpocon-app"))

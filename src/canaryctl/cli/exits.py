@@ -15,6 +15,7 @@ UNEXPECTED = 1
 INVALID = 2
 ROLLED_BACK = 3
 ABORTED = 4
+REQUESTS_FAILED = 5  # probe: more failed requests than --max-failures
 INTERRUPTED = 130
 
 

@@ -15,20 +15,38 @@ app = typer.Typer(help="A real local Kubernetes control plane (etcd, apiserver, 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one folder of state each).")]
 
 
-def _cluster(name: str, nodes: int = 2):
+def _cluster(name: str, nodes: int = 2, dataplane: bool = False, proxy_mode: str = "iptables"):
     from canaryctl.testenv import LocalCluster
 
     # Progress goes to stderr so `$(canaryctl testenv kubeconfig)`-style capture stays clean.
-    return LocalCluster(name, nodes=nodes, progress=lambda m: print(m, file=sys.stderr))
+    return LocalCluster(
+        name,
+        nodes=nodes,
+        dataplane=dataplane,
+        proxy_mode=proxy_mode,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+
+
+DataplaneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dataplane",
+        help="Also a real node: containerd, kubelet and kube-proxy on this host (needs root).",
+    ),
+]
 
 
 @app.command()
-def build() -> None:
+def build(dataplane: DataplaneOpt = False) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
-    from canaryctl.testenv import binaries
+    from canaryctl.testenv import binaries, versions
 
+    names = list(versions.ALL_BINARIES)
+    if dataplane:
+        names += versions.NODE_COMMANDS
     with errors_to_exit_codes():
-        found = binaries.ensure(progress=lambda m: print(m, file=sys.stderr))
+        found = binaries.ensure(progress=lambda m: print(m, file=sys.stderr), names=names)
     for name, path in found.items():
         print(f"{name}: {path}")
 
@@ -38,17 +56,26 @@ def up(
     name: NameOpt = "default",
     nodes: Annotated[int, typer.Option(help="Number of KWOK nodes.")] = 2,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Ready nodes.")] = 90.0,
+    dataplane: DataplaneOpt = False,
+    proxy_mode: Annotated[
+        str, typer.Option(help="kube-proxy mode on the real node: iptables or nftables.")
+    ] = "iptables",
 ) -> None:
-    """Start the cluster (idempotent: a running one is reused); builds binaries on first use."""
+    """Start the cluster (idempotent: a running one is reused); builds binaries on first use.
+
+    With --dataplane, one real node (label canaryctl.dev/node=real, taint
+    canaryctl.dev/real=true:NoSchedule) runs pods that select and tolerate it; `down`
+    puts back every host setting it changed.
+    """
     with errors_to_exit_codes():
-        state = _cluster(name, nodes).up(timeout=timeout)
+        state = _cluster(name, nodes, dataplane, proxy_mode).up(timeout=timeout)
     print(f"kubeconfig: {state.kubeconfig}", file=sys.stderr)
     print(f"try: kubectl --kubeconfig {state.kubeconfig} get nodes", file=sys.stderr)
 
 
 @app.command()
 def down(name: NameOpt = "default") -> None:
-    """Stop every process of the cluster and remove its files."""
+    """Stop every process of the cluster, put the host back, and remove its files."""
     _cluster(name).down()
     print(f"testenv {name}: down", file=sys.stderr)
 
@@ -75,6 +102,9 @@ def status(
         if info["running"]:
             print(f"server {info['server']}  memory {info['memory_mib']} MiB")
             print(f"kubeconfig {info['kubeconfig']}")
+        node = info.get("node")
+        if node:
+            _print_node(node)
     raise typer.Exit(0 if info["running"] else 1)
 
 
@@ -86,3 +116,23 @@ def kubeconfig(name: NameOpt = "default") -> None:
         print(f"testenv {name} is not running: run `canaryctl testenv up`", file=sys.stderr)
         raise typer.Exit(1)
     print(cluster.kubeconfig)
+
+
+def _print_node(node: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not node.get("registered"):
+        print(f"real node {node['name']}: not registered {node.get('error', '')}")
+        return
+    ready = "Ready" if node["ready"] else "NotReady"
+    addresses = " ".join(f"{k}={v}" for k, v in node["addresses"].items())
+    print(f"real node {node['name']}: {ready}  {addresses}  kube-proxy {node['proxy_mode']}")
+    table = Table(title=f"pods on {node['name']}")
+    for col in ("pod", "phase", "ready", "IP"):
+        table.add_column(col)
+    for pod in node["pods"]:
+        table.add_row(
+            pod["pod"], str(pod["phase"]), "yes" if pod["ready"] else "no", pod["ip"] or ""
+        )
+    Console().print(table)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from canaryctl.errors import TestenvError
@@ -56,10 +56,16 @@ def _explicit(name: str, explicit: Mapping[str, str | Path] | None) -> Path | No
     return None
 
 
-def find(explicit: Mapping[str, str | Path] | None = None) -> dict[str, Path | None]:
-    """Locate every binary without building; missing ones map to None."""
+def find(
+    explicit: Mapping[str, str | Path] | None = None,
+    names: Sequence[str] = versions.ALL_BINARIES,
+) -> dict[str, Path | None]:
+    """Locate every binary (the control plane's by default) without building.
+
+    Missing ones map to None.
+    """
     found: dict[str, Path | None] = {}
-    for name in versions.ALL_BINARIES:
+    for name in names:
         path = _explicit(name, explicit)
         if path is not None:
             if not os.access(path, os.X_OK):
@@ -74,14 +80,16 @@ def find(explicit: Mapping[str, str | Path] | None = None) -> dict[str, Path | N
 
 
 def ensure(
-    explicit: Mapping[str, str | Path] | None = None, progress: Progress = print
+    explicit: Mapping[str, str | Path] | None = None,
+    progress: Progress = print,
+    names: Sequence[str] = versions.ALL_BINARIES,
 ) -> dict[str, Path]:
-    """Return a path for every binary, building the missing ones from Go modules."""
-    found = find(explicit)
+    """Return a path for every named binary, building the missing ones from Go modules."""
+    found = find(explicit, names)
     missing = [name for name, path in found.items() if path is None]
     if missing:
         build(missing, progress)
-        found = find(explicit)
+        found = find(explicit, names)
     return {name: path for name, path in found.items() if path is not None}
 
 
@@ -101,6 +109,11 @@ def build(names: list[str], progress: Progress = print) -> None:
     kube = [n for n in names if n in versions.KUBERNETES_COMMANDS]
     if kube:
         _build_kubernetes(go, kube, workroot / "kubernetes", target, progress)
+    node = [n for n in names if n in versions.NODE_COMMANDS]
+    if node:
+        # Its own folder with the same wrapper go.mod: a node build never rewrites the go.mod
+        # of a control plane build that may be running; the Go build cache is shared.
+        _build_kubernetes(go, node, workroot / "kubernetes-node", target, progress)
     if "etcd" in names:
         _build_etcd(go, workroot / "etcd", target, progress)
     if "kwok" in names:

@@ -1,22 +1,22 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and KWOK simulating nodes and pods, all on 127.0.0.1 with free ports.
+kube-scheduler and KWOK simulating nodes and pods, all on 127.0.0.1 with free ports; with
+``dataplane=True`` also one real node (containerd, kubelet, kube-proxy, see ``dataplane``).
 
+Every process is a ``Component`` built by one small function below (or in ``dataplane``);
+one ``Runner`` starts them in dependency order, waits for health and stops them in reverse.
 State (ports, pids, certificates, logs, kubeconfig) lives in one folder per cluster name;
 ``up`` is idempotent and ``down`` stops every process it started, by pid, and removes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,14 +25,18 @@ import httpx
 import yaml
 
 from canaryctl.errors import TestenvError
-from canaryctl.testenv import binaries, pki, versions
+from canaryctl.testenv import binaries, images, pki, versions
 from canaryctl.testenv.binaries import Progress
+from canaryctl.testenv.components import Component, Runner, alive
 
-#: Start order; ``down`` stops in reverse.
+#: The control plane's components in start order; ``down`` stops in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+
+#: Kept for callers of the old private name.
+_alive = alive
 
 
 @dataclass
@@ -44,6 +48,10 @@ class ClusterState:
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
+    #: True when the cluster has a real node (containerd, kubelet, kube-proxy).
+    dataplane: bool = False
+    #: kube-proxy's mode on the real node: iptables or nftables.
+    proxy_mode: str = "iptables"
 
     @property
     def kubeconfig(self) -> Path:
@@ -59,45 +67,238 @@ def state_root() -> Path:
     return binaries.cache_root() / "testenv"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int, folder: str) -> bool:
-    """True if pid runs and is ours: its command line names our state folder.
+@dataclass
+class Bed:
+    """What component builders read: binaries, the cluster's state and its certificates."""
 
-    Checking the command line keeps ``down`` from killing an unrelated process that
-    reused a pid after a reboot.
-    """
+    bins: Mapping[str, Path]
+    state: ClusterState
+    certs: pki.Pki
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.state.folder)
+
+    def port(self, name: str) -> int:
+        """The port named ``name``, picked once and kept in the state."""
+        if name not in self.state.ports:
+            self.state.ports[name] = free_port()
+        return self.state.ports[name]
+
+
+Builder = Callable[[Bed], Component]
+
+
+# --- health checks ------------------------------------------------------------
+
+
+def http_client(state: ClusterState) -> httpx.Client:
+    """An HTTP client with the admin certificate of the cluster."""
+    pki_dir = Path(state.folder) / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
+    return httpx.Client(verify=ctx, timeout=2.0)
+
+
+def api_ready(state: ClusterState) -> bool:
+    """True when the API server answers /readyz with 200."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        with http_client(state) as http:
+            return http.get(f"{state.server}/readyz").status_code == 200
+    except (httpx.HTTPError, OSError):
         return False
-    if stat.split(") ", 1)[-1].startswith("Z"):
-        return False  # a zombie has exited
-    return folder in cmdline
+
+
+def etcd_healthy(state: ClusterState) -> bool:
+    """True when etcd reports itself healthy."""
+    r = httpx.get(f"http://127.0.0.1:{state.ports['etcd']}/health", timeout=2.0)
+    return r.status_code == 200 and r.json().get("health") == "true"
+
+
+# --- the control plane's components ---------------------------------------------
+
+
+def etcd(bed: Bed) -> Component:
+    """etcd on 127.0.0.1, throwaway data in the state folder."""
+    peer = f"http://127.0.0.1:{bed.port('etcd-peer')}"
+    client = f"http://127.0.0.1:{bed.port('etcd')}"
+    return Component(
+        name="etcd",
+        command=(
+            str(bed.bins["etcd"]),
+            "--name=testenv",
+            f"--data-dir={bed.folder}/etcd",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=testenv={peer}",
+            "--listen-metrics-urls=",
+            # Throwaway data: skipping fsync makes the control plane several times faster.
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
+        ),
+        health=lambda: etcd_healthy(bed.state),
+        health_what="etcd health",
+    )
+
+
+def kube_apiserver(bed: Bed) -> Component:
+    """The API server, RBAC on, serving certificates from the cluster's CA."""
+    certs = bed.certs
+    args = [
+        str(bed.bins["kube-apiserver"]),
+        f"--etcd-servers=http://127.0.0.1:{bed.port('etcd')}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={bed.port('kube-apiserver')}",
+        f"--cert-dir={bed.folder}/pki",
+        f"--tls-cert-file={certs.server_cert}",
+        f"--tls-private-key-file={certs.server_key}",
+        f"--client-ca-file={certs.ca_cert}",
+        f"--service-account-key-file={certs.sa_pub}",
+        f"--service-account-signing-key-file={certs.sa_key}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=0",
+    ]
+    if bed.state.dataplane:
+        # `kubectl logs/exec/port-forward` go through the API server to the kubelet: it
+        # dials the node's InternalIP with a client certificate the kubelet trusts.
+        args += [
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={certs.kubelet_client_cert}",
+            f"--kubelet-client-key={certs.kubelet_client_key}",
+            f"--kubelet-certificate-authority={certs.ca_cert}",
+        ]
+    return Component(
+        name="kube-apiserver",
+        command=tuple(args),
+        links=("etcd",),
+        health=lambda: api_ready(bed.state),
+        health_what="kube-apiserver /readyz",
+    )
+
+
+def kube_controller_manager(bed: Bed) -> Component:
+    """The controllers that do not need a cloud or node IPAM."""
+    return Component(
+        name="kube-controller-manager",
+        command=(
+            str(bed.bins["kube-controller-manager"]),
+            f"--kubeconfig={bed.state.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={bed.port('kube-controller-manager')}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={bed.certs.sa_key}",
+            f"--root-ca-file={bed.certs.ca_cert}",
+            "--use-service-account-credentials=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # Fake nodes carry no kubelet; the lease renewals KWOK makes keep them Ready.
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--profiling=false",
+        ),
+        links=("kube-apiserver",),
+    )
+
+
+def kube_scheduler(bed: Bed) -> Component:
+    """The default scheduler."""
+    return Component(
+        name="kube-scheduler",
+        command=(
+            str(bed.bins["kube-scheduler"]),
+            f"--kubeconfig={bed.state.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={bed.port('kube-scheduler')}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ),
+        links=("kube-apiserver",),
+    )
+
+
+def kwok(bed: Bed) -> Component:
+    """KWOK: simulates the nodes annotated as fake and their pods (stages in stages/)."""
+    config = bed.folder / "kwok.yaml"
+    docs = [
+        {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokConfiguration",
+            "options": {
+                "cidr": POD_CIDR,
+                "nodeIP": "10.240.0.1",
+                "nodeLeaseDurationSeconds": 40,
+                "nodeLeaseParallelism": 4,
+                "nodePlayStageParallelism": 4,
+                "podPlayStageParallelism": 8,
+                "podsOnNodeSyncParallelism": 4,
+                # Only fake nodes: the real node (if any) belongs to its kubelet.
+                "manageNodesWithAnnotationSelector": f"{NODE_ANNOTATION}=fake",
+            },
+        }
+    ]
+    stages = resources.files("canaryctl.testenv") / "stages"
+    text = "\n---\n".join(yaml.safe_dump(d) for d in docs)
+    for name in ("nodes.yaml", "pods.yaml"):
+        text += "\n---\n" + (stages / name).read_text()
+    return Component(
+        name="kwok",
+        command=(
+            str(bed.bins["kwok"]),
+            f"--kubeconfig={bed.state.kubeconfig}",
+            f"--config={config}",
+            f"--server-address=127.0.0.1:{bed.port('kwok')}",
+        ),
+        links=("kube-apiserver",),
+        files={config: text},
+    )
+
+
+#: Builders of the control plane, in start order.
+CONTROL_PLANE: tuple[Builder, ...] = (
+    etcd,
+    kube_apiserver,
+    kube_controller_manager,
+    kube_scheduler,
+    kwok,
+)
 
 
 class LocalCluster:
-    """Handle on one named local control plane."""
+    """Handle on one named local control plane (and, optionally, one real node)."""
 
     def __init__(
         self,
         name: str = "default",
         *,
         nodes: int = 2,
+        dataplane: bool = False,
+        proxy_mode: str = "iptables",
         binary_paths: Mapping[str, str | Path] | None = None,
         progress: Progress = print,
     ) -> None:
         self.name = name
         self.nodes = nodes
+        self.dataplane = dataplane
+        self.proxy_mode = proxy_mode
         self.binary_paths = binary_paths
         self.progress = progress
         self.folder = state_root() / name
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._runner = Runner(self.folder, progress)
 
     # --- queries -------------------------------------------------------------
 
@@ -113,33 +314,41 @@ class LocalCluster:
         """Path of the admin kubeconfig (exists while the cluster is up)."""
         return self.folder / "kubeconfig"
 
+    def builders(self, state: ClusterState) -> list[Builder]:
+        """Every component of this cluster: the control plane, then the real node if asked."""
+        builders = list(CONTROL_PLANE)
+        if state.dataplane:
+            from canaryctl.testenv import dataplane
+
+            builders += dataplane.NODE
+        return builders
+
     def status(self) -> dict[str, object]:
-        """Per-component pid, liveness and memory, plus API health."""
+        """Per-component pid, liveness and memory, plus API health (and the real node)."""
         state = self.state()
         if state is None:
             return {"name": self.name, "running": False, "components": {}}
-        comps: dict[str, object] = {}
-        total_rss = 0
-        for comp in COMPONENTS:
-            pid = state.pids.get(comp)
-            alive = bool(pid) and _alive(pid, state.folder)
-            rss = _rss_bytes(pid) if alive and pid else 0
-            total_rss += rss
-            comps[comp] = {"pid": pid, "alive": alive, "rss_mib": round(rss / 2**20, 1)}
-        return {
+        comps = Runner.status(state.pids, state.folder)
+        total = sum(float(c["rss_mib"]) for c in comps.values())  # type: ignore[arg-type]
+        info: dict[str, object] = {
             "name": self.name,
-            "running": all(c["alive"] for c in comps.values()),  # type: ignore[index]
-            "healthy": self._api_ready(state),
+            "running": bool(comps) and all(c["alive"] for c in comps.values()),
+            "healthy": api_ready(state),
             "server": state.server,
             "kubeconfig": str(state.kubeconfig),
             "components": comps,
-            "memory_mib": round(total_rss / 2**20, 1),
+            "memory_mib": round(total, 1),
             "versions": {
                 "kubernetes": versions.KUBERNETES_VERSION,
                 "etcd": versions.ETCD_VERSION,
                 "kwok": versions.KWOK_VERSION,
             },
         }
+        if state.dataplane:
+            from canaryctl.testenv import dataplane
+
+            info["node"] = dataplane.node_status(state, http_client)
+        return info
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -147,210 +356,86 @@ class LocalCluster:
         """Start the cluster (or return the running one) and wait for Ready nodes."""
         state = self.state()
         if state is not None:
-            alive = [c for c in COMPONENTS if _alive(state.pids.get(c, 0), state.folder)]
-            if len(alive) == len(COMPONENTS) and self._api_ready(state):
+            every = state.pids and all(alive(p, state.folder) for p in state.pids.values())
+            same = (state.dataplane, state.proxy_mode) == (self.dataplane, self.proxy_mode)
+            if every and (same or not self.dataplane) and api_ready(state):
                 return state
-            self.progress(f"testenv {self.name}: found a partial cluster, restarting it")
+            self.progress(f"testenv {self.name}: found a partial or different cluster, restarting")
             self.down()
-        bins = binaries.ensure(self.binary_paths, self.progress)
         started = time.monotonic()
         deadline = started + timeout
+        state = ClusterState(
+            self.name,
+            str(self.folder),
+            {},
+            started_at=time.time(),
+            dataplane=self.dataplane,
+            proxy_mode=self.proxy_mode,
+        )
+        names = list(versions.ALL_BINARIES)
+        if self.dataplane:
+            names += versions.NODE_COMMANDS
+        bins = binaries.ensure(self.binary_paths, self.progress, names=names)
         self.folder.mkdir(parents=True, exist_ok=True)
-        ports = {
-            "etcd": _free_port(),
-            "etcd-peer": _free_port(),
-            "kube-apiserver": _free_port(),
-            "kube-controller-manager": _free_port(),
-            "kube-scheduler": _free_port(),
-            "kwok": _free_port(),
-        }
-        state = ClusterState(self.name, str(self.folder), ports, started_at=time.time())
         certs = pki.generate(self.folder / "pki")
-        self._write_kubeconfig(state, certs)
+        bed = Bed(bins, state, certs)
         try:
-            self._start(state, "etcd", self._etcd_args(bins, state))
-            self._wait(lambda: self._etcd_healthy(state), deadline, "etcd health")
-            self._start(state, "kube-apiserver", self._apiserver_args(bins, state, certs))
-            self._wait(lambda: self._api_ready(state), deadline, "kube-apiserver /readyz")
-            self._start(state, "kube-controller-manager", self._kcm_args(bins, state, certs))
-            self._start(state, "kube-scheduler", self._scheduler_args(bins, state))
-            self._start(state, "kwok", self._kwok_args(bins, state))
+            components = [build(bed) for build in self.builders(state)]
+            self._write_kubeconfig(state, certs)
+            self._save(state)
+            if self.dataplane:
+                from canaryctl.testenv import dataplane
+
+                dataplane.prepare_host(bed)
+            self._runner.start(components, state.pids, lambda: self._save(state), deadline)
             self._create_nodes(state)
-            self._wait(lambda: self._ready_nodes(state) >= self.nodes, deadline, "Ready nodes")
-            self._wait(lambda: self._default_sa(state), deadline, "default ServiceAccount")
+            want = self.nodes + (1 if self.dataplane else 0)
+            self._runner.wait(
+                lambda: self._ready_nodes(state) >= want, state.pids, deadline, "Ready nodes"
+            )
+            self._runner.wait(
+                lambda: self._default_sa(state), state.pids, deadline, "default ServiceAccount"
+            )
         except BaseException:
             self.down()
             raise
+        real = " and a real node" if self.dataplane else ""
         self.progress(
             f"testenv {self.name}: up in {time.monotonic() - started:.1f}s at {state.server} "
-            f"with {self.nodes} KWOK nodes"
+            f"with {self.nodes} KWOK nodes{real}"
         )
         return state
 
     def down(self) -> None:
-        """Stop every process this cluster started and remove its folder."""
+        """Stop every process this cluster started, put the host back, remove its folder."""
         state = self.state()
         if state is not None:
-            for comp in reversed(COMPONENTS):
-                pid = state.pids.get(comp)
-                if pid and _alive(pid, state.folder):
-                    _stop(pid, state.folder)
+            hooks: dict[str, Callable[[], None]] = {}
+            grace: dict[str, float] = {}
+            if state.dataplane:
+                from canaryctl.testenv import dataplane
+
+                hooks, grace = dataplane.stop_hooks(state)
+            Runner.stop(state.pids, state.folder, hooks, grace)
+            if state.dataplane:
+                dataplane.restore_host(state)
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    # --- process plumbing ----------------------------------------------------
+    def load_image(self, image: images.Image) -> None:
+        """Import a locally built image into the real node's containerd."""
+        state = self.state()
+        if state is None or not state.dataplane:
+            raise TestenvError(f"testenv {self.name}: no real node to load {image.ref} into")
+        from canaryctl.testenv import dataplane
+
+        images.import_image(image, dataplane.socket_address(state.folder))
 
     def _save(self, state: ClusterState) -> None:
         tmp = self.folder / "state.json.tmp"
         tmp.write_text(json.dumps(asdict(state), indent=2))
         os.replace(tmp, self.folder / "state.json")
 
-    def _start(self, state: ClusterState, comp: str, args: list[str]) -> None:
-        log = open(self.folder / f"{comp}.log", "ab")  # noqa: SIM115 - the child keeps it
-        # A new session keeps the control plane alive after the CLI that started it exits,
-        # and keeps a Ctrl-C in that terminal from reaching it.
-        proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.folder,
-        )
-        log.close()
-        self._procs[comp] = proc
-        state.pids[comp] = proc.pid
-        self._save(state)  # saved at once, so a crash during up still lets down find it
-
-    def _wait(self, check: object, deadline: float, what: str) -> None:
-        assert callable(check)
-        while time.monotonic() < deadline:
-            state = self.state()
-            if state is not None:
-                # Our own children are asked directly: a process that is just exec'ing can
-                # briefly show an empty command line in /proc.
-                dead = [
-                    c
-                    for c, pid in state.pids.items()
-                    if (
-                        self._procs[c].poll() is not None
-                        if c in self._procs
-                        else not _alive(pid, state.folder)
-                    )
-                ]
-                if dead:
-                    code = self._procs[dead[0]].poll() if dead[0] in self._procs else None
-                    raise TestenvError(
-                        f"testenv: {', '.join(dead)} exited during start-up (exit status {code}); "
-                        f"see {self.folder}/{dead[0]}.log:\n{_tail(self.folder / f'{dead[0]}.log')}"
-                    )
-            with contextlib.suppress(Exception):
-                if check():
-                    return
-            time.sleep(0.2)
-        raise TestenvError(f"testenv: timed out waiting for {what}; logs in {self.folder}")
-
-    # --- component arguments -------------------------------------------------
-
-    def _etcd_args(self, bins: dict[str, Path], state: ClusterState) -> list[str]:
-        p = state.ports
-        peer = f"http://127.0.0.1:{p['etcd-peer']}"
-        client = f"http://127.0.0.1:{p['etcd']}"
-        return [
-            str(bins["etcd"]),
-            "--name=testenv",
-            f"--data-dir={state.folder}/etcd",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=testenv={peer}",
-            "--listen-metrics-urls=",
-            # Throwaway data: skipping fsync makes the control plane several times faster.
-            "--unsafe-no-fsync",
-            "--quota-backend-bytes=2147483648",
-            "--log-level=warn",
-        ]
-
-    def _apiserver_args(
-        self, bins: dict[str, Path], state: ClusterState, certs: pki.Pki
-    ) -> list[str]:
-        return [
-            str(bins["kube-apiserver"]),
-            f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={state.ports['kube-apiserver']}",
-            f"--cert-dir={state.folder}/pki",
-            f"--tls-cert-file={certs.server_cert}",
-            f"--tls-private-key-file={certs.server_key}",
-            f"--client-ca-file={certs.ca_cert}",
-            f"--service-account-key-file={certs.sa_pub}",
-            f"--service-account-signing-key-file={certs.sa_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=0",
-        ]
-
-    def _kcm_args(self, bins: dict[str, Path], state: ClusterState, certs: pki.Pki) -> list[str]:
-        return [
-            str(bins["kube-controller-manager"]),
-            f"--kubeconfig={state.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={state.ports['kube-controller-manager']}",
-            "--leader-elect=false",
-            f"--service-account-private-key-file={certs.sa_key}",
-            f"--root-ca-file={certs.ca_cert}",
-            "--use-service-account-credentials=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # Fake nodes carry no kubelet; the lease renewals KWOK makes keep them Ready.
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-            "--concurrent-deployment-syncs=10",
-            "--concurrent-replicaset-syncs=10",
-            "--profiling=false",
-        ]
-
-    def _scheduler_args(self, bins: dict[str, Path], state: ClusterState) -> list[str]:
-        return [
-            str(bins["kube-scheduler"]),
-            f"--kubeconfig={state.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={state.ports['kube-scheduler']}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ]
-
-    def _kwok_args(self, bins: dict[str, Path], state: ClusterState) -> list[str]:
-        config = Path(state.folder) / "kwok.yaml"
-        docs = [
-            {
-                "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-                "kind": "KwokConfiguration",
-                "options": {
-                    "cidr": POD_CIDR,
-                    "nodeIP": "10.240.0.1",
-                    "nodeLeaseDurationSeconds": 40,
-                    "nodeLeaseParallelism": 4,
-                    "nodePlayStageParallelism": 4,
-                    "podPlayStageParallelism": 8,
-                    "podsOnNodeSyncParallelism": 4,
-                    "manageNodesWithAnnotationSelector": f"{NODE_ANNOTATION}=fake",
-                },
-            }
-        ]
-        stages = resources.files("canaryctl.testenv") / "stages"
-        text = "\n---\n".join(yaml.safe_dump(d) for d in docs)
-        for name in ("nodes.yaml", "pods.yaml"):
-            text += "\n---\n" + (stages / name).read_text()
-        config.write_text(text)
-        return [
-            str(bins["kwok"]),
-            f"--kubeconfig={state.kubeconfig}",
-            f"--config={config}",
-            f"--server-address=127.0.0.1:{state.ports['kwok']}",
-        ]
+    # --- bootstrap -------------------------------------------------------------
 
     def _write_kubeconfig(self, state: ClusterState, certs: pki.Pki) -> None:
         config = {
@@ -385,27 +470,8 @@ class LocalCluster:
         state.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
         state.kubeconfig.chmod(0o600)
 
-    # --- health --------------------------------------------------------------
-
-    def _http(self, state: ClusterState) -> httpx.Client:
-        pki_dir = Path(state.folder) / "pki"
-        ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
-        ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
-        return httpx.Client(verify=ctx, timeout=2.0)
-
-    def _etcd_healthy(self, state: ClusterState) -> bool:
-        r = httpx.get(f"http://127.0.0.1:{state.ports['etcd']}/health", timeout=2.0)
-        return r.status_code == 200 and r.json().get("health") == "true"
-
-    def _api_ready(self, state: ClusterState) -> bool:
-        try:
-            with self._http(state) as http:
-                return http.get(f"{state.server}/readyz").status_code == 200
-        except (httpx.HTTPError, OSError):
-            return False
-
     def _create_nodes(self, state: ClusterState) -> None:
-        with self._http(state) as http:
+        with http_client(state) as http:
             for i in range(self.nodes):
                 name = f"kwok-node-{i}"
                 body = {
@@ -426,7 +492,7 @@ class LocalCluster:
                     raise TestenvError(f"testenv: creating node {name} failed: {r.text}")
 
     def _ready_nodes(self, state: ClusterState) -> int:
-        with self._http(state) as http:
+        with http_client(state) as http:
             items = http.get(f"{state.server}/api/v1/nodes").json()["items"]
         return sum(
             1
@@ -437,39 +503,6 @@ class LocalCluster:
 
     def _default_sa(self, state: ClusterState) -> bool:
         # The ServiceAccount admission plugin rejects pods until the controller made it.
-        with self._http(state) as http:
+        with http_client(state) as http:
             url = f"{state.server}/api/v1/namespaces/default/serviceaccounts/default"
             return http.get(url).status_code == 200
-
-
-def _stop(pid: int, folder: str, grace: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid, folder):
-            break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    # Reap it if it is our child (same process started it), so no zombie is left.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"

@@ -27,6 +27,9 @@ class Pki:
     admin_key: Path
     sa_key: Path
     sa_pub: Path
+    #: The API server's client certificate towards kubelets (logs, exec, port-forward).
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -123,6 +126,21 @@ def generate(folder: Path, service_ip: str = "10.96.0.1") -> Pki:
         ca_key,
         client=True,
     )
+    # The kubelet authorizes the API server's calls with a SubjectAccessReview; no default
+    # binding grants the kubelet API (nodes/proxy) to a client, system:masters has it all.
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client = _issue(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+            ]
+        ),
+        kubelet_client_key,
+        ca,
+        ca_key,
+        client=True,
+    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -136,4 +154,34 @@ def generate(folder: Path, service_ip: str = "10.96.0.1") -> Pki:
         admin_key=_write(folder / "admin.key", _pem_key(admin_key)),
         sa_key=_write(folder / "sa.key", _pem_key(sa_key)),
         sa_pub=_write(folder / "sa.pub", sa_pub),
+        kubelet_client_cert=_write(folder / "kubelet-client.crt", cert_pem(kubelet_client)),
+        kubelet_client_key=_write(folder / "kubelet-client.key", _pem_key(kubelet_client_key)),
     )
+
+
+def issue(
+    folder: Path,
+    name: str,
+    common_name: str,
+    *,
+    organizations: tuple[str, ...] = (),
+    server_names: tuple[str, ...] = (),
+) -> tuple[Path, Path]:
+    """A certificate signed by the CA in ``folder``: a client one, or a serving one when
+    ``server_names`` are given. Written as ``<name>.crt`` and ``<name>.key``."""
+    ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(
+        x509.Name(attrs),
+        key,
+        ca,
+        ca_key,
+        server_names=server_names,
+        client=not server_names,
+    )
+    crt = _write(folder / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+    return crt, _write(folder / f"{name}.key", _pem_key(key))

@@ -17,6 +17,10 @@ KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-schedu
 #: Every binary the local control plane needs, by name.
 ALL_BINARIES = (*KUBERNETES_COMMANDS, "etcd", "kwok")
 
+#: The real node's Kubernetes commands (same module and wrapper go.mod as the control plane),
+#: built into the same cache only when a data plane is asked for.
+NODE_COMMANDS = ("kubelet", "kube-proxy")
+
 
 def bundle_id() -> str:
     """Name of the cache folder for this exact set of versions."""

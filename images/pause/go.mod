@@ -1,0 +1,3 @@
+module canaryctl.local/images/pause
+
+go 1.25.0

@@ -1,0 +1,3 @@
+module canaryctl.local/tests/echo
+
+go 1.25.0
