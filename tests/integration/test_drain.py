@@ -26,6 +26,7 @@ from lightkube.types import PatchType
 
 from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.engine import Engine
+from canaryctl.driver.report import Notice
 from canaryctl.kube import workloads
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
@@ -408,3 +409,33 @@ def test_weight_routers_send_no_weight_to_a_canary_without_ready_endpoints(
     router.set_weight(10)
     assert _canary_weight(kube, namespace) == 0
     assert router.get_weight() == 0.0
+
+
+class Notices:
+    """A sink keeping what the engine tells the user."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    def notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def snapshot(self, snap: Any) -> None:
+        pass
+
+
+def test_rollout_warns_when_a_deployment_lacks_what_graceful_scale_down_needs(
+    kube: Client, namespace: str
+) -> None:
+    docs = _objects("replicas")
+    bare = docs[2]["spec"]["template"]["spec"]["containers"][0]
+    del bare["readinessProbe"], bare["lifecycle"]  # app-v2: neither probe nor preStop
+    for doc in docs:
+        kube.create(codecs.from_dict(doc), namespace=namespace)
+    sink = Notices()
+    Engine(kube, _spec(namespace, "replicas"), sink=sink, record_events=False).validate()
+    warnings = [n.message for n in sink.notices if n.reason == "UngracefulShutdown"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("deployment/app-v2 container app has no readinessProbe")
+    assert "lifecycle.preStop.sleep.seconds: 5" in warnings[1]
+    assert all(n.type == "Warning" for n in sink.notices)
