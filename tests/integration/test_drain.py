@@ -3,7 +3,7 @@
 Real control plane, real EndpointSlice controller, KWOK pods. The old version's pods
 are annotated `canaryctl.dev/simulate-termination`, so a deleted pod stays Ready for a
 while (as in a preStop sleep) and the EndpointSlice controller lists it as serving and
-terminating, as it would on a real node. A recorder watches EndpointSlices, pods,
+terminating, as it would on a real node. A recorder polls EndpointSlices, pods,
 Deployments and routes while the engine runs, and the tests assert the order of events:
 no old pod is deleted while a Service carrying its traffic lists it as serving, and the
 drain delay separates the last such listing from the removal.
@@ -38,9 +38,10 @@ pytestmark = pytest.mark.integration
 
 DRAIN = 3.0  # drainDelay of these rollouts, seconds
 GRACE = "3s"  # how long a deleted stable pod keeps serving (simulated preStop)
-# The engine reads the endpoints a moment before the recorder's watch delivers the same
-# change, so gaps measured here may fall short of the delay by that much.
-WATCH_SLACK = 0.5
+# The recorder sees a change up to one poll (three list calls) late, and the engine may
+# see it first, so a measured gap may fall short of the delay by that much. Without the
+# drain the gap would be one engine tick (0.2 s plus API latency): still far below.
+POLL_SLACK = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -327,8 +328,7 @@ def test_promotion_deletes_the_old_version_only_after_its_endpoints_drained(
     services = SERVICES[kind]
     assert recorder.serving_when_deleted("v1", services) == []
     gap = recorder.deleted["app-v1"] - recorder.last_serving("v1", services)
-    assert gap >= DRAIN - WATCH_SLACK, f"old version removed {gap:.2f}s after it drained"
-    assert gap < DRAIN + 5, "the drain took far longer than the delay"
+    assert gap >= DRAIN - POLL_SLACK, f"old version removed {gap:.2f}s after it drained"
     # Cleanup gave the user's Service its own selector back (narrowed or repointed).
     svc = kube.get(Service, "app", namespace=namespace)
     assert svc.spec.selector == {"app": "app"}
@@ -369,12 +369,12 @@ def test_rollback_scales_the_canary_down_only_after_traffic_left_it_and_the_dela
     assert scaled_down is not None
     last_share = max(t for t, w in weights if w)
     off = min(t for t, w in weights if w == 0 and t > last_share)
-    assert scaled_down - off >= DRAIN - WATCH_SLACK, "canary removed before the drain delay"
+    assert scaled_down - off >= DRAIN - POLL_SLACK, "canary removed before the drain delay"
     if router == "replicas":
         # One Service for both versions: the canary's pods left it before any was deleted.
         assert recorder.serving_when_deleted("v2", ("app",)) == []
         gap = scaled_down - recorder.last_serving("v2", ("app",))
-        assert gap >= DRAIN - WATCH_SLACK, f"canary scaled down {gap:.2f}s after it drained"
+        assert gap >= DRAIN - POLL_SLACK, f"canary scaled down {gap:.2f}s after it drained"
     svc = kube.get(Service, "app", namespace=namespace)
     assert svc.spec.selector == {"app": "app"}, "cleanup restores the user's selector"
 
