@@ -243,6 +243,11 @@ def test_no_weight_moves_to_a_canary_without_ready_endpoints(
     start(gateway)
     kube.patch(Deployment, "app-v2", {"spec": {"replicas": 0}}, namespace=app.namespace)
     wait_until(lambda: not gateway.backends.ready("canary"))
+    # No weight, and the tester rule goes too: it would lead to a canary with no endpoint.
+    assert [str(c) for c in gateway.set_weight(10)] == [
+        "patch httproute/app: tester rules removed: 1"
+    ]
+    assert gateway.get_weight() == 0
     version = route(kube, app.namespace)["metadata"]["resourceVersion"]
     assert gateway.set_weight(10) == []
     assert route(kube, app.namespace)["metadata"]["resourceVersion"] == version

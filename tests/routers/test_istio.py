@@ -296,6 +296,11 @@ def test_no_weight_moves_to_a_canary_without_ready_endpoints(
     start(subsets)
     kube.patch(Deployment, "app-v2", {"spec": {"replicas": 0}}, namespace=app.namespace)
     wait_until(lambda: not subsets.backends.ready("canary"))
+    # No weight, and the tester route goes too: it would lead to a canary with no endpoint.
+    assert [str(c) for c in subsets.set_weight(10)] == [
+        "patch virtualservice/app: tester routes removed: 1"
+    ]
+    assert subsets.get_weight() == 0
     before = vs(kube, app.namespace)["metadata"]["resourceVersion"]
     assert subsets.set_weight(10) == []
     assert vs(kube, app.namespace)["metadata"]["resourceVersion"] == before

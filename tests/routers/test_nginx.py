@@ -219,8 +219,15 @@ def test_no_weight_moves_to_a_canary_without_ready_endpoints(
     kube.patch(Deployment, "app-v2", {"spec": {"replicas": 0}}, namespace=app.namespace)
     wait_until(lambda: ready(kube, app.namespace, "app-v2") == 0)
     wait_until(lambda: not nginx.backends.ready("canary"))
-    assert nginx.set_weight(10) == []
+    # No weight, and the header route goes too: it would lead to a canary with no endpoint.
+    changes = nginx.set_weight(10)
+    assert {c.detail.split(":")[0] for c in changes} == {
+        "nginx.ingress.kubernetes.io/canary-by-header",
+        "nginx.ingress.kubernetes.io/canary-by-header-value",
+    }
+    assert all(c.detail.endswith("-> None") for c in changes)
     assert nginx.get_weight() == 0
+    assert nginx.set_weight(10) == []
     kube.patch(Deployment, "app-v2", {"spec": {"replicas": 1}}, namespace=app.namespace)
     converge(nginx, 10)
 
