@@ -130,8 +130,14 @@ class RelativeLatencyJudge:
         self._last: Verdict | None = None
         self.bound: float | None = fixed_bound
 
-    def observe(self, canary: Histogram, stable: Histogram) -> Verdict:
-        """One look's histograms of both versions (increments since the previous look)."""
+    def observe(
+        self, canary: Histogram | tuple[Histogram, Histogram], stable: Histogram | None = None
+    ) -> Verdict:
+        """One look's histograms of both versions (increments since the previous look);
+        also accepts the pair as one argument, as a `Panel` passes it."""
+        if stable is None:
+            canary, stable = canary  # type: ignore[misc]
+        assert isinstance(canary, Histogram)
         self._look += 1
         problem = canary.problem() or stable.problem()
         if problem is None and canary.bounds != stable.bounds:

@@ -9,7 +9,9 @@ Rule.
 * Metric i gets alpha_i = alpha * w_i / sum(w) (equal weights by default) and its
   rollback threshold is 1 / alpha_i. The panel rolls back as soon as any metric
   reaches its threshold (or its kill switch fires).
-* The panel promotes once every metric has promoted, each at its own beta.
+* The panel promotes once every metric has promoted, each at its own beta
+  (rollback-only members such as the per-pod test take part in the budget but
+  do not vote on promotion).
   A metric that has promoted stays promoted (its judge is absorbing); the others
   keep looking.
 
@@ -38,11 +40,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from canaryctl.core.judges._batch import Batch
 from canaryctl.core.judges._verdict import CONTINUE, PROMOTE, ROLLBACK, Decision, Verdict
-from canaryctl.core.judges.sequential import SequentialJudge
 from canaryctl.errors import SpecError
+
+
+class Judge(Protocol):
+    """What a panel member does: one look's batch in, a verdict out."""
+
+    def observe(self, data: Any, /) -> Verdict: ...
 
 
 def split_alpha(alpha: float, weights: Mapping[str, float]) -> dict[str, float]:
@@ -73,20 +80,23 @@ class PanelVerdict:
         return self.decision != CONTINUE
 
 
-def combine(verdicts: Mapping[str, Verdict | None]) -> PanelVerdict:
+def combine(
+    verdicts: Mapping[str, Verdict | None], veto_only: frozenset[str] = frozenset()
+) -> PanelVerdict:
     """Any rollback rolls back; promotion needs every metric promoted; else continue.
 
-    A metric without a verdict yet (no data so far) holds promotion.
+    A metric without a verdict yet (no data so far) holds promotion. Metrics in
+    `veto_only` (e.g. the per-pod test) can roll back but never hold promotion.
     """
     known = {name: v for name, v in verdicts.items() if v is not None}
     for name, verdict in known.items():
         if verdict.decision == ROLLBACK:
             return PanelVerdict(ROLLBACK, verdict.reason, f"{name}: {verdict.message}", known)
-    complete = bool(verdicts) and len(known) == len(verdicts)
-    if complete and all(v.decision == PROMOTE for v in known.values()):
-        message = "; ".join(f"{name}: {v.message}" for name, v in known.items())
+    voters = [name for name in verdicts if name not in veto_only]
+    if voters and all(name in known and known[name].decision == PROMOTE for name in voters):
+        message = "; ".join(f"{name}: {known[name].message}" for name in voters)
         return PanelVerdict(PROMOTE, "evidence", message, known)
-    waiting = [name for name in verdicts if name not in known or known[name].decision != PROMOTE]
+    waiting = [name for name in voters if name not in known or known[name].decision != PROMOTE]
     message = f"waiting for evidence on {', '.join(waiting)}" if waiting else "collecting"
     return PanelVerdict(CONTINUE, "collecting", message, known)
 
@@ -101,7 +111,7 @@ class Panel:
     def __init__(
         self,
         alpha: float,
-        judges: Mapping[str, Callable[[float], SequentialJudge]],
+        judges: Mapping[str, Callable[[float], Judge]],
         weights: Mapping[str, float] | None = None,
     ) -> None:
         shares = split_alpha(alpha, weights or dict.fromkeys(judges, 1.0))
@@ -109,21 +119,25 @@ class Panel:
             raise SpecError("metrics", "weights must name exactly the panel's metrics")
         self.alpha = alpha
         self.shares = shares
-        self.judges: dict[str, SequentialJudge] = {
+        self.judges: dict[str, Judge] = {
             name: factory(shares[name]) for name, factory in judges.items()
         }
+        self.veto_only = frozenset(
+            name for name, judge in self.judges.items() if not getattr(judge, "promotes", True)
+        )
         self._last: dict[str, Verdict | None] = dict.fromkeys(judges)
         self._final: PanelVerdict | None = None
 
-    def observe(self, batches: Mapping[str, Batch | None]) -> PanelVerdict:
-        """One look: each metric's batch (None or missing = no data for that metric)."""
+    def observe(self, batches: Mapping[str, Any]) -> PanelVerdict:
+        """One look: each metric's data, a `Batch` or for relative latency a pair of
+        histograms (None or missing = no data for that metric)."""
         if self._final is not None:
             return self._final
         for name, judge in self.judges.items():
             batch = batches.get(name)
             if batch is not None:
                 self._last[name] = judge.observe(batch)
-        verdict = combine(self._last)
+        verdict = combine(self._last, self.veto_only)
         if verdict.final:
             self._final = verdict
         return verdict

@@ -170,6 +170,7 @@ class SequentialJudge:
         if self._warmed_up():
             self._promote.update(s, f, share, temper, self._max_log_step(self.promote_threshold))
         self._dispersion.add(batch.canary_requests, s, batch.stable_requests, f)
+        self._dispersion.add_pods(batch.stable_pods)
         self._totals = self._totals + batch
 
         limit = self.max_canary_error_rate
