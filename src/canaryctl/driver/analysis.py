@@ -23,12 +23,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
-from canaryctl.core.judges import Batch, SequentialJudge, ThresholdJudge
+from canaryctl.core.judges import (
+    Batch,
+    Histogram,
+    RelativeLatencyJudge,
+    SequentialJudge,
+    ThresholdJudge,
+    split_alpha,
+)
 from canaryctl.core.judges import Verdict as JudgeVerdict
 from canaryctl.core.models import CanarySpec, CanaryStatus, CheckRecord, Phase, Verdict
 from canaryctl.errors import AnalysisError, SpecError
 from canaryctl.providers.prometheus import Auth, PrometheusClient
-from canaryctl.providers.templates import MetricSource, Target, error_batch, latency_batch
+from canaryctl.providers.templates import (
+    MetricSource,
+    Target,
+    error_batch,
+    fetch_histograms,
+    latency_batch,
+)
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
 #: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
@@ -52,7 +65,10 @@ class AnalysisSpec(BaseModel):
 
     judge "sequential" (default) compares canary with stable (anytime-valid e-process);
     "threshold" reproduces Flagger's per-interval success-rate checks. `latencyThreshold`
-    (seconds, a histogram bucket bound) adds a second sequential test on slow requests.
+    (seconds, a histogram bucket bound) adds a sequential test on requests slower than it;
+    `latencyQuantile` (e.g. 0.95) adds one on requests above the bucket bound at the
+    stable's own quantile, read from earlier looks (no threshold to choose). The
+    sequential tests share one false-rollback budget: `alpha` is split evenly among them.
     """
 
     model_config = _CONFIG
@@ -72,6 +88,7 @@ class AnalysisSpec(BaseModel):
     failure_limit: int = Field(default=5, ge=1)
     promote_after: int = Field(default=10, ge=1)
     latency_threshold: float | None = None
+    latency_quantile: float | None = Field(default=None, gt=0, lt=1)
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -152,25 +169,40 @@ class Analysis:
         """Call the `post-rollout` webhooks once the rollout has ended."""
         self._call(HookType.POST_ROLLOUT, status.phase.value)
 
-    def _judges(self) -> list[tuple[str, SequentialJudge | ThresholdJudge]]:
+    def _judges(self) -> list[tuple[str, Any]]:
         c = self.config
         if self.source is None:
             return []
+        names = ["errors"]
+        if c.latency_threshold is not None:
+            names.append("latency")
+        if c.latency_quantile is not None:
+            names.append(_relative_name(c.latency_quantile))
+        # One false-rollback budget for all sequential tests (union bound; see core.judges.panel).
+        sequential = names if c.judge == "sequential" else names[1:]
+        alpha = split_alpha(c.alpha, dict.fromkeys(sequential, 1.0)) if sequential else {}
+        judges: list[tuple[str, Any]] = []
         if c.judge == "threshold":
-            errors: SequentialJudge | ThresholdJudge = ThresholdJudge(
-                c.min_success_rate, c.failure_limit, c.promote_after
+            judges.append(
+                ("errors", ThresholdJudge(c.min_success_rate, c.failure_limit, c.promote_after))
             )
         else:
-            errors = SequentialJudge(
-                c.alpha, c.beta, c.tolerance, c.promote_ratio,
+            judges.append(("errors", SequentialJudge(
+                alpha["errors"], c.beta, c.tolerance, c.promote_ratio,
                 max_canary_error_rate=c.max_canary_error_rate,
-            )  # fmt: skip
-        judges = [("errors", errors)]
+            )))  # fmt: skip
         if c.latency_threshold is not None:
             slow = SequentialJudge(
-                c.alpha, c.beta, c.tolerance, c.promote_ratio, max_canary_error_rate=None
+                alpha["latency"], c.beta, c.tolerance, c.promote_ratio, max_canary_error_rate=None
             )
             judges.append(("latency", slow))
+        if c.latency_quantile is not None:
+            name = _relative_name(c.latency_quantile)
+            relative = RelativeLatencyJudge(
+                c.latency_quantile, alpha=alpha[name], beta=c.beta, tolerance=c.tolerance,
+                promote_ratio=c.promote_ratio,
+            )  # fmt: skip
+            judges.append((name, relative))
         return judges
 
     def evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
@@ -200,6 +232,18 @@ class Analysis:
                     rows = looks.setdefault(name, [])
                     rows.append([batch.canary_requests, batch.canary_errors,
                                  batch.stable_requests, batch.stable_errors])  # fmt: skip
+                    del rows[:-MAX_LOOKS]
+            quantile = self.config.latency_quantile
+            if self.source is not None and quantile is not None and warning is None:
+                try:
+                    pair = self._fetch_histograms(window, now, versions)
+                except AnalysisError as exc:
+                    pair, warning = None, str(exc)
+                fresh[_relative_name(quantile)] = None
+                if pair is not None:
+                    fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
+                    rows = looks.setdefault(_relative_name(quantile), [])
+                    rows.append(_histograms_to_row(*pair))
                     del rows[:-MAX_LOOKS]
             state["lastLook"] = now
             state["looks"] = looks
@@ -289,19 +333,36 @@ class Analysis:
             stable=stable_version,
         )
         seconds = max(1, round(window))
-        out = {"errors": error_batch(self.source, target, seconds, at=now)}
+        out: dict[str, Batch | None] = {"errors": error_batch(self.source, target, seconds, at=now)}
         if self.config.latency_threshold is not None:
             out["latency"] = latency_batch(
                 self.source, target, seconds, self.config.latency_threshold, at=now
             )
         return out
 
+    def _fetch_histograms(
+        self, window: float, now: float, versions: tuple[str, str]
+    ) -> tuple[Histogram, Histogram] | None:
+        if not hasattr(self.source, "query_by"):
+            raise AnalysisError("relative latency needs a Prometheus source (grouped queries)")
+        stable_version, canary_version = versions
+        target = Target(
+            namespace=self.spec.namespace,
+            app=self.config.app or self.spec.service,
+            canary=canary_version,
+            stable=stable_version,
+        )
+        return fetch_histograms(self.source, target, max(1, round(window)), at=now)  # type: ignore[arg-type]
+
     def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
         verdicts: dict[str, JudgeVerdict | None] = {}
         for name, judge in self._judges():
             verdict = None
             for row in looks.get(name, []):
-                verdict = judge.observe(Batch(*row))
+                if isinstance(judge, RelativeLatencyJudge):
+                    verdict = judge.observe(_histograms_from_row(row))
+                else:
+                    verdict = judge.observe(Batch(*row))
             verdicts[name] = verdict
         return verdicts
 
@@ -314,7 +375,7 @@ class Analysis:
         warning: str | None,
     ) -> Result:
         checks = []
-        for name, v in verdicts.items():
+        for index, (name, v) in enumerate(verdicts.items()):
             if v is None:
                 continue
             value = v.rollback_evalue if v.rollback_evalue is not None else v.success_rate
@@ -326,7 +387,7 @@ class Analysis:
             checks.append(
                 CheckRecord(
                     # Stamped with the look, so the history gets one record per look.
-                    time=looked_at - (0.001 if name == "errors" else 0.0),
+                    time=looked_at - 0.001 * (len(verdicts) - 1 - index),
                     name=f"{name} ({self.config.judge})",
                     passed=v.decision != "rollback",
                     value=value,
@@ -366,3 +427,25 @@ class Analysis:
             promotion_allowed=not evidence_only,
         )
         return Result(verdict, state, summary, warning)
+
+
+def _relative_name(quantile: float) -> str:
+    return f"latency p{quantile * 100:g}"
+
+
+def _histograms_to_row(canary: Histogram, stable: Histogram) -> list[float]:
+    """One look of both histograms as a flat row: n, canary count, stable count, bounds,
+    canary cumulative counts, stable cumulative counts."""
+    n = len(canary.bounds)
+    return [float(n), canary.count, stable.count, *canary.bounds, *canary.cumulative,
+            *stable.bounds, *stable.cumulative]  # fmt: skip
+
+
+def _histograms_from_row(row: list[float]) -> tuple[Histogram, Histogram]:
+    n = int(row[0])
+    canary_count, stable_count = row[1], row[2]
+    rest = row[3:]
+    canary = Histogram(tuple(rest[:n]), tuple(rest[n : 2 * n]), canary_count)
+    m = (len(rest) - 2 * n) // 2
+    stable = Histogram(tuple(rest[2 * n : 2 * n + m]), tuple(rest[2 * n + m :]), stable_count)
+    return canary, stable

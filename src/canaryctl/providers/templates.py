@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from canaryctl.core.judges import Batch
+from canaryctl.core.judges import Batch, Histogram
 from canaryctl.errors import AnalysisError, SpecError
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "error_batch",
     "evaluate",
     "fetch_batch",
+    "fetch_histograms",
     "latency_batch",
     "latency_counts",
     "prom_duration",
@@ -49,6 +50,14 @@ class MetricSource(Protocol):
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
         """Evaluate `promql` at unix time `at`; None means no data."""
+        ...
+
+
+class GroupedMetricSource(MetricSource, Protocol):
+    """A source that also answers a query grouped by one label."""
+
+    def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
+        """{label value: value} of a `sum by (label)` query; empty means no data."""
         ...
 
 
@@ -242,6 +251,44 @@ def latency_batch(
 ) -> Batch | None:
     """Requests and requests slower than `threshold` seconds in one look (seed histogram)."""
     return fetch_batch(source, latency_counts(threshold), target, interval, at=at)
+
+
+HISTOGRAM_BUCKETS = (
+    "sum by (le) (increase(request_duration_seconds_bucket"
+    f"{{{_SEED_SELECTOR}}}[{{{{ interval }}}}]))"
+)
+
+
+def fetch_histograms(
+    source: GroupedMetricSource,
+    target: Target,
+    interval: str | float,
+    *,
+    at: float | None = None,
+    template: str = HISTOGRAM_BUCKETS,
+) -> tuple[Histogram, Histogram] | None:
+    """One look's request-duration histograms of canary and stable (cumulative per `le`).
+
+    None when either version has no data. The `+Inf` bucket is the request count.
+    """
+    values = variables(target, interval)
+    out: list[Histogram] = []
+    for version in (target.canary, target.stable):
+        query = render(template, {**values, "version": version}, field="latency.histogram")
+        buckets = source.query_by(query, "le", at=at)
+        if not buckets:
+            return None
+        try:
+            parsed = sorted((float(le), max(0.0, count)) for le, count in buckets.items())
+        except ValueError as exc:
+            raise AnalysisError(f"latency histogram: bucket bound is not a number ({exc})") from exc
+        if not parsed or not math.isinf(parsed[-1][0]):
+            raise AnalysisError(f"latency histogram: query {query!r} has no +Inf bucket")
+        finite = parsed[:-1]
+        out.append(
+            Histogram(tuple(b for b, _ in finite), tuple(c for _, c in finite), parsed[-1][1])
+        )
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
