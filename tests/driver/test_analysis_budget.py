@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from canaryctl.core.judges import Histogram, RelativeLatencyJudge, SequentialJudge
-from canaryctl.core.models import parse_spec
+from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.analysis import (
     Analysis,
     _histograms_from_row,
@@ -66,3 +66,54 @@ def test_histogram_rows_round_trip():
 def test_latency_quantile_out_of_range_names_the_field():
     with pytest.raises(SpecError, match=r"latencyQuantile|latency_quantile"):
         _analysis(latencyQuantile=1.5)
+
+
+class PodSource:
+    """Prometheus answers for 5 canary pods (pod c0 failing `bad` of its requests) and
+    9 stable pods at 1%: totals from `query`, per pod from `query_by`."""
+
+    def __init__(self, bad: float) -> None:
+        self.canary = {f"c{i}": (20.0, 20.0 * (bad if i == 0 else 0.01)) for i in range(5)}
+        self.stable = {f"s{i}": (100.0, 1.0) for i in range(9)}
+
+    def _side(self, promql: str) -> dict[str, tuple[float, float]]:
+        return self.canary if 'version="v2"' in promql else self.stable
+
+    def query(self, promql: str, *, at: float | None = None) -> float | None:
+        column = 1 if 'code=~"5.."' in promql else 0
+        return sum(v[column] for v in self._side(promql).values())
+
+    def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
+        assert label == "pod" and promql.startswith("sum by (pod) (")
+        column = 1 if 'code=~"5.."' in promql else 0
+        return {pod: v[column] for pod, v in self._side(promql).items()}
+
+
+def _run(analysis: Analysis, looks: int):
+    status = CanaryStatus(phase=Phase.PROGRESSING)
+    result = None
+    for k in range(looks + 1):
+        result = analysis.evaluate(status, 1000.0 + 10 * k, ("v1", "v2"))
+        status = status.model_copy(update={"analysis_state": result.state})
+        if result.verdict is not None and result.verdict.decision != "continue":
+            break
+    return result
+
+
+def test_one_failing_canary_pod_is_rolled_back_by_the_pod_test_and_named():
+    analysis = _analysis(perPod=True)
+    analysis.source = PodSource(bad=0.5)
+    result = _run(analysis, 20)
+    assert result.verdict.decision == "rollback"
+    pods = result.summary["pods"]
+    assert pods["decision"] == "rollback" and "canary pod c0" in pods["message"]
+    assert any(c.name.startswith("pods") and not c.passed for c in result.verdict.checks)
+
+
+def test_healthy_pods_leave_promotion_to_the_pooled_tests():
+    analysis = _analysis(perPod=True)
+    analysis.source = PodSource(bad=0.01)
+    result = _run(analysis, 5)
+    assert result.summary["pods"]["decision"] == "continue"
+    assert set(result.summary["pods"]["pods"]) == {f"c{i}" for i in range(5)}
+    assert dict(analysis._judges())["errors"].alpha == pytest.approx(0.025)

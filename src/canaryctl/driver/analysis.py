@@ -26,6 +26,7 @@ from canaryctl.core.durations import parse_duration
 from canaryctl.core.judges import (
     Batch,
     Histogram,
+    PodOutlierJudge,
     RelativeLatencyJudge,
     SequentialJudge,
     ThresholdJudge,
@@ -40,6 +41,7 @@ from canaryctl.providers.templates import (
     Target,
     error_batch,
     fetch_histograms,
+    fetch_pod_counts,
     latency_batch,
 )
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
@@ -67,7 +69,8 @@ class AnalysisSpec(BaseModel):
     "threshold" reproduces Flagger's per-interval success-rate checks. `latencyThreshold`
     (seconds, a histogram bucket bound) adds a sequential test on requests slower than it;
     `latencyQuantile` (e.g. 0.95) adds one on requests above the bucket bound at the
-    stable's own quantile, read from earlier looks (no threshold to choose). The
+    stable's own quantile, read from earlier looks (no threshold to choose); `perPod`
+    tests each canary pod's errors against the stable (`sum by (podLabel)`). The
     sequential tests share one false-rollback budget: `alpha` is split evenly among them.
     """
 
@@ -89,6 +92,8 @@ class AnalysisSpec(BaseModel):
     promote_after: int = Field(default=10, ge=1)
     latency_threshold: float | None = None
     latency_quantile: float | None = Field(default=None, gt=0, lt=1)
+    per_pod: bool = False
+    pod_label: str = Field(default="pod", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -178,6 +183,8 @@ class Analysis:
             names.append("latency")
         if c.latency_quantile is not None:
             names.append(_relative_name(c.latency_quantile))
+        if c.per_pod and c.judge == "sequential":
+            names.append(PODS)
         # One false-rollback budget for all sequential tests (union bound; see core.judges.panel).
         sequential = names if c.judge == "sequential" else names[1:]
         alpha = split_alpha(c.alpha, dict.fromkeys(sequential, 1.0)) if sequential else {}
@@ -203,6 +210,8 @@ class Analysis:
                 promote_ratio=c.promote_ratio,
             )  # fmt: skip
             judges.append((name, relative))
+        if PODS in alpha:
+            judges.append((PODS, PodOutlierJudge(alpha[PODS])))
         return judges
 
     def evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
@@ -233,6 +242,8 @@ class Analysis:
                     rows.append([batch.canary_requests, batch.canary_errors,
                                  batch.stable_requests, batch.stable_errors])  # fmt: skip
                     del rows[:-MAX_LOOKS]
+            if self.source is not None and self.config.per_pod and warning is None:
+                warning = self._judge_pods(state, fresh.get("errors"), window, now, versions)
             quantile = self.config.latency_quantile
             if self.source is not None and quantile is not None and warning is None:
                 try:
@@ -250,6 +261,8 @@ class Analysis:
             if warning is None and any(b is None for b in fresh.values()):
                 warning = "no data from Prometheus for this look (empty, NaN or Inf)"
         verdicts = self._replay(looks)
+        if PODS in dict(self._judges()):
+            verdicts[PODS] = _pod_verdict(state)
         result = self._combine(status, state["lastLook"], verdicts, state, warning)
         return self._with_hooks(status, result, hook_checks, state)
 
@@ -340,6 +353,51 @@ class Analysis:
             )
         return out
 
+    def _judge_pods(
+        self,
+        state: dict[str, Any],
+        batch: Batch | None,
+        window: float,
+        now: float,
+        versions: tuple[str, str],
+    ) -> str | None:
+        """One look of the per-pod test. Unlike the other tests it is not replayed from
+        stored looks (pods would outgrow the status): its evidence is kept as state."""
+        judge = dict(self._judges()).get(PODS)
+        if not isinstance(judge, PodOutlierJudge) or batch is None:
+            return None
+        previous = state.get("pods") or {}
+        if previous.get("verdict", {}).get("decision") == "rollback":
+            return None
+        try:
+            pods = fetch_pod_counts(
+                self.source, self._target(versions), max(1, round(window)), at=now,  # type: ignore[arg-type]
+                label=self.config.pod_label,
+            )  # fmt: skip
+        except AnalysisError as exc:
+            return str(exc)
+        if pods is None:
+            return f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+        if previous.get("judge"):
+            judge.load_state(previous["judge"])
+        verdict = judge.observe(
+            Batch(batch.canary_requests, batch.canary_errors, batch.stable_requests,
+                  batch.stable_errors, canary_pods=pods[0], stable_pods=pods[1])
+        )  # fmt: skip
+        record = verdict.to_dict()
+        record["pods"] = judge.evidence()
+        state["pods"] = {"judge": None if verdict.final else judge.state(), "verdict": record}
+        return None
+
+    def _target(self, versions: tuple[str, str]) -> Target:
+        stable_version, canary_version = versions
+        return Target(
+            namespace=self.spec.namespace,
+            app=self.config.app or self.spec.service,
+            canary=canary_version,
+            stable=stable_version,
+        )
+
     def _fetch_histograms(
         self, window: float, now: float, versions: tuple[str, str]
     ) -> tuple[Histogram, Histogram] | None:
@@ -357,6 +415,8 @@ class Analysis:
     def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
         verdicts: dict[str, JudgeVerdict | None] = {}
         for name, judge in self._judges():
+            if name == PODS:
+                continue  # judged at each look and kept as state (see `_judge_pods`)
             verdict = None
             for row in looks.get(name, []):
                 if isinstance(judge, RelativeLatencyJudge):
@@ -396,24 +456,29 @@ class Analysis:
                 )
             )
         summary = {name: v.to_dict() for name, v in verdicts.items() if v is not None}
+        if PODS in summary:
+            summary[PODS]["pods"] = (state.get("pods") or {}).get("verdict", {}).get("pods", {})
         if warning:
             summary["warning"] = warning
         decided = [v for v in verdicts.values() if v is not None]
+        # The per-pod test only vetoes: it never holds or grants promotion.
+        voters = {k: v for k, v in verdicts.items() if k != PODS}
         if any(v.decision == "rollback" for v in decided):
             bad = next(v for v in decided if v.decision == "rollback")
             return Result(Verdict(decision="rollback", reason=bad.message, checks=tuple(checks)),
                           state, summary, warning)  # fmt: skip
         if not verdicts:
             return Result(None, state, summary or None, warning)
-        complete = len(decided) == len(verdicts) and decided
-        if complete and all(v.decision == "promote" for v in decided):
-            reason = "; ".join(v.message for v in decided)
+        voting = [v for v in voters.values() if v is not None]
+        complete = len(voting) == len(voters) and voting
+        if complete and all(v.decision == "promote" for v in voting):
+            reason = "; ".join(v.message for v in voting)
             return Result(Verdict(decision="promote", reason=reason, checks=tuple(checks)),
                           state, summary, warning)  # fmt: skip
         no_data = (
             not complete
             or warning is not None
-            or any(v.reason in ("no-canary-traffic", "invalid-counts", "no-data") for v in decided)
+            or any(v.reason in ("no-canary-traffic", "invalid-counts", "no-data") for v in voting)
         )
         if no_data:
             return Result(None, state, summary, warning)  # never promote on missing data
@@ -449,3 +514,22 @@ def _histograms_from_row(row: list[float]) -> tuple[Histogram, Histogram]:
     m = (len(rest) - 2 * n) // 2
     stable = Histogram(tuple(rest[2 * n : 2 * n + m]), tuple(rest[2 * n + m :]), stable_count)
     return canary, stable
+
+
+PODS = "pods"
+
+
+def _pod_verdict(state: dict[str, Any]) -> JudgeVerdict | None:
+    """The per-pod test's last verdict, from the state it keeps (None before its first look)."""
+    record = (state.get("pods") or {}).get("verdict")
+    if not record:
+        return None
+    return JudgeVerdict(
+        decision=record["decision"],
+        reason=record["reason"],
+        message=record["message"],
+        look=int(record["look"]),
+        totals=Batch(0, 0, 0, 0),
+        rollback_evalue=record.get("rollbackEvalue"),
+        rollback_threshold=record.get("rollbackThreshold"),
+    )

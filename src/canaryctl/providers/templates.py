@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from canaryctl.core.judges import Batch, Histogram
+from canaryctl.core.judges._batch import PodCounts
 from canaryctl.errors import AnalysisError, SpecError
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "evaluate",
     "fetch_batch",
     "fetch_histograms",
+    "fetch_pod_counts",
     "latency_batch",
     "latency_counts",
     "prom_duration",
@@ -289,6 +291,42 @@ def fetch_histograms(
             Histogram(tuple(b for b, _ in finite), tuple(c for _, c in finite), parsed[-1][1])
         )
     return out[0], out[1]
+
+
+def fetch_pod_counts(
+    source: GroupedMetricSource,
+    target: Target,
+    interval: str | float,
+    *,
+    at: float | None = None,
+    label: str = "pod",
+    counts: CountTemplate = ERROR_COUNTS,
+) -> tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None:
+    """Requests and errors per pod of canary and stable in one look (`sum by (pod)`).
+
+    The count template's outer `sum(` becomes `sum by (<label>) (`. None when either
+    version has no per-pod request data; a pod without an error series has 0 errors.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label):
+        raise SpecError("analysis.podLabel", f"{label!r} is not a label name")
+    values = variables(target, interval)
+    grouped = f"sum by ({label}) ("
+    sides: list[tuple[PodCounts, ...]] = []
+    for version in (target.canary, target.stable):
+        scoped = {**values, "version": version}
+        requests_q = render(counts.requests, scoped, field=counts.name).replace("sum(", grouped, 1)
+        bad_q = render(counts.bad, scoped, field=counts.name).replace("sum(", grouped, 1)
+        requests = source.query_by(requests_q, label, at=at)
+        if not requests:
+            return None
+        bad = source.query_by(bad_q, label, at=at)
+        sides.append(
+            tuple(
+                (pod, max(0.0, n), min(max(0.0, n), max(0.0, bad.get(pod, 0.0))))
+                for pod, n in sorted(requests.items())
+            )
+        )
+    return sides[0], sides[1]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -60,7 +61,7 @@ def test_pod_judge_never_promotes_and_is_veto_only_in_a_panel():
 
 
 def test_healthy_pods_keep_false_rollbacks_under_alpha():
-    runs, rollbacks = 200, 0
+    runs, rollbacks = 100, 0
     for seed in range(runs):
         rng = random.Random(seed)
         judge = PodOutlierJudge(0.05)
@@ -113,3 +114,19 @@ def test_adding_batches_drops_pod_counts():
 def test_invalid_pod_budget_is_a_spec_error():
     with pytest.raises(SpecError):
         PodOutlierJudge(max_pods=0)
+
+
+def test_state_round_trip_continues_the_same_tests():
+    rng = random.Random(9)
+    looks = [look(rng, bad_pod=0.04) for _ in range(8)]
+    whole, resumed = PodOutlierJudge(), PodOutlierJudge()
+    for b in looks[:4]:
+        whole.observe(b)
+        resumed.observe(b)
+    fresh = PodOutlierJudge()
+    fresh.load_state(json.loads(json.dumps(resumed.state())))
+    for b in looks[4:]:
+        a, c = whole.observe(b), fresh.observe(b)
+    assert not a.final
+    assert a.rollback_evalue == pytest.approx(c.rollback_evalue)
+    assert whole.evidence() == pytest.approx(fresh.evidence())

@@ -54,7 +54,6 @@ class PodOutlierJudge:
         self.pods: dict[str, SequentialJudge] = {}
         self._look = 0
         self._final: Verdict | None = None
-        self._worst: tuple[str, Verdict] | None = None
 
     @property
     def rollback_threshold(self) -> float:
@@ -94,10 +93,27 @@ class PodOutlierJudge:
                     dispersion=verdict.dispersion,
                 )
                 return self._final
-            worst = self._worst
-            if worst is None or (verdict.rollback_evalue or 0) >= (worst[1].rollback_evalue or 0):
-                self._worst = (name, verdict)
         return self._verdict("collecting", "no canary pod stands out")
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready evidence of an undecided judge: each pod's test, in order of appearance."""
+        return {"look": self._look, "pods": {n: j.state() for n, j in self.pods.items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Resume from `state()` of an identically configured judge."""
+        try:
+            pods = {}
+            for name, pod_state in state["pods"].items():
+                judge = self._make()
+                judge.load_state(pod_state)
+                pods[str(name)] = judge
+            if len(pods) > self.max_pods:
+                raise ValueError("more pods than max_pods")
+            self.pods = pods
+            self._look = int(state["look"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SpecError("pod judge state", f"cannot be restored: {exc}") from exc
+        self._final = None
 
     def evidence(self) -> dict[str, float]:
         """Each pod's rollback e-value, for the live view and `get`."""
@@ -107,15 +123,16 @@ class PodOutlierJudge:
         }
 
     def _verdict(self, reason: str, message: str) -> Verdict:
-        worst = self._worst
-        if worst is not None:
-            message = f"{message}; highest pod e-value {worst[1].rollback_evalue:.3g} ({worst[0]})"
+        evidence = self.evidence()
+        top = max(evidence, key=evidence.__getitem__) if evidence else None
+        if top is not None:
+            message = f"{message}; highest pod e-value {evidence[top]:.3g} ({top})"
         return Verdict(
             decision=CONTINUE,
             reason=reason,
             message=message,
             look=self._look,
-            totals=worst[1].totals if worst else EMPTY,
-            rollback_evalue=worst[1].rollback_evalue if worst else 1.0,
+            totals=EMPTY,
+            rollback_evalue=evidence[top] if top is not None else 1.0,
             rollback_threshold=self.rollback_threshold,
         )
