@@ -140,6 +140,7 @@ class Analysis:
         self.config = config
         self.source = source
         self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
+        self._tail_bounds: dict[str, float | None] = {}
         self.hooks = hooks or WebhookClient()
 
     @classmethod
@@ -424,6 +425,8 @@ class Analysis:
                 else:
                     verdict = judge.observe(Batch(*row))
             verdicts[name] = verdict
+            if isinstance(judge, RelativeLatencyJudge):
+                self._tail_bounds[name] = judge.bound
         return verdicts
 
     def _combine(
@@ -456,6 +459,9 @@ class Analysis:
                 )
             )
         summary = {name: v.to_dict() for name, v in verdicts.items() if v is not None}
+        for name, bound in self._tail_bounds.items():
+            if name in summary and bound is not None:
+                summary[name]["tailBound"] = bound  # the stable's quantile bound, in seconds
         if PODS in summary:
             summary[PODS]["pods"] = (state.get("pods") or {}).get("verdict", {}).get("pods", {})
         if warning:
