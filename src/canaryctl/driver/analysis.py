@@ -243,14 +243,17 @@ class Analysis:
                     rows.append([batch.canary_requests, batch.canary_errors,
                                  batch.stable_requests, batch.stable_errors])  # fmt: skip
                     del rows[:-MAX_LOOKS]
-            if self.source is not None and self.config.per_pod and warning is None:
-                warning = self._judge_pods(state, fresh.get("errors"), window, now, versions)
+            # Each extra source reports its own trouble; none of them blocks the others.
+            fetched = warning is None
+            if self.source is not None and self.config.per_pod and fetched:
+                pod_warning = self._judge_pods(state, fresh.get("errors"), window, now, versions)
+                warning = warning or pod_warning
             quantile = self.config.latency_quantile
-            if self.source is not None and quantile is not None and warning is None:
+            if self.source is not None and quantile is not None and fetched:
                 try:
                     pair = self._fetch_histograms(window, now, versions)
                 except AnalysisError as exc:
-                    pair, warning = None, str(exc)
+                    pair, warning = None, warning or str(exc)
                 fresh[_relative_name(quantile)] = None
                 if pair is not None:
                     fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
