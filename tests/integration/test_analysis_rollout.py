@@ -144,8 +144,8 @@ def test_canary_with_a_heavier_latency_tail_is_rolled_back_against_the_stable_p9
     verdict = status.last_verdict["latency p95"]
     assert verdict["decision"] == "rollback"
     assert verdict["tailBound"] == 0.1, "the bucket bound at the stable's p95"
-    # One budget: errors and latency each test at alpha / 2.
-    assert verdict["rollbackThreshold"] == pytest.approx(40)
+    # One budget: errors, latency p95 and the per-pod test each at alpha / 3.
+    assert verdict["rollbackThreshold"] == pytest.approx(60)
     assert status.last_verdict["errors"]["decision"] != "rollback"
     # The fake app's series carry no pod label: the per-pod test says so and vetoes nothing.
     assert (
