@@ -3,6 +3,8 @@ relative-latency looks stored in the status and replayed exactly."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from canaryctl.core.judges import Histogram, RelativeLatencyJudge, SequentialJudge
@@ -72,16 +74,18 @@ class PodSource:
     """Prometheus answers for 5 canary pods (pod c0 failing `bad` of its requests) and
     9 stable pods at 1%: totals from `query`, per pod from `query_by`."""
 
-    def __init__(self, bad: float) -> None:
+    def __init__(self, bad: float, per_second: bool = False) -> None:
         self.canary = {f"c{i}": (20.0, 20.0 * (bad if i == 0 else 0.01)) for i in range(5)}
         self.stable = {f"s{i}": (100.0, 1.0) for i in range(9)}
+        self.per_second = per_second  # counts per second of the query's window, else per look
 
     def _side(self, promql: str) -> dict[str, tuple[float, float]]:
         return self.canary if 'version="v2"' in promql else self.stable
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
         column = 1 if 'code=~"5.."' in promql else 0
-        return sum(v[column] for v in self._side(promql).values())
+        scale = float(re.search(r"\[(\d+)s\]", promql)[1]) if self.per_second else 1.0
+        return scale * sum(v[column] for v in self._side(promql).values())
 
     def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
         assert label == "pod" and promql.startswith("sum by (pod) (")
@@ -117,3 +121,41 @@ def test_healthy_pods_leave_promotion_to_the_pooled_tests():
     assert result.summary["pods"]["decision"] == "continue"
     assert set(result.summary["pods"]["pods"]) == {f"c{i}" for i in range(5)}
     assert dict(analysis._judges())["errors"].alpha == pytest.approx(0.025)
+
+
+def test_auto_looks_follow_the_error_rate_within_their_bounds():
+    analysis = _analysis(interval="auto", minInterval="5s", maxInterval="30s")
+    state = {"firstLook": 1000.0, "lastLook": 1060.0}
+    # 60 s with 600 errors: 20 errors take 2 s -> the shortest look.
+    busy = {"errors": [[1000, 50, 9000, 550]]}
+    # 60 s with 6 errors: 20 errors take 200 s -> the longest look.
+    quiet = {"errors": [[1000, 1, 9000, 5]]}
+    assert analysis._next_interval(state, busy) == 5
+    assert analysis._next_interval(state, quiet) == 30
+    assert _analysis()._next_interval(state, quiet) == 10  # fixed interval by default
+
+
+def test_auto_looks_are_looked_at_in_a_rollout():
+    analysis = _analysis(interval="auto", minInterval="5s", maxInterval="30s")
+    analysis.source = PodSource(bad=0.01, per_second=True)
+    status = CanaryStatus(phase=Phase.PROGRESSING)
+    looks = 0
+    for second in range(0, 121):
+        result = analysis.evaluate(status, 1000.0 + second, ("v1", "v2"))
+        status = status.model_copy(update={"analysis_state": result.state})
+        looks = len(result.state.get("looks", {}).get("errors", []))
+    # 10 errors per second: 20 errors take 2 s, so every look is the shortest, 5 s.
+    assert looks == 120 // 5
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"interval": "auto", "judge": "threshold"},
+        {"interval": "auto", "minInterval": "20s", "maxInterval": "10s"},
+        {"interval": "0.5s"},
+    ],
+)
+def test_bad_look_settings_are_spec_errors(block):
+    with pytest.raises(SpecError):
+        _analysis(**block)

@@ -19,13 +19,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
 from canaryctl.core.judges import (
     Batch,
     Histogram,
+    LookSchedule,
     PodOutlierJudge,
     RelativeLatencyJudge,
     SequentialJudge,
@@ -79,7 +87,9 @@ class AnalysisSpec(BaseModel):
     prometheus: PrometheusSpec | None = None
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     judge: Literal["sequential", "threshold"] = "sequential"
-    interval: float = 10.0
+    interval: float | Literal["auto"] = 10.0
+    min_interval: float = 5.0
+    max_interval: float = 30.0
     app: str | None = None
     version_label: str = "version"
     alpha: float = 0.05
@@ -97,11 +107,31 @@ class AnalysisSpec(BaseModel):
 
     @field_validator("interval", mode="before")
     @classmethod
-    def _interval(cls, value: Any) -> float:
+    def _interval(cls, value: Any) -> float | str:
+        if value == "auto":
+            return value
+        seconds = parse_duration(value)
+        if seconds < 1:
+            raise ValueError("must be at least 1s (or auto)")
+        return seconds
+
+    @field_validator("min_interval", "max_interval", mode="before")
+    @classmethod
+    def _bounds(cls, value: Any) -> float:
         seconds = parse_duration(value)
         if seconds < 1:
             raise ValueError("must be at least 1s")
         return seconds
+
+    @model_validator(mode="after")
+    def _auto_looks(self) -> AnalysisSpec:
+        if self.interval == "auto":
+            if self.judge != "sequential":
+                raise ValueError("interval auto needs the sequential judge (Flagger-like checks "
+                                 "are defined per fixed interval)")  # fmt: skip
+            if self.max_interval < self.min_interval:
+                raise ValueError("maxInterval must be at least minInterval")
+        return self
 
 
 def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
@@ -227,10 +257,10 @@ class Analysis:
         }
         warning = None
         if last is None:
-            state["lastLook"] = now  # the first window starts now
+            state["lastLook"] = state["firstLook"] = now  # the first window starts now
             return Result(None, state)
         hook_checks: list[CheckRecord] = []
-        if now - last >= self.config.interval:
+        if now - last >= self._next_interval(state, looks):
             window = now - last
             hook_checks = self._look_hooks(status, state, now)
             try:
@@ -269,6 +299,21 @@ class Analysis:
             verdicts[PODS] = _pod_verdict(state)
         result = self._combine(status, state["lastLook"], verdicts, state, warning)
         return self._with_hooks(status, result, hook_checks, state)
+
+    def _next_interval(self, state: dict[str, Any], looks: dict[str, list[list[float]]]) -> float:
+        """Seconds between the previous look and the next one.
+
+        `interval: auto` sizes looks to hold about 20 errors from the error rate seen so
+        far (`core.judges.LookSchedule`), between minInterval and maxInterval: looks
+        depend only on earlier looks, so the tests' guarantees are unchanged.
+        """
+        c = self.config
+        if c.interval != "auto":
+            return float(c.interval)
+        elapsed = float(state["lastLook"]) - float(state.get("firstLook", state["lastLook"]))
+        errors = sum(row[1] + row[3] for row in looks.get("errors", []))
+        schedule = LookSchedule(min_interval=c.min_interval, max_interval=c.max_interval)
+        return schedule.next_interval(elapsed, errors)
 
     def _look_hooks(
         self, status: CanaryStatus, state: dict[str, Any], now: float
