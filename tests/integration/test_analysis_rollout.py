@@ -28,6 +28,8 @@ V1, V2 = "v1.0.0", "v2.0.0"
 SCENARIOS = {
     "analysis-healthy": {V1: Traffic(1000, 0.01), V2: Traffic(1000, 0.01)},
     "analysis-regress": {V1: Traffic(1000, 0.01), V2: Traffic(1000, 0.02)},
+    # Same errors and median; the canary's tail is heavier (19% above 100 ms vs 8%).
+    "analysis-slow-tail": {V1: Traffic(1000, 0.01), V2: Traffic(1000, 0.01, latency_sigma=0.8)},
 }
 
 
@@ -130,6 +132,25 @@ def test_canary_with_twice_the_stable_error_rate_is_rolled_back(
     assert verdict["rollbackEvalue"] >= 20
     assert _ready(kube, ns, "pulpocon-app-v1") == 10
     assert kube.get(Deployment, "pulpocon-app-v2", namespace=ns).spec.replicas == 0
+
+
+def test_canary_with_a_heavier_latency_tail_is_rolled_back_against_the_stable_p95(
+    kube: Client, prometheus: PrometheusServer
+) -> None:
+    ns = _namespace(kube, "analysis-slow-tail")
+    spec = _spec(ns, prometheus.url, latencyQuantile=0.95, perPod=True)
+    status = _run(kube, spec, budget=150)
+    assert status.phase is Phase.ROLLED_BACK, status.message
+    verdict = status.last_verdict["latency p95"]
+    assert verdict["decision"] == "rollback"
+    assert verdict["tailBound"] == 0.1, "the bucket bound at the stable's p95"
+    # One budget: errors, latency p95 and the per-pod test each at alpha / 3.
+    assert verdict["rollbackThreshold"] == pytest.approx(60)
+    assert status.last_verdict["errors"]["decision"] != "rollback"
+    # The fake app's series carry no pod label: the per-pod test says so and vetoes nothing.
+    assert (
+        "pods" not in status.last_verdict or status.last_verdict["pods"]["decision"] != "rollback"
+    )
 
 
 def test_unreachable_prometheus_never_promotes(kube: Client) -> None:

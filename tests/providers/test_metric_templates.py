@@ -19,6 +19,7 @@ from canaryctl.providers.templates import (
     builtin_check,
     error_batch,
     evaluate,
+    fetch_histograms,
     latency_batch,
     latency_counts,
     prom_duration,
@@ -266,3 +267,43 @@ def test_builtin_checks_render_with_the_standard_variables_only() -> None:
         assert 'version="v2"' in render(template, values)
     with pytest.raises(SpecError, match="known: request-duration, request-success-rate"):
         builtin_check("error-budget", maximum=1)
+
+
+class Grouped(Scripted):
+    """A grouped source: `sum by (le)` answers per version."""
+
+    def __init__(self, per_version: dict[str, dict[str, float]]) -> None:
+        super().__init__([])
+        self.per_version = per_version
+
+    def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
+        assert label == "le" and promql.startswith("sum by (le)")
+        for version, buckets in self.per_version.items():
+            if f'version="{version}"' in promql:
+                return buckets
+        return {}
+
+
+def test_histograms_of_both_versions_from_grouped_bucket_counts() -> None:
+    source = Grouped(
+        {
+            "v2": {"0.1": 60.0, "0.5": 95.0, "+Inf": 100.0},
+            "v1": {"0.5": 880.0, "0.1": 500.0, "+Inf": 900.0},
+        }
+    )
+    pair = fetch_histograms(source, TARGET, "30s", at=5.0)
+    assert pair is not None
+    canary, stable = pair
+    assert canary.bounds == stable.bounds == (0.1, 0.5)
+    assert (canary.cumulative, canary.count) == ((60.0, 95.0), 100.0)
+    assert (stable.cumulative, stable.count) == ((500.0, 880.0), 900.0)
+
+
+def test_histograms_without_data_for_a_version_are_no_data() -> None:
+    assert fetch_histograms(Grouped({"v2": {"+Inf": 1.0}}), TARGET, "30s") is None
+
+
+def test_histograms_without_an_inf_bucket_are_an_error() -> None:
+    source = Grouped({"v2": {"0.1": 1.0}, "v1": {"0.1": 1.0}})
+    with pytest.raises(AnalysisError, match=r"\+Inf"):
+        fetch_histograms(source, TARGET, "30s")

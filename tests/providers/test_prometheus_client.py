@@ -314,3 +314,30 @@ def test_credentials_never_reach_messages_reprs_or_logs(
     assert "<redacted>" in str(err.value)
     for text in (str(err.value), repr(prom), repr(auth), caplog.text):
         assert secret not in text
+
+
+def grouped(*pairs: tuple[str, str]) -> httpx.Response:
+    samples = [{"metric": {"le": le}, "value": [1.0, v]} for le, v in pairs]
+    return answer("vector", samples)
+
+
+def test_grouped_query_maps_label_values_to_values_and_drops_nan() -> None:
+    prom = client_for(lambda _r: grouped(("0.1", "5"), ("+Inf", "9"), ("1", "NaN")))
+    assert prom.query_by("sum by (le) (x)", "le") == {"0.1": 5.0, "+Inf": 9.0}
+
+
+def test_grouped_query_of_nothing_is_empty() -> None:
+    assert client_for(lambda _r: grouped()).query_by("sum by (le) (x)", "le") == {}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        answer("vector", [{"metric": {}, "value": [1.0, "1"]}]),
+        grouped(("0.1", "1"), ("0.1", "2")),
+        answer("scalar", [1.0, "3"]),
+    ],
+)
+def test_grouped_query_without_the_label_duplicates_or_scalars_is_an_error(response) -> None:
+    with pytest.raises(AnalysisError):
+        client_for(lambda _r: response).query_by("sum by (le) (x)", "le")

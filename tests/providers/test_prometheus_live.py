@@ -16,6 +16,7 @@ from canaryctl.providers.templates import (
     Target,
     builtin_check,
     error_batch,
+    fetch_histograms,
     latency_batch,
     run_check,
     variables,
@@ -77,6 +78,23 @@ def test_latency_batch_counts_requests_slower_than_a_bucket_bound(live: Live) ->
     share_sd = math.sqrt(expected * (1 - expected) / batch.canary_requests)
     assert abs(batch.canary_errors / batch.canary_requests - expected) < 5 * share_sd
     assert whole_bound.canary_errors < batch.canary_errors  # "1.0" bucket was matched
+
+
+def test_histograms_by_le_give_both_versions_the_same_buckets_and_true_shares(
+    live: Live,
+) -> None:
+    with live.client() as prom:
+        pair = fetch_histograms(prom, target("steady"), f"{WINDOW}s")
+        batch = latency_batch(prom, target("steady"), f"{WINDOW}s", 0.25)
+    assert pair is not None and batch is not None
+    canary, stable = pair
+    assert canary.bounds == stable.bounds and 0.25 in canary.bounds
+    assert list(canary.cumulative) == sorted(canary.cumulative)
+    # The +Inf bucket counts the requests; the slow share above 0.25 s is the seed's.
+    expected = FAKE_APPS["steady"]["v2"].slow_share(0.25)
+    share_sd = math.sqrt(expected * (1 - expected) / canary.count)
+    assert abs(canary.above(0.25) / canary.count - expected) < 5 * share_sd
+    assert abs(canary.count - batch.canary_requests) <= 0.05 * batch.canary_requests
 
 
 def test_builtin_checks_judge_real_values(live: Live) -> None:

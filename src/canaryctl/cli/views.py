@@ -94,14 +94,20 @@ def _analysis_table(analysis: dict[str, Any]) -> Table:
         if not isinstance(v, dict):
             continue
         t = v.get("totals", {})
+        bound = v.get("tailBound")
         table.add_row(
-            name,
+            name if bound is None else f"{name} (> {bound:g} s)",
             str(v.get("decision")),
             f"{_fmt(v.get('rollbackEvalue'))} / {_fmt(v.get('rollbackThreshold'))}",
             f"{_fmt(v.get('promoteEvalue'))} / {_fmt(v.get('promoteThreshold'))}",
             f"{t.get('canaryErrors', 0):.0f}/{t.get('canaryRequests', 0):.0f}",
             f"{t.get('stableErrors', 0):.0f}/{t.get('stableRequests', 0):.0f}",
         )
+        # Per-pod evidence: one row per canary pod, its e-value against the pod threshold.
+        for pod, evalue in sorted((v.get("pods") or {}).items()):
+            table.add_row(
+                f"  pod {pod}", "", f"{_fmt(evalue)} / {_fmt(v.get('rollbackThreshold'))}"
+            )
     if analysis.get("warning"):
         table.caption = f"warning: {analysis['warning']}"
     return table

@@ -19,16 +19,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
-from canaryctl.core.judges import Batch, SequentialJudge, ThresholdJudge
+from canaryctl.core.judges import (
+    Batch,
+    Histogram,
+    LookSchedule,
+    PodOutlierJudge,
+    RelativeLatencyJudge,
+    SequentialJudge,
+    ThresholdJudge,
+    split_alpha,
+)
 from canaryctl.core.judges import Verdict as JudgeVerdict
 from canaryctl.core.models import CanarySpec, CanaryStatus, CheckRecord, Phase, Verdict
 from canaryctl.errors import AnalysisError, SpecError
 from canaryctl.providers.prometheus import Auth, PrometheusClient
-from canaryctl.providers.templates import MetricSource, Target, error_batch, latency_batch
+from canaryctl.providers.templates import (
+    MetricSource,
+    Target,
+    error_batch,
+    fetch_histograms,
+    fetch_pod_counts,
+    latency_batch,
+)
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
 #: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
@@ -52,7 +75,11 @@ class AnalysisSpec(BaseModel):
 
     judge "sequential" (default) compares canary with stable (anytime-valid e-process);
     "threshold" reproduces Flagger's per-interval success-rate checks. `latencyThreshold`
-    (seconds, a histogram bucket bound) adds a second sequential test on slow requests.
+    (seconds, a histogram bucket bound) adds a sequential test on requests slower than it;
+    `latencyQuantile` (e.g. 0.95) adds one on requests above the bucket bound at the
+    stable's own quantile, read from earlier looks (no threshold to choose); `perPod`
+    tests each canary pod's errors against the stable (`sum by (podLabel)`). The
+    sequential tests share one false-rollback budget: `alpha` is split evenly among them.
     """
 
     model_config = _CONFIG
@@ -60,7 +87,9 @@ class AnalysisSpec(BaseModel):
     prometheus: PrometheusSpec | None = None
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     judge: Literal["sequential", "threshold"] = "sequential"
-    interval: float = 10.0
+    interval: float | Literal["auto"] = 10.0
+    min_interval: float = 5.0
+    max_interval: float = 30.0
     app: str | None = None
     version_label: str = "version"
     alpha: float = 0.05
@@ -72,14 +101,37 @@ class AnalysisSpec(BaseModel):
     failure_limit: int = Field(default=5, ge=1)
     promote_after: int = Field(default=10, ge=1)
     latency_threshold: float | None = None
+    latency_quantile: float | None = Field(default=None, gt=0, lt=1)
+    per_pod: bool = False
+    pod_label: str = Field(default="pod", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
     @field_validator("interval", mode="before")
     @classmethod
-    def _interval(cls, value: Any) -> float:
+    def _interval(cls, value: Any) -> float | str:
+        if value == "auto":
+            return value
+        seconds = parse_duration(value)
+        if seconds < 1:
+            raise ValueError("must be at least 1s (or auto)")
+        return seconds
+
+    @field_validator("min_interval", "max_interval", mode="before")
+    @classmethod
+    def _bounds(cls, value: Any) -> float:
         seconds = parse_duration(value)
         if seconds < 1:
             raise ValueError("must be at least 1s")
         return seconds
+
+    @model_validator(mode="after")
+    def _auto_looks(self) -> AnalysisSpec:
+        if self.interval == "auto":
+            if self.judge != "sequential":
+                raise ValueError("interval auto needs the sequential judge (Flagger-like checks "
+                                 "are defined per fixed interval)")  # fmt: skip
+            if self.max_interval < self.min_interval:
+                raise ValueError("maxInterval must be at least minInterval")
+        return self
 
 
 def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
@@ -118,6 +170,7 @@ class Analysis:
         self.config = config
         self.source = source
         self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
+        self._tail_bounds: dict[str, float | None] = {}
         self.hooks = hooks or WebhookClient()
 
     @classmethod
@@ -152,25 +205,44 @@ class Analysis:
         """Call the `post-rollout` webhooks once the rollout has ended."""
         self._call(HookType.POST_ROLLOUT, status.phase.value)
 
-    def _judges(self) -> list[tuple[str, SequentialJudge | ThresholdJudge]]:
+    def _judges(self) -> list[tuple[str, Any]]:
         c = self.config
         if self.source is None:
             return []
+        names = ["errors"]
+        if c.latency_threshold is not None:
+            names.append("latency")
+        if c.latency_quantile is not None:
+            names.append(_relative_name(c.latency_quantile))
+        if c.per_pod and c.judge == "sequential":
+            names.append(PODS)
+        # One false-rollback budget for all sequential tests (union bound; see core.judges.panel).
+        sequential = names if c.judge == "sequential" else names[1:]
+        alpha = split_alpha(c.alpha, dict.fromkeys(sequential, 1.0)) if sequential else {}
+        judges: list[tuple[str, Any]] = []
         if c.judge == "threshold":
-            errors: SequentialJudge | ThresholdJudge = ThresholdJudge(
-                c.min_success_rate, c.failure_limit, c.promote_after
+            judges.append(
+                ("errors", ThresholdJudge(c.min_success_rate, c.failure_limit, c.promote_after))
             )
         else:
-            errors = SequentialJudge(
-                c.alpha, c.beta, c.tolerance, c.promote_ratio,
+            judges.append(("errors", SequentialJudge(
+                alpha["errors"], c.beta, c.tolerance, c.promote_ratio,
                 max_canary_error_rate=c.max_canary_error_rate,
-            )  # fmt: skip
-        judges = [("errors", errors)]
+            )))  # fmt: skip
         if c.latency_threshold is not None:
             slow = SequentialJudge(
-                c.alpha, c.beta, c.tolerance, c.promote_ratio, max_canary_error_rate=None
+                alpha["latency"], c.beta, c.tolerance, c.promote_ratio, max_canary_error_rate=None
             )
             judges.append(("latency", slow))
+        if c.latency_quantile is not None:
+            name = _relative_name(c.latency_quantile)
+            relative = RelativeLatencyJudge(
+                c.latency_quantile, alpha=alpha[name], beta=c.beta, tolerance=c.tolerance,
+                promote_ratio=c.promote_ratio,
+            )  # fmt: skip
+            judges.append((name, relative))
+        if PODS in alpha:
+            judges.append((PODS, PodOutlierJudge(alpha[PODS])))
         return judges
 
     def evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
@@ -185,10 +257,10 @@ class Analysis:
         }
         warning = None
         if last is None:
-            state["lastLook"] = now  # the first window starts now
+            state["lastLook"] = state["firstLook"] = now  # the first window starts now
             return Result(None, state)
         hook_checks: list[CheckRecord] = []
-        if now - last >= self.config.interval:
+        if now - last >= self._next_interval(state, looks):
             window = now - last
             hook_checks = self._look_hooks(status, state, now)
             try:
@@ -201,13 +273,47 @@ class Analysis:
                     rows.append([batch.canary_requests, batch.canary_errors,
                                  batch.stable_requests, batch.stable_errors])  # fmt: skip
                     del rows[:-MAX_LOOKS]
+            # Each extra source reports its own trouble; none of them blocks the others.
+            fetched = warning is None
+            if self.source is not None and self.config.per_pod and fetched:
+                pod_warning = self._judge_pods(state, fresh.get("errors"), window, now, versions)
+                warning = warning or pod_warning
+            quantile = self.config.latency_quantile
+            if self.source is not None and quantile is not None and fetched:
+                try:
+                    pair = self._fetch_histograms(window, now, versions)
+                except AnalysisError as exc:
+                    pair, warning = None, warning or str(exc)
+                fresh[_relative_name(quantile)] = None
+                if pair is not None:
+                    fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
+                    rows = looks.setdefault(_relative_name(quantile), [])
+                    rows.append(_histograms_to_row(*pair))
+                    del rows[:-MAX_LOOKS]
             state["lastLook"] = now
             state["looks"] = looks
             if warning is None and any(b is None for b in fresh.values()):
                 warning = "no data from Prometheus for this look (empty, NaN or Inf)"
         verdicts = self._replay(looks)
+        if PODS in dict(self._judges()):
+            verdicts[PODS] = _pod_verdict(state)
         result = self._combine(status, state["lastLook"], verdicts, state, warning)
         return self._with_hooks(status, result, hook_checks, state)
+
+    def _next_interval(self, state: dict[str, Any], looks: dict[str, list[list[float]]]) -> float:
+        """Seconds between the previous look and the next one.
+
+        `interval: auto` sizes looks to hold about 20 errors from the error rate seen so
+        far (`core.judges.LookSchedule`), between minInterval and maxInterval: looks
+        depend only on earlier looks, so the tests' guarantees are unchanged.
+        """
+        c = self.config
+        if c.interval != "auto":
+            return float(c.interval)
+        elapsed = float(state["lastLook"]) - float(state.get("firstLook", state["lastLook"]))
+        errors = sum(row[1] + row[3] for row in looks.get("errors", []))
+        schedule = LookSchedule(min_interval=c.min_interval, max_interval=c.max_interval)
+        return schedule.next_interval(elapsed, errors)
 
     def _look_hooks(
         self, status: CanaryStatus, state: dict[str, Any], now: float
@@ -289,20 +395,86 @@ class Analysis:
             stable=stable_version,
         )
         seconds = max(1, round(window))
-        out = {"errors": error_batch(self.source, target, seconds, at=now)}
+        out: dict[str, Batch | None] = {"errors": error_batch(self.source, target, seconds, at=now)}
         if self.config.latency_threshold is not None:
             out["latency"] = latency_batch(
                 self.source, target, seconds, self.config.latency_threshold, at=now
             )
         return out
 
+    def _judge_pods(
+        self,
+        state: dict[str, Any],
+        batch: Batch | None,
+        window: float,
+        now: float,
+        versions: tuple[str, str],
+    ) -> str | None:
+        """One look of the per-pod test. Unlike the other tests it is not replayed from
+        stored looks (pods would outgrow the status): its evidence is kept as state."""
+        judge = dict(self._judges()).get(PODS)
+        if not isinstance(judge, PodOutlierJudge) or batch is None:
+            return None
+        previous = state.get("pods") or {}
+        if previous.get("verdict", {}).get("decision") == "rollback":
+            return None
+        try:
+            pods = fetch_pod_counts(
+                self.source, self._target(versions), max(1, round(window)), at=now,  # type: ignore[arg-type]
+                label=self.config.pod_label,
+            )  # fmt: skip
+        except AnalysisError as exc:
+            return str(exc)
+        if pods is None:
+            return f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+        if previous.get("judge"):
+            judge.load_state(previous["judge"])
+        verdict = judge.observe(
+            Batch(batch.canary_requests, batch.canary_errors, batch.stable_requests,
+                  batch.stable_errors, canary_pods=pods[0], stable_pods=pods[1])
+        )  # fmt: skip
+        record = verdict.to_dict()
+        record["pods"] = judge.evidence()
+        state["pods"] = {"judge": None if verdict.final else judge.state(), "verdict": record}
+        return None
+
+    def _target(self, versions: tuple[str, str]) -> Target:
+        stable_version, canary_version = versions
+        return Target(
+            namespace=self.spec.namespace,
+            app=self.config.app or self.spec.service,
+            canary=canary_version,
+            stable=stable_version,
+        )
+
+    def _fetch_histograms(
+        self, window: float, now: float, versions: tuple[str, str]
+    ) -> tuple[Histogram, Histogram] | None:
+        if not hasattr(self.source, "query_by"):
+            raise AnalysisError("relative latency needs a Prometheus source (grouped queries)")
+        stable_version, canary_version = versions
+        target = Target(
+            namespace=self.spec.namespace,
+            app=self.config.app or self.spec.service,
+            canary=canary_version,
+            stable=stable_version,
+        )
+        return fetch_histograms(self.source, target, max(1, round(window)), at=now)  # type: ignore[arg-type]
+
     def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
         verdicts: dict[str, JudgeVerdict | None] = {}
         for name, judge in self._judges():
+            if name == PODS:
+                continue  # judged at each look and kept as state (see `_judge_pods`)
             verdict = None
             for row in looks.get(name, []):
-                verdict = judge.observe(Batch(*row))
+                if isinstance(judge, RelativeLatencyJudge):
+                    verdict = judge.observe(_histograms_from_row(row))
+                else:
+                    verdict = judge.observe(Batch(*row))
             verdicts[name] = verdict
+            if isinstance(judge, RelativeLatencyJudge):
+                self._tail_bounds[name] = judge.bound
         return verdicts
 
     def _combine(
@@ -314,7 +486,7 @@ class Analysis:
         warning: str | None,
     ) -> Result:
         checks = []
-        for name, v in verdicts.items():
+        for index, (name, v) in enumerate(verdicts.items()):
             if v is None:
                 continue
             value = v.rollback_evalue if v.rollback_evalue is not None else v.success_rate
@@ -326,7 +498,7 @@ class Analysis:
             checks.append(
                 CheckRecord(
                     # Stamped with the look, so the history gets one record per look.
-                    time=looked_at - (0.001 if name == "errors" else 0.0),
+                    time=looked_at - 0.001 * (len(verdicts) - 1 - index),
                     name=f"{name} ({self.config.judge})",
                     passed=v.decision != "rollback",
                     value=value,
@@ -335,24 +507,32 @@ class Analysis:
                 )
             )
         summary = {name: v.to_dict() for name, v in verdicts.items() if v is not None}
+        for name, bound in self._tail_bounds.items():
+            if name in summary and bound is not None:
+                summary[name]["tailBound"] = bound  # the stable's quantile bound, in seconds
+        if PODS in summary:
+            summary[PODS]["pods"] = (state.get("pods") or {}).get("verdict", {}).get("pods", {})
         if warning:
             summary["warning"] = warning
         decided = [v for v in verdicts.values() if v is not None]
+        # The per-pod test only vetoes: it never holds or grants promotion.
+        voters = {k: v for k, v in verdicts.items() if k != PODS}
         if any(v.decision == "rollback" for v in decided):
             bad = next(v for v in decided if v.decision == "rollback")
             return Result(Verdict(decision="rollback", reason=bad.message, checks=tuple(checks)),
                           state, summary, warning)  # fmt: skip
         if not verdicts:
             return Result(None, state, summary or None, warning)
-        complete = len(decided) == len(verdicts) and decided
-        if complete and all(v.decision == "promote" for v in decided):
-            reason = "; ".join(v.message for v in decided)
+        voting = [v for v in voters.values() if v is not None]
+        complete = len(voting) == len(voters) and voting
+        if complete and all(v.decision == "promote" for v in voting):
+            reason = "; ".join(v.message for v in voting)
             return Result(Verdict(decision="promote", reason=reason, checks=tuple(checks)),
                           state, summary, warning)  # fmt: skip
         no_data = (
             not complete
             or warning is not None
-            or any(v.reason in ("no-canary-traffic", "invalid-counts", "no-data") for v in decided)
+            or any(v.reason in ("no-canary-traffic", "invalid-counts", "no-data") for v in voting)
         )
         if no_data:
             return Result(None, state, summary, warning)  # never promote on missing data
@@ -366,3 +546,44 @@ class Analysis:
             promotion_allowed=not evidence_only,
         )
         return Result(verdict, state, summary, warning)
+
+
+def _relative_name(quantile: float) -> str:
+    return f"latency p{quantile * 100:g}"
+
+
+def _histograms_to_row(canary: Histogram, stable: Histogram) -> list[float]:
+    """One look of both histograms as a flat row: n, canary count, stable count, bounds,
+    canary cumulative counts, stable cumulative counts."""
+    n = len(canary.bounds)
+    return [float(n), canary.count, stable.count, *canary.bounds, *canary.cumulative,
+            *stable.bounds, *stable.cumulative]  # fmt: skip
+
+
+def _histograms_from_row(row: list[float]) -> tuple[Histogram, Histogram]:
+    n = int(row[0])
+    canary_count, stable_count = row[1], row[2]
+    rest = row[3:]
+    canary = Histogram(tuple(rest[:n]), tuple(rest[n : 2 * n]), canary_count)
+    m = (len(rest) - 2 * n) // 2
+    stable = Histogram(tuple(rest[2 * n : 2 * n + m]), tuple(rest[2 * n + m :]), stable_count)
+    return canary, stable
+
+
+PODS = "pods"
+
+
+def _pod_verdict(state: dict[str, Any]) -> JudgeVerdict | None:
+    """The per-pod test's last verdict, from the state it keeps (None before its first look)."""
+    record = (state.get("pods") or {}).get("verdict")
+    if not record:
+        return None
+    return JudgeVerdict(
+        decision=record["decision"],
+        reason=record["reason"],
+        message=record["message"],
+        look=int(record["look"]),
+        totals=Batch(0, 0, 0, 0),
+        rollback_evalue=record.get("rollbackEvalue"),
+        rollback_threshold=record.get("rollbackThreshold"),
+    )

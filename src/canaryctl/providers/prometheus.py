@@ -247,6 +247,48 @@ class PrometheusClient:
         log.debug("prometheus %s: %s -> %s", self.url, promql, value)
         return value
 
+    def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
+        """Evaluate a query grouped by one label (`sum by (le)`, `sum by (pod)`).
+
+        Returns {label value: value}; series with NaN/Inf values are left out, and an
+        empty vector is an empty mapping (no data). A series without the label, two
+        series with the same value of it, or a non-vector answer is an AnalysisError.
+        """
+        headers = {"Accept": "application/json"}
+        secret = None
+        if self._auth is not None:
+            secret = self._auth.authorization(self._secrets)
+            headers["Authorization"] = secret
+        form = {"query": promql}
+        if at is not None:
+            form["time"] = f"{at:.3f}"
+        response = self._post(promql, form, headers)
+        out: dict[str, float] = {}
+        for sample in self._parse_vector(promql, response, secret):
+            metric = sample.get("metric")
+            key = metric.get(label) if isinstance(metric, dict) else None
+            if not isinstance(key, str):
+                raise self._fail(promql, f"a series has no {label!r} label: group by ({label})")
+            if key in out:
+                raise self._fail(promql, f"two series with {label}={key!r}: group by ({label})")
+            value = self._sample(promql, sample.get("value"))
+            if value is not None:
+                out[key] = value
+        log.debug("prometheus %s: %s -> %d series", self.url, promql, len(out))
+        return out
+
+    def _parse_vector(
+        self, promql: str, response: httpx.Response, secret: str | None
+    ) -> list[dict[str, Any]]:
+        body = self._body(promql, response, secret)
+        data = body["data"]
+        if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise self._fail(promql, "a grouped query must return an instant vector")
+        samples = data["result"]
+        if not all(isinstance(s, dict) for s in samples):
+            raise self._fail(promql, "malformed answer: vector sample is not an object")
+        return samples
+
     def _post(self, promql: str, form: dict[str, str], headers: dict[str, str]) -> httpx.Response:
         # POST keeps long queries within URL limits and out of access logs.
         attempts = self._retries + 1
@@ -273,6 +315,11 @@ class PrometheusClient:
         return AnalysisError(f"prometheus at {self.url}, query {promql!r}: {what}")
 
     def _parse(self, promql: str, response: httpx.Response, secret: str | None) -> float | None:
+        data = self._body(promql, response, secret)["data"]
+        return self._value(promql, data)
+
+    def _body(self, promql: str, response: httpx.Response, secret: str | None) -> dict[str, Any]:
+        """The checked JSON body of a successful answer, with a `data` object."""
         code = response.status_code
         if code in (401, 403):
             raise self._fail(promql, f"credentials rejected (HTTP {code})")
@@ -292,6 +339,9 @@ class PrometheusClient:
         data = body.get("data")
         if not isinstance(data, dict):
             raise self._fail(promql, "malformed answer: no data object")
+        return body
+
+    def _value(self, promql: str, data: dict[str, Any]) -> float | None:
         kind, result = data.get("resultType"), data.get("result")
         if kind == "scalar":
             return self._sample(promql, result)

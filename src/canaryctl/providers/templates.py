@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from canaryctl.core.judges import Batch
+from canaryctl.core.judges import Batch, Histogram
+from canaryctl.core.judges._batch import PodCounts
 from canaryctl.errors import AnalysisError, SpecError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "error_batch",
     "evaluate",
     "fetch_batch",
+    "fetch_histograms",
+    "fetch_pod_counts",
     "latency_batch",
     "latency_counts",
     "prom_duration",
@@ -49,6 +52,14 @@ class MetricSource(Protocol):
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
         """Evaluate `promql` at unix time `at`; None means no data."""
+        ...
+
+
+class GroupedMetricSource(MetricSource, Protocol):
+    """A source that also answers a query grouped by one label."""
+
+    def query_by(self, promql: str, label: str, *, at: float | None = None) -> dict[str, float]:
+        """{label value: value} of a `sum by (label)` query; empty means no data."""
         ...
 
 
@@ -242,6 +253,80 @@ def latency_batch(
 ) -> Batch | None:
     """Requests and requests slower than `threshold` seconds in one look (seed histogram)."""
     return fetch_batch(source, latency_counts(threshold), target, interval, at=at)
+
+
+HISTOGRAM_BUCKETS = (
+    "sum by (le) (increase(request_duration_seconds_bucket"
+    f"{{{_SEED_SELECTOR}}}[{{{{ interval }}}}]))"
+)
+
+
+def fetch_histograms(
+    source: GroupedMetricSource,
+    target: Target,
+    interval: str | float,
+    *,
+    at: float | None = None,
+    template: str = HISTOGRAM_BUCKETS,
+) -> tuple[Histogram, Histogram] | None:
+    """One look's request-duration histograms of canary and stable (cumulative per `le`).
+
+    None when either version has no data. The `+Inf` bucket is the request count.
+    """
+    values = variables(target, interval)
+    out: list[Histogram] = []
+    for version in (target.canary, target.stable):
+        query = render(template, {**values, "version": version}, field="latency.histogram")
+        buckets = source.query_by(query, "le", at=at)
+        if not buckets:
+            return None
+        try:
+            parsed = sorted((float(le), max(0.0, count)) for le, count in buckets.items())
+        except ValueError as exc:
+            raise AnalysisError(f"latency histogram: bucket bound is not a number ({exc})") from exc
+        if not parsed or not math.isinf(parsed[-1][0]):
+            raise AnalysisError(f"latency histogram: query {query!r} has no +Inf bucket")
+        finite = parsed[:-1]
+        out.append(
+            Histogram(tuple(b for b, _ in finite), tuple(c for _, c in finite), parsed[-1][1])
+        )
+    return out[0], out[1]
+
+
+def fetch_pod_counts(
+    source: GroupedMetricSource,
+    target: Target,
+    interval: str | float,
+    *,
+    at: float | None = None,
+    label: str = "pod",
+    counts: CountTemplate = ERROR_COUNTS,
+) -> tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None:
+    """Requests and errors per pod of canary and stable in one look (`sum by (pod)`).
+
+    The count template's outer `sum(` becomes `sum by (<label>) (`. None when either
+    version has no per-pod request data; a pod without an error series has 0 errors.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label):
+        raise SpecError("analysis.podLabel", f"{label!r} is not a label name")
+    values = variables(target, interval)
+    grouped = f"sum by ({label}) ("
+    sides: list[tuple[PodCounts, ...]] = []
+    for version in (target.canary, target.stable):
+        scoped = {**values, "version": version}
+        requests_q = render(counts.requests, scoped, field=counts.name).replace("sum(", grouped, 1)
+        bad_q = render(counts.bad, scoped, field=counts.name).replace("sum(", grouped, 1)
+        requests = source.query_by(requests_q, label, at=at)
+        if not requests:
+            return None
+        bad = source.query_by(bad_q, label, at=at)
+        sides.append(
+            tuple(
+                (pod, max(0.0, n), min(max(0.0, n), max(0.0, bad.get(pod, 0.0))))
+                for pod, n in sorted(requests.items())
+            )
+        )
+    return sides[0], sides[1]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,25 @@ success-rate checks.
 """
 
 from canaryctl.core.judges._batch import Batch
+from canaryctl.core.judges._schedule import LookSchedule
 from canaryctl.core.judges._verdict import Decision, Verdict
+from canaryctl.core.judges.latency import Histogram, RelativeLatencyJudge
+from canaryctl.core.judges.panel import Panel, PanelVerdict, split_alpha
+from canaryctl.core.judges.pods import PodOutlierJudge
 from canaryctl.core.judges.sequential import SequentialJudge
 from canaryctl.core.judges.threshold import ThresholdJudge
 
-__all__ = ["Batch", "Decision", "SequentialJudge", "ThresholdJudge", "Verdict"]
+__all__ = [
+    "Batch",
+    "Decision",
+    "Histogram",
+    "LookSchedule",
+    "Panel",
+    "PanelVerdict",
+    "PodOutlierJudge",
+    "RelativeLatencyJudge",
+    "SequentialJudge",
+    "ThresholdJudge",
+    "Verdict",
+    "split_alpha",
+]

@@ -1,9 +1,12 @@
-"""One look's request and error counts for canary and stable."""
+"""One look's request and error counts for canary and stable, optionally per pod."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+#: (pod name, requests, errors) of one pod in one look.
+PodCounts = tuple[str, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,12 +20,19 @@ class Batch:
 
     For a latency judgement, build the batch with `Batch.from_latency`: requests
     slower than the threshold take the place of errors.
+
+    `canary_pods` and `stable_pods` optionally break the look down by pod
+    (`sum by (pod)`): the stable's pods tell how bursty errors are within a look
+    (see `_dispersion`), and the canary's pods let `PodOutlierJudge` test each pod
+    on its own. They are evidence of that look only: adding batches drops them.
     """
 
     canary_requests: float
     canary_errors: float
     stable_requests: float
     stable_errors: float
+    canary_pods: tuple[PodCounts, ...] = ()
+    stable_pods: tuple[PodCounts, ...] = ()
 
     @classmethod
     def from_latency(
@@ -56,6 +66,11 @@ class Batch:
             return "more errors than requests"
         if self.canary_requests == 0:
             return "the canary received no requests"
+        for _, requests, errors in (*self.canary_pods, *self.stable_pods):
+            if not (math.isfinite(requests) and math.isfinite(errors)) or requests < 0:
+                return "pod counts are NaN, infinite or negative"
+            if errors < 0 or errors > requests:
+                return "a pod has negative errors or more errors than requests"
         return None
 
     @property

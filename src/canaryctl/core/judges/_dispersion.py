@@ -12,6 +12,13 @@ supermartingale to second order. Only to second order: with large bursts the
 far alternatives (R many times the tolerance) still over-react, which is why the
 judge also caps what one look can add; benchmarks/analysis.py measures the limit.
 
+Per-pod counts. When looks carry the stable's counts per pod, the spread of
+errors across the stable's pods within each look is a second, faster estimate of
+the same phi (a burst from one pod shows at once as one pod far above its
+siblings; with P pods a look adds P - 1 degrees of freedom instead of 1). Only
+the stable's pods are used: a canary pod far above its siblings is a finding, not
+noise, and must not temper the evidence against the canary.
+
 Only past looks enter the estimate used at a look, and the tempered ratio is a
 supermartingale under the Poisson model for any phi >= 1 fixed before the look,
 so this never costs validity; it only costs some speed when data are clean.
@@ -71,13 +78,15 @@ class DispersionEstimate:
     biases it up). The value is never below 1 (under-dispersion is not evidence).
     """
 
-    __slots__ = ("_canary", "_stable", "prior", "prior_looks")
+    __slots__ = ("_canary", "_pods_chi2", "_pods_df", "_stable", "prior", "prior_looks")
 
     def __init__(self, prior: float, prior_looks: float) -> None:
         self.prior = prior
         self.prior_looks = prior_looks
         self._canary = _Arm()
         self._stable = _Arm()
+        self._pods_chi2 = 0.0
+        self._pods_df = 0
 
     def value(self) -> float:
         """Current phi >= 1."""
@@ -85,9 +94,11 @@ class DispersionEstimate:
             return max(self.prior, 1.0)
         chi_c, df_c = self._canary.chi2_and_df()
         chi_s, df_s = self._stable.chi2_and_df()
-        if df_c + df_s + self.prior_looks == 0:
+        chi = chi_c + chi_s + self._pods_chi2
+        df = df_c + df_s + self._pods_df
+        if df + self.prior_looks == 0:
             return max(self.prior, 1.0)
-        phi = (chi_c + chi_s + self.prior * self.prior_looks) / (df_c + df_s + self.prior_looks)
+        phi = (chi + self.prior * self.prior_looks) / (df + self.prior_looks)
         return max(phi, 1.0)
 
     def add(
@@ -101,11 +112,32 @@ class DispersionEstimate:
         self._canary.add(canary_requests, canary_errors)
         self._stable.add(stable_requests, stable_errors)
 
+    def add_pods(self, pods: Sequence[tuple[str, float, float]]) -> None:
+        """Record the stable's per-pod (name, requests, errors) of one look.
+
+        Pearson chi-square of the pods' errors around the look's pooled rate, with
+        (pods with requests) - 1 degrees of freedom; a look without errors says nothing.
+        """
+        used = [(n, e) for _, n, e in pods if n > 0]
+        requests = math.fsum(n for n, _ in used)
+        errors = math.fsum(e for _, e in used)
+        if len(used) < 2 or errors <= 0:
+            return
+        rate = errors / requests
+        self._pods_chi2 += math.fsum((e - n * rate) ** 2 / (n * rate) for n, e in used)
+        self._pods_df += len(used) - 1
+
     def state(self) -> dict[str, list[float]]:
         """Running sums, enough to resume."""
-        return {"canary": self._canary.state(), "stable": self._stable.state()}
+        return {
+            "canary": self._canary.state(),
+            "stable": self._stable.state(),
+            "pods": [self._pods_chi2, self._pods_df],
+        }
 
     def load(self, state: Mapping[str, Sequence[float]]) -> None:
         """Restore from `state()`."""
         self._canary.load(state["canary"])
         self._stable.load(state["stable"])
+        pods = state.get("pods", (0.0, 0))
+        self._pods_chi2, self._pods_df = float(pods[0]), int(pods[1])

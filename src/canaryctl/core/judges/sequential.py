@@ -4,7 +4,7 @@ Two e-processes run side by side on the canary's share of errors (see `_eprocess
 for the model and the proof of validity):
 
 * rollback: null R <= R0 = 1 + tolerance against a mixture of alternatives on a
-  log grid over [1.05 R0, 20 R0] (or `rollback_ratios`); roll back when it
+  log grid over [1.2 R0, 7.5 R0] (or `rollback_ratios`); roll back when it
   reaches 1/alpha. However often we look, a canary whose error rate is within
   the tolerance of stable's is rolled back with probability at most alpha.
 * promotion: null R >= promote_ratio against alternatives on a log grid over
@@ -68,6 +68,11 @@ from canaryctl.errors import SpecError
 _MAX_LOG_EVALUE = 690.0
 # Lets k looks each at the per-look cap reach the threshold despite rounding.
 _CAP_SLACK = 1e-9
+# Default rollback alternatives, as multiples of 1 + tolerance. A mixture pays for
+# its width: over [1.05, 20] x the 2x regression needed about 1.5 looks more than over
+# [1.2, 7.5] (benchmark grid); regressions beyond 7.5x still win quickly (the mixture
+# keeps weight at 7.5x, and the kill switch catches the gross ones).
+_LOW, _HIGH = 1.2, 7.5
 
 
 class SequentialJudge:
@@ -80,10 +85,10 @@ class SequentialJudge:
         tolerance: float = 0.1,
         promote_ratio: float = 1.5,
         *,
-        grid_size: int = 24,
+        grid_size: int = 12,
         rollback_ratios: tuple[float, float] | None = None,
         min_decisive_looks: int = 2,
-        dispersion_prior: float = 2.0,
+        dispersion_prior: float = 1.5,
         dispersion_prior_looks: float = 4.0,
         promote_warmup_looks: int = 18,
         promote_warmup_errors: float = 100,
@@ -97,7 +102,7 @@ class SequentialJudge:
         _check("promote_ratio", promote_ratio, promote_ratio > 0, "> 0")
         _check("grid_size", grid_size, grid_size >= 1, ">= 1")
         null = 1.0 + tolerance
-        low, high = rollback_ratios or (1.05 * null, 20.0 * null)
+        low, high = rollback_ratios or (_LOW * null, _HIGH * null)
         if not (null < low <= high < math.inf):
             raise SpecError(
                 "rollback_ratios",
@@ -165,6 +170,7 @@ class SequentialJudge:
         if self._warmed_up():
             self._promote.update(s, f, share, temper, self._max_log_step(self.promote_threshold))
         self._dispersion.add(batch.canary_requests, s, batch.stable_requests, f)
+        self._dispersion.add_pods(batch.stable_pods)
         self._totals = self._totals + batch
 
         limit = self.max_canary_error_rate

@@ -1,0 +1,70 @@
+"""When to look next: looks that follow the evidence rate instead of a fixed clock.
+
+A fixed 10-s look is too coarse where errors are plentiful (at 1000 req/s and 5%
+errors one look holds ~550 errors, and the judge cannot stop inside it) and
+needlessly fine where they are rare. `LookSchedule` sizes the next look so that
+it is expected to hold about `target_errors` errors (canary and stable
+together), from the error rate seen so far; before the first error it doubles
+the look, starting at `min_interval`. Every look stays within
+[min_interval, max_interval].
+
+Validity. The next look's length is a function of looks already judged, so every
+look time is a stopping time of the data's filtration, and the judge's
+e-processes are nonnegative supermartingales along any such sequence of times;
+Ville's inequality bounds false rollbacks by alpha however the looks are chosen.
+Only the speed changes.
+
+Why about 20 errors: a look's canary share of errors is the evidence, and with
+10% canary share a 20-error look holds about two canary errors. Shorter looks
+leave most canary windows empty, and then one bursty window (a pod failing a few
+requests in a row) weighs as much as a whole look, while the dispersion estimate,
+built from per-look counts, cannot see bursts in windows that are nearly always
+empty; the benchmark measures false rollbacks climbing to 25% with bursts of 3 at
+5-error looks, and back under 5% at 20.
+
+In practice `min_interval` must cover a few scrapes of the metrics (Prometheus'
+`increase()` needs two samples inside the window).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from canaryctl.errors import SpecError
+
+
+@dataclass(frozen=True, slots=True)
+class LookSchedule:
+    """Length of the next look from the errors seen so far; pure, no clock."""
+
+    target_errors: float = 20.0
+    min_interval: float = 1.0
+    max_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.target_errors) and self.target_errors > 0):
+            raise SpecError("targetErrors", f"must be a positive number, got {self.target_errors}")
+        if not (math.isfinite(self.min_interval) and self.min_interval > 0):
+            raise SpecError("minInterval", f"must be positive seconds, got {self.min_interval}")
+        if not (math.isfinite(self.max_interval) and self.max_interval >= self.min_interval):
+            raise SpecError(
+                "maxInterval",
+                f"must be at least minInterval ({self.min_interval:g} s), got {self.max_interval}",
+            )
+
+    def next_interval(self, elapsed: float, errors: float) -> float:
+        """Seconds until the next look, after `elapsed` seconds of looks holding `errors` errors.
+
+        `errors` counts both versions. Invalid inputs (negative, NaN) fall back to the
+        shortest look: looking early never costs validity.
+        """
+        if not (math.isfinite(elapsed) and elapsed > 0):
+            return self.min_interval
+        if math.isfinite(errors) and errors > 0:
+            wanted = self.target_errors * elapsed / errors
+        elif errors == 0:
+            wanted = elapsed  # nothing seen yet: double the look
+        else:
+            return self.min_interval
+        return min(self.max_interval, max(self.min_interval, wanted))
