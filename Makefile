@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries test demo lint format clean-testenv
+.PHONY: install system-deps binaries traefik test demo lint format clean-testenv
 
 install: $(STAMP)
 
@@ -26,7 +26,11 @@ binaries: install
 	if ! command -v kubectl >/dev/null 2>&1 && [ -w /usr/local/bin ]; then \
 		ln -sf "$$k" /usr/local/bin/kubectl && echo "linked /usr/local/bin/kubectl -> $$k"; fi
 
-test: system-deps binaries
+# Traefik (the L7 proxy of the data-plane tests) from its Go module, with local shims (once).
+traefik: install
+	$(BIN)/canaryctl testenv build --traefik
+
+test: system-deps binaries traefik
 	$(BIN)/pytest
 
 demo: system-deps binaries

@@ -105,3 +105,47 @@ def test_runner_writes_the_component_files_before_starting_it(tmp_path: Path) ->
         assert config.read_text() == "hello: world\n"
     finally:
         Runner.stop(pids, str(tmp_path))
+
+
+def test_before_start_runs_once_the_links_are_healthy_and_before_the_process_starts(
+    tmp_path: Path,
+) -> None:
+    events: list[str] = []
+    ready_at = time.monotonic() + 0.3
+
+    def db_healthy() -> bool:
+        ok = time.monotonic() >= ready_at
+        if ok and "db healthy" not in events:
+            events.append("db healthy")
+        return ok
+
+    token = tmp_path / "token"
+
+    def issue() -> None:
+        events.append("before app")
+        token.write_text("secret")
+
+    app = Component(
+        name="app",
+        command=(
+            sys.executable,
+            "-c",
+            "import sys, time; open(sys.argv[1]).read(); time.sleep(60)",
+            str(token),
+        ),
+        links=("db",),
+        before_start=issue,
+    )
+    pids: dict[str, int] = {}
+    try:
+        Runner(tmp_path).start(
+            [app, _sleeper("db", tmp_path, health=db_healthy)],
+            pids,
+            lambda: None,
+            time.monotonic() + 10,
+        )
+        time.sleep(0.3)
+        assert events == ["db healthy", "before app"]
+        assert alive(pids["app"], str(tmp_path)), "app read the file made for it and runs"
+    finally:
+        Runner.stop(pids, str(tmp_path))

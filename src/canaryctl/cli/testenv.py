@@ -32,21 +32,34 @@ DataplaneOpt = Annotated[
     bool,
     typer.Option(
         "--dataplane",
-        help="Also a real node: containerd, kubelet and kube-proxy on this host (needs root).",
+        help=(
+            "Also a real node: containerd, kubelet and kube-proxy on this host (needs root), "
+            "and Traefik serving Ingresses of class nginx and Gateway API routes."
+        ),
     ),
 ]
 
 
 @app.command()
-def build(dataplane: DataplaneOpt = False) -> None:
+def build(
+    dataplane: DataplaneOpt = False,
+    traefik: Annotated[
+        bool, typer.Option("--traefik", help="Also Traefik (without the real node's binaries).")
+    ] = False,
+) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries, versions
 
     names = list(versions.ALL_BINARIES)
     if dataplane:
         names += versions.NODE_COMMANDS
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
     with errors_to_exit_codes():
-        found = binaries.ensure(progress=lambda m: print(m, file=sys.stderr), names=names)
+        found = binaries.ensure(progress=progress, names=names)
+        if dataplane or traefik:
+            from canaryctl.testenv import traefik_build
+
+            found = {**found, "traefik": traefik_build.ensure(progress)}
     for name, path in found.items():
         print(f"{name}: {path}")
 
@@ -105,6 +118,9 @@ def status(
         node = info.get("node")
         if node:
             _print_node(node)
+        proxy = info.get("traefik")
+        if proxy:
+            print(f"traefik {proxy['url']} (Ingress class nginx, Gateway canaryctl-system/traefik)")
     raise typer.Exit(0 if info["running"] else 1)
 
 

@@ -318,9 +318,9 @@ class LocalCluster:
         """Every component of this cluster: the control plane, then the real node if asked."""
         builders = list(CONTROL_PLANE)
         if state.dataplane:
-            from canaryctl.testenv import dataplane
+            from canaryctl.testenv import dataplane, traefik
 
-            builders += dataplane.NODE
+            builders += [*dataplane.NODE, traefik.traefik]
         return builders
 
     def status(self) -> dict[str, object]:
@@ -345,9 +345,12 @@ class LocalCluster:
             },
         }
         if state.dataplane:
-            from canaryctl.testenv import dataplane
+            from canaryctl.testenv import dataplane, traefik
 
             info["node"] = dataplane.node_status(state, http_client)
+            proxy = traefik.state_of(state)
+            if proxy is not None:
+                info["traefik"] = {"url": proxy.url, "api": proxy.api}
         return info
 
     # --- lifecycle -----------------------------------------------------------
@@ -376,6 +379,11 @@ class LocalCluster:
         if self.dataplane:
             names += versions.NODE_COMMANDS
         bins = binaries.ensure(self.binary_paths, self.progress, names=names)
+        if self.dataplane:
+            from canaryctl.testenv import traefik_build
+
+            # Built apart: its own pinned module, shims and cache folder.
+            bins = {**bins, "traefik": traefik_build.ensure(self.progress)}
         self.folder.mkdir(parents=True, exist_ok=True)
         certs = pki.generate(self.folder / "pki")
         bed = Bed(bins, state, certs)

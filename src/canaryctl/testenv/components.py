@@ -44,6 +44,9 @@ class Component:
     #: Runs once the component is healthy, before anything linked to it starts
     #: (e.g. loading images into containerd).
     setup: Callable[[], None] | None = None
+    #: Runs once its links are healthy, right before the start: for what can only be
+    #: made then (e.g. a ServiceAccount token the component reads at start-up).
+    before_start: Callable[[], None] | None = None
     #: Seconds ``stop`` waits after SIGTERM before SIGKILL.
     stop_grace: float = 10.0
 
@@ -160,6 +163,8 @@ class Runner:
                 if link not in healthy:
                     self._ready(by_name[link], pids, deadline)
                     healthy.add(link)
+            if comp.before_start is not None:
+                comp.before_start()
             for path, text in comp.files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)

@@ -56,7 +56,17 @@ GATEWAY_API = Bundle(
     version=GATEWAY_API_VERSION,
     files=tuple(
         f"config/crd/standard/gateway.networking.k8s.io_{plural}.yaml"
-        for plural in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants")
+        for plural in (
+            "gatewayclasses",
+            "gateways",
+            "httproutes",
+            "grpcroutes",
+            "referencegrants",
+            # Standard since v1.5; Traefik's gateway provider watches them and cannot
+            # start without them.
+            "tlsroutes",
+            "backendtlspolicies",
+        )
     ),
     groups=("gateway.networking.k8s.io",),
 )

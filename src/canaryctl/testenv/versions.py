@@ -33,3 +33,32 @@ def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
     if major != "1":
         raise ValueError(f"unsupported Kubernetes version {kubernetes_version}")
     return f"v0.{minor}.{patch}"
+
+
+#: Traefik, the test bed's L7 proxy (NGINX canary annotations and Gateway API weights).
+#: v3.7 is the first line whose kubernetesIngressNGINX provider reads the canary annotations.
+TRAEFIK_VERSION = "v3.7.13"
+TRAEFIK_MODULE = "github.com/traefik/traefik/v3"
+#: A nested module of Traefik's repository that its module zip leaves out (shimmed locally).
+TRAEFIK_EXT_MODULE = "github.com/traefik/traefik/dynamic/ext"
+#: Traefik replaces this module with a fork the proxy does not serve; the shim is upstream
+#: at this version plus the two functions the fork adds.
+GO_HTTP_AUTH_UPSTREAM = ("github.com/abbot/go-http-auth", "v0.4.0")
+#: The ACME client; its version is the one Traefik's go.mod requires.
+LEGO_MODULE = "github.com/go-acme/lego/v5"
+#: lego DNS providers whose cloud SDKs the Go module proxy refuses (403); the shim drops them.
+LEGO_DNS_PROVIDERS_WITHOUT_SDK = (
+    "alidns",
+    "aliesa",
+    "azion",
+    "dnsimple",
+    "edgedns",
+    "edgeone",
+    "huaweicloud",
+    "oraclecloud",
+    "regfish",
+    "sakuracloud",
+    "tencentcloud",
+    "ucloud",
+    "yandexcloud",
+)
