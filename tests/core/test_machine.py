@@ -13,6 +13,7 @@ from canaryctl.core import (
     Command,
     Decision,
     DeploymentObs,
+    DrainStable,
     EnsureReplicas,
     Observations,
     PauseReason,
@@ -30,6 +31,7 @@ from canaryctl.core import (
     replica_split,
 )
 from canaryctl.core.models import HISTORY_LIMIT
+from canaryctl.errors import SpecError
 
 
 class Cluster:
@@ -44,6 +46,17 @@ class Cluster:
         self.ready = {"stable": stable, "canary": canary}
         self.pods: dict[str, tuple[PodObs, ...]] = {"stable": (), "canary": ()}
         self.auto_ready = {"stable": True, "canary": True}
+        self.repointed = False  # the stable Service selects the canary (after DrainStable)
+
+    def serving(self, target: str) -> int:
+        """Pods of `target` the Services carrying its traffic list as serving (no lag)."""
+        if not self.exists[target]:
+            return 0
+        if self.router == "replicas":
+            return self.ready[target]  # one Service selects every pod of both versions
+        if target == "stable":
+            return 0 if self.repointed else self.ready["stable"]
+        return self.ready["canary"] if self.weight > 0 or self.repointed else 0
 
     def deployment(self, target: str) -> DeploymentObs:
         if not self.exists[target]:
@@ -60,12 +73,16 @@ class Cluster:
             served = 100 * self.ready["canary"] / total if total else None
         else:
             served = float(self.weight)
+        endpoints = {
+            "stable_serving": self.serving("stable"),
+            "canary_serving": self.serving("canary"),
+        }
         return Observations(
             now=self.now,
             stable=self.deployment("stable"),
             canary=self.deployment("canary"),
             effective_weight=served,
-            **extra,
+            **{**endpoints, **extra},
         )
 
     def apply(self, actions: tuple[Any, ...]) -> None:
@@ -79,6 +96,8 @@ class Cluster:
                 if self.router == "replicas":
                     self.desired["stable"] = action.stable_replicas
                     self.desired["canary"] = action.canary_replicas
+            elif isinstance(action, DrainStable):
+                self.repointed = True
             elif isinstance(action, RemoveStable):
                 self.exists["stable"] = action.mode != "delete"
                 self.desired["stable"] = 0
@@ -181,9 +200,11 @@ def test_good_canary_walks_to_succeeded_with_exact_action_sequence() -> None:
         (Phase.PROGRESSING, Stage.SHIFT_TRAFFIC),
         (Phase.PROMOTING, Stage.SCALE_CANARY),
         (Phase.PROMOTING, Stage.SHIFT_TRAFFIC),
-        (Phase.PROMOTING, Stage.REMOVE_STABLE),
+        (Phase.PROMOTING, Stage.REMOVE_STABLE),  # stable pods gone: drainDelay runs
+        (Phase.PROMOTING, Stage.REMOVE_STABLE),  # 10 s later: remove the Deployment
         (Phase.SUCCEEDED, None),
     ]
+    drained = (EnsureReplicas("canary", 10), SetWeight(100, 0, 10), DrainStable())
     assert moves(decisions) == [
         (EnsureReplicas("canary", 1), SetWeight(0, 10, 1)),
         (EnsureReplicas("canary", 1), SetWeight(10, 9, 1), ScaleDown("stable", 9)),
@@ -191,9 +212,11 @@ def test_good_canary_walks_to_succeeded_with_exact_action_sequence() -> None:
         (EnsureReplicas("canary", 5), SetWeight(50, 5, 5), ScaleDown("stable", 5)),
         (EnsureReplicas("canary", 10), SetWeight(50, 5, 10), ScaleDown("stable", 5)),
         (EnsureReplicas("canary", 10), SetWeight(100, 0, 10)),
-        (EnsureReplicas("canary", 10), SetWeight(100, 0, 10), RemoveStable("delete")),
+        drained,
+        (*drained, RemoveStable("delete")),
         (),
     ]
+    assert decisions[6].status.drained_since is not None
     final = decisions[-1]
     assert final.status.reason == "StepsCompleted"
     assert [e.reason for e in final.events] == ["Succeeded"]
@@ -464,9 +487,11 @@ def test_abort_with_a_weight_router_moves_traffic_before_scaling_the_canary_down
     cluster = Cluster(stable=4, canary=0, router="gateway")
     status = drive(spec, cluster, ticks=3)[-1].status
     rest = drive(spec, cluster, status, command=Command(action="abort", id="x"))
+    back = (EnsureReplicas("stable", 4), SetWeight(0, 4, 0))
     assert moves(rest) == [
-        (EnsureReplicas("stable", 4), SetWeight(0, 4, 0)),
-        (EnsureReplicas("stable", 4), SetWeight(0, 4, 0), ScaleDown("canary", 0)),
+        back,
+        back,  # no route sends the canary traffic any more: drainDelay runs
+        (*back, ScaleDown("canary", 0)),
         (),
     ]
     assert rest[-1].status.phase is Phase.ROLLED_BACK
@@ -679,3 +704,110 @@ def test_abort_during_the_scale_down_delay_sends_traffic_back_at_once() -> None:
     aborted = decide(spec, st, obs)
     assert aborted.status.phase is Phase.ROLLING_BACK
     assert any(isinstance(a, SetWeight) and a.weight == 0 for a in aborted.actions)
+
+
+# --- drain: traffic leaves before pods do ------------------------------------------------------
+
+
+def _removals(decisions: list[Decision]) -> list[tuple[float, Any]]:
+    return [
+        (d.status.drained_since or -1.0, a)
+        for d in decisions
+        for a in d.actions
+        if isinstance(a, RemoveStable) or (isinstance(a, ScaleDown) and a.replicas == 0)
+    ]
+
+
+def test_promotion_removes_the_old_version_only_after_its_endpoints_drained() -> None:
+    spec = seed_spec(router={"kind": "nginx", "ingress": "app"}, drainDelay="30s")
+    cluster = Cluster(stable=4, canary=0, router="nginx")
+    decisions = drive(spec, cluster, until=Phase.PROMOTING)
+    lag = 2  # the endpoints keep listing the old pods for two looks after repointing
+    status = decisions[-1].status
+    seen: list[Decision] = []
+    for _ in range(30):
+        obs = cluster.observe()
+        if cluster.repointed and lag:
+            lag -= 1
+            obs = obs.model_copy(update={"stable_serving": 4})
+        decision = step(spec, status, obs)
+        seen.append(decision)
+        status = decision.status
+        if any(isinstance(a, RemoveStable) for a in decision.actions):
+            assert obs.stable_serving == 0
+            assert status.drained_since is not None
+            assert obs.now >= status.drained_since + 30
+        cluster.apply(decision.actions)
+        cluster.now += 10
+        if status.phase.terminal:
+            break
+    assert status.phase is Phase.SUCCEEDED
+    drains = [i for i, d in enumerate(seen) if DrainStable() in d.actions]
+    removes = [i for i, d in enumerate(seen) if any(isinstance(a, RemoveStable) for a in d.actions)]
+    # repoint; two looks still list old pods; the first look without them starts the
+    # 30 s drainDelay, which ends three looks (10 s apart) later
+    assert removes[0] - drains[0] == 2 + 1 + 3
+    waits = [a for a in seen[drains[0] + 3].actions if isinstance(a, Wait)]
+    assert "drainDelay" in waits[0].reason and waits[0].until is not None
+
+
+def test_pods_reappearing_in_the_endpoints_restart_the_drain_delay() -> None:
+    spec = seed_spec(router={"kind": "gateway", "httproute": "app"})
+    cluster = Cluster(stable=4, canary=0, router="gateway")
+    status = drive(spec, cluster, until=Phase.PROMOTING)[-1].status
+    for _ in range(4):  # into remove-stable, repointed, drained since some time
+        decision = step(spec, status, cluster.observe())
+        status = decision.status
+        cluster.apply(decision.actions)
+        cluster.now += 4
+        if status.drained_since is not None:
+            break
+    assert status.stage is Stage.REMOVE_STABLE and status.drained_since is not None
+    back = step(spec, status, cluster.observe(stable_serving=1))  # an endpoint came back
+    assert back.status.drained_since is None
+    assert not any(isinstance(a, RemoveStable) for a in back.actions)
+    assert back.status.checks["stable-drained"].passed is False
+    again = step(spec, back.status, cluster.observe())
+    assert again.status.drained_since == cluster.now
+    assert not any(isinstance(a, RemoveStable) for a in again.actions)
+
+
+def test_unobserved_endpoints_never_remove_a_version() -> None:
+    spec = seed_spec(drainDelay=0)
+    cluster = Cluster(stable=4, canary=0)
+    status = drive(spec, cluster, until=Phase.PROMOTING)[-1].status
+    for _ in range(6):
+        decision = step(spec, status, cluster.observe(stable_serving=None))
+        status = decision.status
+        assert not any(isinstance(a, RemoveStable) for a in decision.actions)
+        cluster.apply(decision.actions)
+        cluster.now += 60
+    assert status.stage is Stage.REMOVE_STABLE
+    waits = [a for a in decision.actions if isinstance(a, Wait)]
+    assert "not observed" in waits[0].reason
+
+
+def test_rollback_scales_the_canary_down_after_traffic_left_and_the_drain_delay() -> None:
+    spec = seed_spec(router={"kind": "istio", "virtualService": "app"}, drainDelay="25s")
+    cluster = Cluster(stable=4, canary=0, router="istio")
+    status = drive(spec, cluster, ticks=3)[-1].status
+    assert status.weight == 10
+    abort = Command(action="abort", id="x")
+    rest = drive(spec, cluster, status, dt=5.0, command=abort)
+    assert rest[-1].status.phase is Phase.ROLLED_BACK
+    weight_zero = next(i for i, d in enumerate(rest) if d.status.stage is Stage.REMOVE_CANARY)
+    scaled = next(i for i, d in enumerate(rest) if any(isinstance(a, ScaleDown) for a in d.actions))
+    assert rest[scaled].status.drained_since is not None
+    times = [d.status.drained_since for d in rest[weight_zero:scaled]]
+    assert scaled - weight_zero == 25 // 5 and len(set(times)) == 1
+    assert _removals(rest) == [(rest[scaled].status.drained_since, ScaleDown("canary", 0))]
+
+
+def test_drain_delay_is_a_duration_with_a_default() -> None:
+    assert seed_spec().drain_delay == 10.0
+    assert seed_spec(drainDelay="1m").drain_delay == 60.0
+    assert seed_spec(drainDelay=0).drain_delay == 0.0
+    assert quick_spec("d", "default", "a", "b", "s", drain_delay="45s").drain_delay == 45.0
+    with pytest.raises(SpecError) as err:
+        seed_spec(drainDelay="-5s")
+    assert err.value.field == "drainDelay"

@@ -20,6 +20,7 @@ from canaryctl.core import (
     Command,
     Decision,
     DeploymentObs,
+    DrainStable,
     EnsureReplicas,
     Observations,
     PauseStep,
@@ -80,6 +81,9 @@ def specs(draw: st.DrawFn) -> CanarySpec:
         data["replicaMode"] = draw(st.sampled_from(["seed", "full"]))
     if draw(st.booleans()):
         data["analysis"] = {"template": "errors"}
+    drain = draw(st.sampled_from([None, 0, 5, "10s", 60]))
+    if drain is not None:
+        data["drainDelay"] = drain
     return parse_spec(data)
 
 
@@ -126,10 +130,29 @@ class World:
     canary: Deployment = field(init=False)
     weight: int = 0
     now: float = 1_000.0
+    repointed: bool = False  # the stable Service selects the canary (DrainStable)
+    # What the EndpointSlices list as serving, per version: they follow the pods and
+    # routes only when the world syncs (endpoints and proxies lag behind).
+    listed: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stable = Deployment(exists=True, desired=self.n, ready=self.n)
         self.canary = Deployment(exists=True, desired=0, ready=0)
+        self.listed = {"stable": self.n, "canary": 0}
+
+    def in_rotation(self, target: str) -> int:
+        """Pods of `target` the Services carrying its traffic select, once synced."""
+        dep = self.deployment(target)
+        if not dep.exists:
+            return 0
+        if self.router == "replicas":
+            return dep.ready  # one Service selects both versions
+        if target == "stable":
+            return 0 if self.repointed else dep.ready
+        return dep.ready if self.weight > 0 or self.repointed else 0
+
+    def sync(self) -> None:
+        self.listed = {t: self.in_rotation(t) for t in ("stable", "canary")}
 
     def deployment(self, target: str) -> Deployment:
         return self.stable if target == "stable" else self.canary
@@ -150,6 +173,8 @@ class World:
             effective_weight=served if report else None,
             analysis=verdict,
             command=command,
+            stable_serving=self.listed["stable"],
+            canary_serving=self.listed["canary"],
         )
 
     def apply(self, actions: tuple[Any, ...]) -> None:
@@ -170,6 +195,8 @@ class World:
                     ):
                         if dep.exists:
                             dep.desired = count
+            elif isinstance(action, DrainStable):
+                self.repointed = True
             elif isinstance(action, RemoveStable):
                 self.stable.desired = 0
                 self.stable.exists = action.mode != "delete"
@@ -178,11 +205,13 @@ class World:
                 dep.desired = dep.ready = 0
             dep.ready = min(dep.ready, dep.desired)  # scale-down is immediate
 
-    def tick(self, dt: float, speed: int) -> None:
+    def tick(self, dt: float, speed: int, sync: bool = True) -> None:
         self.now += dt
         for dep in (self.stable, self.canary):
             if dep.exists and not dep.broken:
                 dep.ready = min(dep.desired, dep.ready + speed)
+        if sync:
+            self.sync()
 
     def fault(self, kind: str | None) -> None:
         if kind == "crash":
@@ -232,6 +261,7 @@ ticks = st.lists(
             "command": st.sampled_from(COMMANDS),
             "verdict": st.sampled_from(VERDICTS),
             "report": st.booleans(),
+            "sync": st.booleans(),
         }
     ),
     min_size=1,
@@ -261,9 +291,23 @@ class Invariants:
     spec: CanarySpec
     previous: CanaryStatus | None = None
     top_weight: int = 0  # highest weight asked of the router before any rollback
+    # Since when each version has been seen with no serving endpoint (None: it has one).
+    zero_since: dict[str, float | None] = field(
+        default_factory=lambda: {"stable": None, "canary": None}
+    )
+
+    def drained_for(self, obs: Observations, target: str) -> float:
+        """Seconds `target` has been seen without a serving endpoint (-1: serving now)."""
+        since = self.zero_since[target]
+        return -1.0 if since is None else obs.now - since
 
     def check(self, obs: Observations, decision: Decision) -> None:
         spec, status = self.spec, decision.status
+        for target, serving in (("stable", obs.stable_serving), ("canary", obs.canary_serving)):
+            if serving == 0:
+                self.zero_since[target] = self.zero_since[target] or obs.now
+            else:
+                self.zero_since[target] = None
         again = decide(spec, status, obs)
         assert again.status == status, "decide is not idempotent (status)"
         assert again.actions == decision.actions, "decide is not idempotent (actions)"
@@ -306,6 +350,15 @@ class Invariants:
                 assert served is None or served > 99.5, "stable removed while it had traffic"
             if isinstance(action, ScaleDown) and action.target == "canary":
                 assert served is None or served < 0.5, "canary removed while it had traffic"
+            # Traffic leaves before pods do: no serving endpoint, for the whole drainDelay.
+            if isinstance(action, RemoveStable):
+                assert self.drained_for(obs, "stable") >= spec.drain_delay, (
+                    "stable removed while listed as serving or before drainDelay"
+                )
+            if isinstance(action, ScaleDown) and action.replicas == 0:
+                assert self.drained_for(obs, action.target) >= spec.drain_delay, (
+                    f"{action.target} scaled to 0 while serving or before drainDelay"
+                )
         promoted = obs.command is not None and obs.command.action == "promote"
         promoted |= obs.analysis is not None and obs.analysis.decision == "promote"
         start = 0 if prev is None else prev.step_index
@@ -353,7 +406,7 @@ def run_ticks(
         inv.check(obs, decision)
         status = decision.status
         world.apply(decision.actions)
-        world.tick(tick["dt"], tick["speed"])
+        world.tick(tick["dt"], tick["speed"], tick["sync"])
     return status
 
 
@@ -385,7 +438,7 @@ def test_abort_from_any_non_terminal_state_reaches_rolled_back(
     decision = decide(spec, status, obs)
     inv.check(obs, decision)
     world.apply(decision.actions)
-    for _ in range(4 * n + 10):
+    for _ in range(4 * n + 30):  # time to restore the stable, then to drain the canary
         world.tick(dt=5, speed=n)
         obs = world.observe(report=True)
         decision = decide(spec, decision.status, obs)

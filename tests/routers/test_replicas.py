@@ -77,7 +77,18 @@ def test_rollback_restores_stable_capacity_before_removing_canary(
     assert _replicas(kube, namespace, "pulpocon-app-v2")[0] == 5, "canary kept until v1 ready"
     _converge(seed, 0)
     assert _replicas(kube, namespace, "pulpocon-app-v1") == (10, 10)
-    wait_until(lambda: _replicas(kube, namespace, "pulpocon-app-v2")[0] == 0)
+    # The canary leaves the Service (narrowed to v1) with its pods still running; the
+    # engine scales it down once no endpoint lists them and the drain delay has passed.
+    selector = kube.get(Service, "pulpocon-app", namespace=namespace).spec.selector
+    assert selector == {"app": "pulpocon-app", "version": "v1.0.0"}
+    assert _replicas(kube, namespace, "pulpocon-app-v2") == (5, 5)
+    wait_until(lambda: seed.serving("canary") == 0 and seed.serving("stable") == 10)
+    assert [str(c) for c in seed.cleanup()] == [
+        "patch service/pulpocon-app: selector keys added removed again: ['version']"
+    ]
+    svc = kube.get(Service, "pulpocon-app", namespace=namespace)
+    assert svc.spec.selector == {"app": "pulpocon-app"}
+    assert "canaryctl.dev/selector-added" not in (svc.metadata.annotations or {})
 
 
 def test_promotion_deletes_the_old_stable_only_when_the_canary_has_full_capacity(

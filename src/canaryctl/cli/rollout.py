@@ -57,6 +57,7 @@ def build_spec(
     router: dict[str, Any] | None = None,
     canary_namespace: str | None = None,
     scale_down_delay: str | None = None,
+    drain_delay: str | None = None,
 ):
     """The spec from -f or from the quick-mode flags; SpecError names the bad field."""
     from canaryctl.core.models import parse_spec, quick_spec
@@ -88,6 +89,7 @@ def build_spec(
         router=router,
         canary_namespace=canary_namespace,
         scale_down_delay=scale_down_delay,
+        drain_delay=drain_delay,
     )
 
 
@@ -172,6 +174,12 @@ def rollout(
         str | None,
         typer.Option(help="Keep the old version this long after the switch (blue/green)."),
     ] = None,
+    drain_delay: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep a version's pods this long after no endpoint lists them (default 10s)."
+        ),
+    ] = None,
     replica_mode: Annotated[
         str | None,
         typer.Option(help="seed (stable shrinks as canary grows) or full (stable keeps N)."),
@@ -227,7 +235,7 @@ def rollout(
         spec = build_spec(
             file, name, namespace, stable, canary, service, steps, pause,
             ready_deadline, max_restarts, on_promotion, analysis, replica_mode,
-            routing, canary_namespace, scale_down_delay,
+            routing, canary_namespace, scale_down_delay, drain_delay,
         )  # fmt: skip
         client = make_client(kubeconfig, context)
         if dry_run:
@@ -274,6 +282,10 @@ def _print_plan(client, spec) -> None:
     setup = make_router(client, spec, max(stable.desired_replicas, 1)).reconcile()
     for line in plan(spec, stable.desired_replicas, canary.desired_replicas, setup):
         print(line)
+    from canaryctl.driver.engine import shutdown_gaps
+
+    for gap in shutdown_gaps(client, spec):
+        print(f"warning: {gap}", file=sys.stderr)
 
 
 def plan_command(**options: Any) -> None:

@@ -4,6 +4,7 @@ from canaryctl.core.durations import format_duration, parse_duration
 from canaryctl.core.machine import (
     Action,
     Decision,
+    DrainStable,
     EnsureReplicas,
     Event,
     RemoveStable,
@@ -45,6 +46,7 @@ __all__ = [
     "Command",
     "Decision",
     "DeploymentObs",
+    "DrainStable",
     "EnsureReplicas",
     "Event",
     "HealthSpec",

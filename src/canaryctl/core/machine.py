@@ -17,6 +17,11 @@ Phases and stages:
 Capacity comes before traffic: a destination is scaled and observed ready before
 weight moves to it, and on rollback the stable is back at its baseline replica count
 before canary capacity is removed.
+
+Traffic leaves before pods do: the version that loses (the stable at promotion, the
+canary at rollback) keeps its pods until no Service that carries its traffic lists any
+of them as serving (`Observations.stable_serving`/`canary_serving`) and `drainDelay`
+has passed since, so proxies and kube-proxy have caught up and requests in flight end.
 """
 
 from __future__ import annotations
@@ -90,8 +95,20 @@ class ScaleDown:
 
 
 @dataclass(frozen=True)
+class DrainStable:
+    """After the switch to 100%: take the old pods out of every route and Service.
+
+    The router points the stable Service (and its own routes) at the canary's pods and
+    leaves the old Deployment running, so its pods drain before `RemoveStable`.
+    """
+
+
+@dataclass(frozen=True)
 class RemoveStable:
-    """After promotion: delete the stable Deployment or scale it to zero (`mode`)."""
+    """After promotion: delete the stable Deployment or scale it to zero (`mode`).
+
+    Emitted only once the old pods have drained (no serving endpoint for `drainDelay`).
+    """
 
     mode: OnPromotion
 
@@ -104,7 +121,7 @@ class Wait:
     until: float | None = None
 
 
-Action = EnsureReplicas | SetWeight | ScaleDown | RemoveStable | Wait
+Action = EnsureReplicas | SetWeight | ScaleDown | DrainStable | RemoveStable | Wait
 
 
 @dataclass(frozen=True)
@@ -647,7 +664,7 @@ def _promoting(run: _Run) -> bool:
     if st.stage is Stage.REMOVE_STABLE:
         # Past the point of no return: gates and abort no longer apply.
         if _stable_removed(run):
-            st.phase, st.stage = Phase.SUCCEEDED, None
+            st.phase, st.stage, st.drained_since = Phase.SUCCEEDED, None, None
             run.event(
                 "Normal",
                 "Succeeded",
@@ -657,6 +674,8 @@ def _promoting(run: _Run) -> bool:
             return True
         if ready < n:
             return run.hold(f"holding stable removal: canary {ready}/{n} ready")
+        if not _drain(run, "stable"):
+            return False
         return run.hold(f"waiting for stable {spec.stable} to be removed")
     failure = _canary_failure(run)
     if failure is not None:
@@ -683,8 +702,13 @@ def _promoting(run: _Run) -> bool:
                 f"{format_duration(spec.scale_down_delay)} after the switch",
                 until,
             )
-    st.stage = Stage.REMOVE_STABLE
-    run.event("Normal", "RemovingStable", f"removing stable {spec.stable} ({spec.on_promotion})")
+    st.stage, st.drained_since = Stage.REMOVE_STABLE, None
+    run.event(
+        "Normal",
+        "RemovingStable",
+        f"taking stable {spec.stable} out of every route; {spec.on_promotion} once no endpoint "
+        f"lists its pods as serving and {format_duration(spec.drain_delay)} have passed",
+    )
     return True
 
 
@@ -719,17 +743,68 @@ def _rolling_back(run: _Run) -> bool:
     if st.stage is Stage.SHIFT_TO_STABLE:
         if not _traffic_at(run, 0):
             return run.hold("waiting for the router to serve 0% to the canary")
-        st.stage = Stage.REMOVE_CANARY
+        st.stage, st.drained_since = Stage.REMOVE_CANARY, None
         return True
     if canary.exists and (canary.desired_replicas > 0 or canary.ready_replicas > 0):
+        if not _drain(run, "canary"):
+            return False
         return run.hold(f"waiting for canary {spec.canary} to scale to zero")
-    st.phase, st.stage = Phase.ROLLED_BACK, None
+    st.phase, st.stage, st.drained_since = Phase.ROLLED_BACK, None, None
     run.event(
         "Warning",
         "RolledBack",
         f"{st.message}; stable {spec.stable} serves all traffic with {n} replicas",
     )
     return True
+
+
+def _serving(obs: Observations, target: Target) -> int | None:
+    return obs.stable_serving if target == "stable" else obs.canary_serving
+
+
+def _drain(run: _Run, target: Target) -> bool:
+    """True once `target`'s pods may go: none serving, for `drainDelay` (else hold).
+
+    Missing endpoint data holds too: pods are never removed on an unobserved drain.
+    """
+    st, spec = run.st, run.spec
+    name = spec.stable if target == "stable" else spec.canary
+    serving = _serving(run.obs, target)
+    if serving is None:
+        st.drained_since = None
+        run.hold(f"holding {target} {name}: its Service endpoints are not observed")
+        return False
+    run.check(
+        f"{target}-drained",
+        serving == 0,
+        serving,
+        0,
+        f"{serving} pod(s) of {name} listed as serving by the Services carrying its traffic",
+    )
+    if serving:
+        st.drained_since = None
+        run.hold(f"waiting for the endpoints to drop {serving} serving pod(s) of {target} {name}")
+        return False
+    if st.drained_since is None:
+        st.drained_since = run.now
+    until = st.drained_since + spec.drain_delay
+    if run.now < until:
+        run.hold(
+            f"draining {target} {name}: no endpoint lists its pods; removing them "
+            f"{format_duration(spec.drain_delay)} after that (drainDelay)",
+            until,
+        )
+        return False
+    return True
+
+
+def _drained(spec: CanarySpec, st: CanaryStatus, obs: Observations, target: Target) -> bool:
+    """The same test as `_drain`, without changing anything (for the actions)."""
+    return (
+        _serving(obs, target) == 0
+        and st.drained_since is not None
+        and obs.now >= st.drained_since + spec.drain_delay
+    )
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -754,14 +829,16 @@ def _actions(run: _Run) -> tuple[Action, ...]:
         if obs.canary.ready_replicas >= n:
             actions.append(SetWeight(100, 0, n))
             if st.stage is Stage.REMOVE_STABLE:
-                actions.append(RemoveStable(spec.on_promotion))
+                actions.append(DrainStable())
+                if _drained(spec, st, obs, "stable"):
+                    actions.append(RemoveStable(spec.on_promotion))
     elif st.phase is Phase.ROLLING_BACK:
         if obs.stable.exists:
             actions.append(EnsureReplicas("stable", n))
         # _rolling_back leaves restore-stable only while the stable has n ready.
         if st.stage is not Stage.RESTORE_STABLE:
             actions.append(SetWeight(0, n, 0))
-            if st.stage is Stage.REMOVE_CANARY:
+            if st.stage is Stage.REMOVE_CANARY and _drained(spec, st, obs, "canary"):
                 actions.append(ScaleDown("canary", 0))
     if run.wait is not None:
         actions.append(run.wait)

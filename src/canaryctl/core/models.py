@@ -39,6 +39,11 @@ ReplicaMode = Literal["seed", "full"]
 OnPromotion = Literal["delete", "scale-to-zero"]
 Target = Literal["stable", "canary"]
 
+#: Seconds a version keeps its pods after traffic has left them (see docs/routers.md):
+#: covers endpoint propagation to kube-proxy and proxies (Traefik batches provider
+#: updates for 2 s, ingress-nginx syncs endpoints about every second) and the
+#: in-flight requests of a typical HTTP service, yet stays short next to a rollout.
+DEFAULT_DRAIN_DELAY = 10.0
 #: Most check records kept in `CanaryStatus.history` (oldest dropped first).
 HISTORY_LIMIT = 50
 
@@ -273,6 +278,9 @@ class CanarySpec(BaseModel):
     and "full" otherwise. With
     the replicas router, "full" keeps the stable at N until promotion, so the canary's
     share is c/(N+c) rather than the step's weight (more capacity, a smaller share).
+    `drain_delay` is how long a version that traffic has left (its pods no longer listed
+    as serving by the Services that carry its traffic) keeps its pods before they are
+    removed, for proxies and kube-proxy to catch up and in-flight requests to finish.
     """
 
     model_config = _SPEC_CONFIG
@@ -289,10 +297,11 @@ class CanarySpec(BaseModel):
     steps: tuple[Step, ...] = Field(min_length=1)
     max_weight: int = Field(default=100, gt=0, le=100)
     scale_down_delay: float = 0.0
+    drain_delay: float = DEFAULT_DRAIN_DELAY
     health: HealthSpec = HealthSpec()
     analysis: AnalysisRef | None = None
 
-    @field_validator("scale_down_delay", mode="before")
+    @field_validator("scale_down_delay", "drain_delay", mode="before")
     @classmethod
     def _delay(cls, value: Any) -> float:
         seconds = parse_duration(value)
@@ -485,6 +494,7 @@ def quick_spec(
     analysis: Mapping[str, Any] | None = None,
     canary_namespace: str | None = None,
     scale_down_delay: str | float | None = None,
+    drain_delay: str | float | None = None,
 ) -> CanarySpec:
     """Build a spec from CLI quick-mode flags (`--steps 10,50,100 --pause 30s`).
 
@@ -520,6 +530,8 @@ def quick_spec(
         data["canaryNamespace"] = canary_namespace
     if scale_down_delay is not None:
         data["scaleDownDelay"] = scale_down_delay
+    if drain_delay is not None:
+        data["drainDelay"] = drain_delay
     return parse_spec(data)
 
 
@@ -605,6 +617,10 @@ class CanaryStatus(BaseModel):
     pause_reason: PauseReason | None = None
     pause_until: float | None = None
     full_traffic_at: float | None = None
+    # Since when the version leaving (stable at promotion, canary at rollback) has had
+    # no pod listed as serving in the Services that carry its traffic; drainDelay runs
+    # from here before its pods are removed.
+    drained_since: float | None = None
     canary_unready_since: float | None = None
     stable_degraded_since: float | None = None
     reason: str = ""
@@ -699,6 +715,9 @@ class Observations(BaseModel):
 
     `effective_weight` is the canary share the router reports as really served
     (None when it cannot tell); `analysis` is None while no verdict is available.
+    `stable_serving`/`canary_serving` count the version's pods still listed as serving
+    (`conditions.serving`, terminating ones included) in the EndpointSlices of the
+    Services the router sends that version's traffic through; None when not observed.
     """
 
     model_config = _OBS_CONFIG
@@ -709,6 +728,8 @@ class Observations(BaseModel):
     effective_weight: float | None = None
     analysis: Verdict | None = None
     command: Command | None = None
+    stable_serving: int | None = Field(default=None, ge=0)
+    canary_serving: int | None = Field(default=None, ge=0)
 
 
 def replica_split(n: int, weight: int, mode: ReplicaMode) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from lightkube import Client
 
 from canaryctl.core.machine import (
     Decision,
+    DrainStable,
     EnsureReplicas,
     RemoveStable,
     ScaleDown,
@@ -119,6 +120,8 @@ class Engine:
                 "stable", f"deployment/{self.spec.stable} not found in {self.spec.namespace}"
             )
         self._router(max(stable.desired_replicas, 1)).reconcile()
+        for gap in shutdown_gaps(self.client, self.spec):
+            self._notice("Warning", "UngracefulShutdown", gap)
 
     def start(self) -> Record:
         """Find this rollout's record or create it; a finished one with another spec restarts."""
@@ -181,6 +184,9 @@ class Engine:
             label = self.analysis.config.version_label
             versions = (stable.pod_labels.get(label, ""), canary.pod_labels.get(label, ""))
             analysis = self.analysis.evaluate(status, now, versions)
+        # Endpoints are read only when a version may lose its pods (the machine holds
+        # without them), so a progressing rollout costs no extra API calls.
+        draining = status is not None and status.phase in (Phase.PROMOTING, Phase.ROLLING_BACK)
         obs = Observations(
             now=now,
             stable=_obs(stable),
@@ -188,6 +194,8 @@ class Engine:
             effective_weight=router.get_weight() if stable.exists or canary.exists else None,
             analysis=analysis.verdict if analysis else None,
             command=command,
+            stable_serving=router.serving("stable") if draining else None,
+            canary_serving=router.serving("canary") if draining else None,
         )
 
         # decide
@@ -274,6 +282,8 @@ class Engine:
                         self._scale(info, replicas)
                 case SetWeight(weight=weight, stable_replicas=s, canary_replicas=c):
                     router.set_weight(weight, replicas=(s, c))
+                case DrainStable():
+                    router.promote(retire=False)
                 case RemoveStable():
                     router.promote()
                 case Wait():
@@ -362,6 +372,13 @@ class Engine:
             if result.status.phase.terminal or should_stop():
                 return result.status
             time.sleep(interval)
+
+
+def shutdown_gaps(client: Client, spec: CanarySpec) -> list[str]:
+    """What the stable and canary pod templates lack for a lossless scale-down."""
+    gaps = workloads.graceful_shutdown_gaps(client, spec.stable, spec.namespace)
+    canary_ns = spec.canary_namespace or spec.namespace
+    return gaps + workloads.graceful_shutdown_gaps(client, spec.canary, canary_ns)
 
 
 def snapshot_of(

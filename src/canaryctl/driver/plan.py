@@ -68,12 +68,34 @@ def plan(
         lines.append(
             f"  scale deployment/{canary} {have_canary} -> {baseline}, wait until all ready"
         )
+    drain = format_duration(spec.drain_delay)
+    if weights:
+        lines.append(
+            f"  wait until no EndpointSlice of service/{spec.service} lists a pod of "
+            f"deployment/{stable} as serving, then drainDelay {drain}"
+        )
+    else:
+        lines.append(
+            f"  narrow service/{spec.service} to the pods of deployment/{canary} once they are "
+            f"all ready (deployment/{stable} keeps its {have_stable} pods meanwhile)"
+        )
+        lines.append(
+            f"  wait until no EndpointSlice of service/{spec.service} lists a pod of "
+            f"deployment/{stable} as serving, then drainDelay {drain}"
+        )
     if spec.on_promotion == "delete":
         lines.append(f"  delete deployment/{stable}")
     else:
         lines.append(f"  scale deployment/{stable} {have_stable} -> 0")
     lines.append(
         f"on failure or abort: scale deployment/{stable} back to {baseline}, wait until ready, "
-        f"then scale deployment/{canary} to 0"
+        f"move all traffic to it, then scale deployment/{canary} to 0 once no route sends it "
+        f"traffic, no EndpointSlice of those routes lists its pods as serving, and drainDelay "
+        f"{drain} has passed"
     )
+    if not weights:
+        lines.append(
+            f"  (the replicas router moves all traffic by narrowing service/{spec.service} to "
+            f"deployment/{stable}'s pods; cleanup removes the selector keys it added)"
+        )
     return lines

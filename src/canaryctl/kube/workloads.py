@@ -165,3 +165,137 @@ def ready_endpoint_ips(client: Client, service: str, namespace: str) -> set[str]
             if ep.conditions is None or ep.conditions.ready is not False:
                 ips.update(ep.addresses or [])
     return ips
+
+
+def serving_endpoints(client: Client, service: str, namespace: str) -> list[tuple[str, str]]:
+    """(pod name, IP) of every endpoint the Service's EndpointSlices list as serving.
+
+    Terminating endpoints count while `serving` (their pod still passes readiness), as
+    proxies may still send them requests. A slice without a `serving` condition (older
+    producers) falls back to `ready`; no conditions at all counts as serving.
+    """
+    found: list[tuple[str, str]] = []
+    slices = client.list(
+        EndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service}
+    )
+    for eps in slices:
+        for ep in eps.endpoints or []:
+            cond = ep.conditions
+            serving = None if cond is None else cond.serving
+            if serving is None and cond is not None:
+                serving = cond.ready
+            if serving is False:
+                continue
+            pod = (
+                ep.targetRef.name if ep.targetRef is not None and ep.targetRef.kind == "Pod" else ""
+            )
+            found.extend((pod or "", ip) for ip in ep.addresses or [])
+    return found
+
+
+def version_pods(
+    client: Client, namespace: str, selector: dict[str, str]
+) -> tuple[set[str], set[str]]:
+    """Names and IPs of the pods a Deployment's selector matches, terminating ones included."""
+    names: set[str] = set()
+    ips: set[str] = set()
+    if not selector:
+        return names, ips
+    for pod in client.list(Pod, namespace=namespace, labels=selector):
+        names.add(pod.metadata.name)
+        if pod.status is not None and pod.status.podIP:
+            ips.add(pod.status.podIP)
+    return names, ips
+
+
+def count_serving(
+    client: Client, services: list[tuple[str, str]], namespace: str, selector: dict[str, str]
+) -> int:
+    """How many pods matching `selector` (in `namespace`) the Services list as serving."""
+    if not services:
+        return 0
+    names, ips = version_pods(client, namespace, selector)
+    listed: set[str] = set()
+    for service, service_ns in services:
+        for pod, ip in serving_endpoints(client, service, service_ns):
+            if service_ns == namespace and (pod in names or ip in ips):
+                listed.add(pod or ip)
+    return len(listed)
+
+
+#: Seconds of preStop delay the graceful-shutdown warning suggests.
+SUGGESTED_PRESTOP_SECONDS = 5
+#: Kubernetes' default terminationGracePeriodSeconds.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def _prestop_seconds(hook: dict[str, object]) -> float | None:
+    """The delay a preStop hook gives, when it is a plain sleep; None when unknown."""
+    sleep = hook.get("sleep")
+    if isinstance(sleep, dict) and isinstance(sleep.get("seconds"), int | float):
+        return float(sleep["seconds"])
+    command = (
+        (hook.get("exec") or {}).get("command") if isinstance(hook.get("exec"), dict) else None
+    )
+    if isinstance(command, list):
+        words = " ".join(str(w) for w in command).split()
+        if "sleep" in words:
+            after = words[words.index("sleep") + 1 :]
+            try:
+                return float(after[0]) if after else None
+            except ValueError:
+                return None
+    return None
+
+
+def shutdown_gaps(name: str, template: dict[str, object]) -> list[str]:
+    """What a pod template lacks for a scale-down that loses no request, with the fix.
+
+    A removed pod stays in kube-proxy's rules and in proxies for a moment after it is
+    told to stop; without a readiness probe and a preStop delay (within the grace
+    period) requests reach a container that has already exited. Pure: reads the dict.
+    """
+    spec = template.get("spec") if isinstance(template.get("spec"), dict) else {}
+    assert isinstance(spec, dict)
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    serving = [c for c in containers if c.get("ports")] or containers
+    grace = spec.get("terminationGracePeriodSeconds")
+    grace = DEFAULT_GRACE_SECONDS if grace is None else grace
+    gaps: list[str] = []
+    for c in serving:
+        where = f"deployment/{name} container {c.get('name')}"
+        if not c.get("readinessProbe"):
+            gaps.append(
+                f"{where} has no readinessProbe: its pods get traffic before they can answer "
+                "and endpoints cannot tell when they stop; add one, e.g. "
+                "readinessProbe.httpGet {path: /ready, port: <probe port>}"
+            )
+        hook = (c.get("lifecycle") or {}).get("preStop")
+        if not hook:
+            gaps.append(
+                f"{where} has no preStop delay: a removed pod gets SIGTERM while kube-proxy "
+                "and proxies still send it requests (connection refused, 502); add "
+                f"lifecycle.preStop.sleep.seconds: {SUGGESTED_PRESTOP_SECONDS} (or an exec "
+                f"`sleep {SUGGESTED_PRESTOP_SECONDS}` before Kubernetes 1.30)"
+            )
+            continue
+        delay = _prestop_seconds(hook)
+        if delay is not None and isinstance(grace, int | float) and grace <= delay:
+            gaps.append(
+                f"deployment/{name}: terminationGracePeriodSeconds {grace} does not cover "
+                f"the {delay:g}s preStop delay of container {c.get('name')} plus shutdown; "
+                f"set it to at least {delay + SUGGESTED_PRESTOP_SECONDS:g}"
+            )
+    return gaps
+
+
+def graceful_shutdown_gaps(client: Client, name: str, namespace: str) -> list[str]:
+    """`shutdown_gaps` of a Deployment's pod template; [] when it does not exist."""
+    try:
+        dep = client.get(Deployment, name, namespace=namespace)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return []
+        raise ClusterError(f"reading deployment/{name} in {namespace}: {api_message(exc)}") from exc
+    template = dep.to_dict().get("spec", {}).get("template") or {}
+    return shutdown_gaps(name, template)

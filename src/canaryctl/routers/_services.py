@@ -285,6 +285,24 @@ class Backends:
         dep = self.deployments()[0 if side == "stable" else 1]
         return bool(ips & {p.ip for p in dep.pods if p.ready and p.ip})
 
+    def serving(self, side: Side, *, routed: bool) -> int:
+        """Pods of `side`'s version listed as serving by the Services carrying its traffic.
+
+        The user's Service in "services" mode always counts: clients may reach it without
+        our routes, and promotion repoints it, which is what drains the old pods. Every
+        other Service counts while `routed` (our routes send it traffic or testers).
+        """
+        stable, canary = self.deployments()
+        dep = stable if side == "stable" else canary
+        if not dep.exists:
+            return 0
+        services = []
+        if routed or (self.mode == "services" and side == "stable"):
+            services.append(self.service_of(side))
+        if self.mode == "services" and side == "canary":
+            services.append(self.service_of("stable"))  # selects the canary once repointed
+        return workloads.count_serving(self.client, services, dep.namespace, dep.selector)
+
     def stable_service_serves_canary(self) -> bool:
         """True when the user's Service selects only the canary version (after repointing)."""
         if self.mode != "services":

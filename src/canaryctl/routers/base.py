@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,17 @@ class Router(Protocol):
         """The canary share actually in effect in the cluster (None if it cannot be read)."""
         ...
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """After full traffic on the canary: make it the new stable and retire the old one."""
+    def serving(self, side: Literal["stable", "canary"]) -> int:
+        """Pods of `side`'s version still listed as serving in the EndpointSlices of the
+        Services this router sends (or may send) that version's traffic through."""
+        ...
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """After full traffic on the canary: make it the new stable and retire the old one.
+
+        With `retire=False` only the routing moves (routes and the stable Service serve
+        the new version) and the old pods keep running, so they can drain first.
+        """
         ...
 
     def cleanup(self, *, dry_run: bool = False) -> list[Change]:

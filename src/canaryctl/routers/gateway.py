@@ -197,13 +197,18 @@ class GatewayRouter:
     ) -> list[Change]:
         """Split the owned rules `100 - weight` / `weight`, capacity permitting.
 
-        Refuses (returns without a weight change) while the side that must carry traffic
-        has no ready endpoints. Tester rules exist only while the canary has ready
-        endpoints and the engine wants it to have replicas.
+        A canary without ready endpoints gets weight 0 whatever is asked (proxies answer
+        503 for a share whose backend has no endpoints); nothing changes while the stable
+        has none either. Tester rules exist only while the canary has ready endpoints
+        and the engine wants it to have replicas.
         """
         changes = self.backends.ensure(dry_run=dry_run)
         if weight == 100 and self._promoted():
             return changes  # a lone backend already serves the new version
+        if not dry_run and weight and not self._has_capacity(weight):
+            # No weight on a canary without ready endpoints (proxies answer 503 for that
+            # share): the stable carries everything until the health gates decide.
+            weight = 0
         if not dry_run and not self._has_capacity(weight):
             return changes
         withdrawn = replicas is not None and replicas[1] == 0
@@ -215,12 +220,29 @@ class GatewayRouter:
         route = _patch.read(self.client, HTTPRoute, self.httproute, self.namespace)
         return None if route is None else self._share(route)
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """Leave one backend serving the new version, drop tester rules, retire stable."""
+    def serving(self, side: Side) -> int:
+        """Pods of `side` listed as serving by the Services the HTTPRoute sends weight to."""
+        route = _patch.read(self.client, HTTPRoute, self.httproute, self.namespace) or {}
+        rules = (route.get("spec") or {}).get("rules") or []
+        routed = any(
+            (side == "canary" and self._is_header_rule(rule))
+            or (
+                self._owned(rule)
+                and any(self._is(side, r) and _weight(r) > 0 for r in rule.get("backendRefs") or [])
+            )
+            for rule in rules
+        )
+        return self.backends.serving(side, routed=routed)
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """Leave one backend serving the new version, drop tester rules, and (with
+        `retire`) remove the old version."""
         changes, serves_canary = self.backends.repoint(dry_run=dry_run)
         if not serves_canary and not dry_run:
             return changes  # the stable Service's endpoints still list old pods
         changes += self._write(_Want(weight=100, final="promoted"), dry_run)
+        if not retire:
+            return changes
         return changes + self.backends.retire_stable(self.on_promotion, dry_run=dry_run)
 
     def cleanup(self, *, dry_run: bool = False) -> list[Change]:

@@ -214,13 +214,17 @@ class IstioRouter:
     ) -> list[Change]:
         """Split the owned routes `100 - weight` / `weight`, capacity permitting.
 
-        Refuses (returns without a weight change) while the side that must carry traffic
-        has no ready endpoints. Header routes and mirroring exist only while the canary
-        has ready endpoints and the engine wants it to have replicas.
+        A canary without ready endpoints gets weight 0 whatever is asked; nothing changes
+        while the stable has none either. Header routes and mirroring exist only while
+        the canary has ready endpoints and the engine wants it to have replicas.
         """
         changes = self.backends.ensure(dry_run=dry_run)
         if weight == 100 and self._promoted():
             return changes  # a lone destination already serves the new version
+        if not dry_run and weight and not self._has_capacity(weight):
+            # No weight on a canary without ready endpoints (proxies answer 503 for that
+            # share): the stable carries everything until the health gates decide.
+            weight = 0
         if not dry_run and not self._has_capacity(weight):
             return changes
         withdrawn = replicas is not None and replicas[1] == 0
@@ -247,12 +251,34 @@ class IstioRouter:
             return 100.0
         return float(sum(e.get("weight", 0) for e in canary))
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """Leave one destination serving the new version, drop tester routes, retire stable."""
+    def serving(self, side: Side) -> int:
+        """Pods of `side` listed as serving by the Services the VirtualService routes to."""
+        vs = _patch.read(self.client, VirtualService, self.virtual_service, self.namespace) or {}
+        subsets = self._subsets()
+        routed = False
+        for route in (vs.get("spec") or {}).get("http") or []:
+            if self._is_header_route(route):
+                routed |= side == "canary"
+            elif self._owned(route, subsets):
+                entries = route.get("route") or []
+                routed |= any(
+                    self._is(side, e.get("destination") or {}, subsets)
+                    and (len(entries) == 1 or e.get("weight", 0) > 0)
+                    for e in entries
+                )
+                mirror = route.get("mirror")
+                routed |= side == "canary" and bool(mirror) and self._is("canary", mirror, subsets)
+        return self.backends.serving(side, routed=routed)
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """Leave one destination serving the new version, drop tester routes, and (with
+        `retire`) remove the old version."""
         changes, serves_canary = self.backends.repoint(dry_run=dry_run)
         if not serves_canary and not dry_run:
             return changes  # the stable Service's endpoints still list old pods
         changes += self._write(_Want(weight=100, final="promoted"), dry_run)
+        if not retire:
+            return changes
         return changes + self.backends.retire_stable(self.on_promotion, dry_run=dry_run)
 
     def cleanup(self, *, dry_run: bool = False) -> list[Change]:

@@ -18,7 +18,7 @@ from canaryctl.core.models import OnPromotion
 from canaryctl.errors import SpecError
 from canaryctl.routers import _patch
 from canaryctl.routers._patch import Obj, pointer
-from canaryctl.routers._services import Backends
+from canaryctl.routers._services import Backends, Side
 from canaryctl.routers.base import Change
 
 PREFIX = "nginx.ingress.kubernetes.io/"
@@ -172,13 +172,18 @@ class NginxRouter:
     ) -> list[Change]:
         """Set `canary-weight`; header/cookie routes only while the canary has capacity.
 
-        Refuses (returns without a weight change) while the side that must carry traffic
-        has no ready endpoints. `replicas` with 0 canary replicas means the engine is
+        A canary without ready endpoints gets weight 0 whatever is asked (so weight goes
+        back to the stable if its pods vanish mid-rollout); nothing changes while the
+        stable has none either. `replicas` with 0 canary replicas means the engine is
         withdrawing the canary: its header and cookie routes go too.
         """
         changes = self.backends.ensure(dry_run=dry_run)
         if weight == 100 and self._promoted():
             return changes
+        if not dry_run and weight and not self._has_capacity(weight):
+            # No weight on a canary without ready endpoints (proxies answer 503 for that
+            # share): the stable carries everything until the health gates decide.
+            weight = 0
         if not dry_run and not self._has_capacity(weight):
             return changes
         withdrawn = replicas is not None and replicas[1] == 0
@@ -196,14 +201,33 @@ class NginxRouter:
         except ValueError:
             return None
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """Repoint the primary's Service at the new version, then drop the canary Ingress."""
+    def serving(self, side: Side) -> int:
+        """Pods of `side` the Services behind the primary or canary Ingress list as serving.
+
+        The canary Service counts while the canary Ingress sends it weight or testers.
+        """
+        routed = True
+        if side == "canary":
+            canary = self._canary()
+            annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
+            routed = canary is not None and (
+                annotations.get(WEIGHT, "0") != "0"
+                or BY_HEADER in annotations
+                or BY_COOKIE in annotations
+            )
+        return self.backends.serving(side, routed=routed)
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """Repoint the primary's Service at the new version, drop the canary Ingress, and
+        (with `retire`) remove the old version."""
         changes, serves_canary = self.backends.repoint(dry_run=dry_run)
         if not serves_canary and not dry_run:
             return changes  # endpoints still list old pods: next tick
         changes += self._delete_canary(
             "promotion: the primary Ingress serves the new version", dry_run
         )
+        if not retire:
+            return changes
         return changes + self.backends.retire_stable(self.on_promotion, dry_run=dry_run)
 
     def cleanup(self, *, dry_run: bool = False) -> list[Change]:

@@ -4,18 +4,29 @@ Weight w gives the canary ceil(N*w/100) replicas (at least 1 when w > 0). In "se
 the stable keeps N minus that; in "full" mode it keeps N until promotion. Capacity comes
 before traffic: the side that grows is scaled up first, and the other side shrinks only
 once the grown side is ready, so serving capacity never drops below the N pods the user had.
+
+A version that is to have no pods (the stable at 100%, the canary withdrawn at 0%) is not
+scaled down here: once the other side is ready, the Service is narrowed to the other
+version (adding the distinguishing selector keys, recorded in `canaryctl.dev/selector-
+added`), so its pods leave the endpoints while still running; the engine removes them
+after they drained, and cleanup takes the added keys out again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from lightkube import Client
+from lightkube.resources.core_v1 import Service
 
 from canaryctl.core.models import replica_split
 from canaryctl.errors import SpecError
 from canaryctl.kube import workloads
 from canaryctl.kube.workloads import DeploymentInfo
+from canaryctl.routers import _patch
+from canaryctl.routers._patch import Obj, pointer
+from canaryctl.routers._services import SELECTOR_ADDED, _distinguishing, _set_annotation
 from canaryctl.routers.base import Change
 
 
@@ -100,6 +111,17 @@ class ReplicaRouter:
         ]
         for dep, want in grow:
             changes.append(self._scale(dep, want, dry_run))
+        # A side leaving entirely leaves the Service first (its pods keep running until the
+        # engine has seen them drained); the other side must be ready for all traffic.
+        if want_canary == 0 and weight == 0:
+            if stable.ready_replicas >= want_stable or dry_run:
+                changes += self._select("stable", dry_run)
+            return changes
+        if want_stable == 0 and weight == 100:
+            if canary.ready_replicas >= want_canary or dry_run:
+                changes += self._select("canary", dry_run)
+            return changes
+        changes += self._select(None, dry_run)  # both versions serve: undo a narrowing
         # Shrink a side only when the other side already serves its share.
         shrink_canary = canary.exists and want_canary < canary.desired_replicas
         if shrink_canary and (stable.ready_replicas >= want_stable or dry_run):
@@ -124,10 +146,23 @@ class ReplicaRouter:
         canary_ips = {p.ip for p in canary.pods if p.ip and p.ready}
         return 100.0 * len(ready & canary_ips) / len(ready)
 
-    def promote(self, *, dry_run: bool = False) -> list[Change]:
-        """The seed's last step: once the canary serves with N ready, retire the old stable."""
+    def serving(self, side: Literal["stable", "canary"]) -> int:
+        """Pods of `side` the shared Service's EndpointSlices list as serving."""
         stable, canary = self._read()
-        if not stable.exists:
+        dep = stable if side == "stable" else canary
+        if not dep.exists:
+            return 0
+        service = [(self.service, self.namespace)]
+        return workloads.count_serving(self.client, service, self.namespace, dep.selector)
+
+    def promote(self, *, retire: bool = True, dry_run: bool = False) -> list[Change]:
+        """The seed's last step: once the canary serves with N ready, retire the old stable.
+
+        The old pods left the Service at 100% already (narrowed to the canary), so without
+        `retire` there is nothing to move.
+        """
+        stable, canary = self._read()
+        if not stable.exists or not retire:
             return []
         if canary.ready_replicas < self.baseline and not dry_run:
             return []  # not yet: removing v1 now would drop capacity
@@ -140,5 +175,50 @@ class ReplicaRouter:
         return [Change("delete", f"deployment/{stable.name}", "promotion complete")]
 
     def cleanup(self, *, dry_run: bool = False) -> list[Change]:
-        """The replica router creates no objects of its own."""
-        return []
+        """Take the selector keys added for the rollout out of the Service again."""
+        if workloads.read_service(self.client, self.service, self.namespace) is None:
+            return []
+        return self._select(None, dry_run)
+
+    def _select(self, side: Literal["stable", "canary"] | None, dry_run: bool) -> list[Change]:
+        """Narrow the Service to one version's pods, or (None) back to both versions."""
+        want: dict[str, str] = {}
+        if side is not None:
+            stable, canary = self._read()
+            if not stable.exists or not canary.exists:
+                return []  # nothing left to tell apart: the selector stays as it is
+            labels = (stable if side == "stable" else canary).pod_labels
+            want = {k: labels[k] for k in _distinguishing(stable, canary)}
+        ref = f"service/{self.service}"
+
+        def plan(obj: Obj) -> tuple[list[Obj], list[Change]]:
+            selector = dict(obj["spec"].get("selector") or {})
+            annotations = obj["metadata"].get("annotations") or {}
+            added = [k for k in annotations.get(SELECTOR_ADDED, "").split(",") if k]
+            if side is None:
+                if SELECTOR_ADDED not in annotations:
+                    return [], []
+                ops: list[Obj] = [
+                    {"op": "remove", "path": pointer("spec", "selector", k)}
+                    for k in added
+                    if k in selector
+                ]
+                path = pointer("metadata", "annotations", SELECTOR_ADDED)
+                ops.append({"op": "remove", "path": path})
+                return ops, [Change("patch", ref, f"selector keys added removed again: {added}")]
+            if all(selector.get(k) == v for k, v in want.items()):
+                return [], []
+            # The Service selects both versions (validated), so every key is one we add.
+            ops = [
+                {"op": "add", "path": pointer("spec", "selector", k), "value": v}
+                for k, v in want.items()
+            ]
+            keys = ",".join(sorted(set(added) | set(want)))
+            if annotations.get(SELECTOR_ADDED) != keys:
+                ops += _set_annotation(obj, SELECTOR_ADDED, keys)
+            detail = f"selector narrowed to the {side} version, its pods only: +{want}"
+            return ops, [Change("patch", ref, detail)]
+
+        return _patch.patch(
+            self.client, Service, self.service, self.namespace, plan, dry_run=dry_run
+        )
