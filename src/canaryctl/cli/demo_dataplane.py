@@ -437,7 +437,7 @@ def analysis_scenario(bed: Bed) -> Result:
     _ingress_host(objs, host)
     deployments = {o.metadata.name: o for o in objs if o.kind == "Deployment"}
     set_env(deployments["pulpocon-app-v1"], ERROR_RATE="0.05")
-    v3 = as_version(deployments["pulpocon-app-v2"], "pulpocon-app-v3", "v3.0.0", 1)
+    v3 = as_version(deployments["pulpocon-app-v2"], "pulpocon-app-v3", "v3.0.0", 0)
     set_env(v3, ERROR_RATE="0.10")
     objs = [o for o in objs if o.metadata.name != "pulpocon-app-v2"] + [v3]
     router = {"kind": "nginx", "ingress": "pulpocon-app"}
@@ -452,9 +452,11 @@ def analysis_scenario(bed: Bed) -> Result:
 
 
 def _stable_replicas(objs: list[Any], replicas: int) -> None:
+    """The stable's size; the canary starts at 0 (a weight router's engine scales it, and
+    a canary pod behind the user's Service would take traffic before the rollout starts)."""
     for obj in objs:
-        if obj.kind == "Deployment" and obj.metadata.name.endswith("-v1"):
-            obj.spec.replicas = replicas
+        if obj.kind == "Deployment":
+            obj.spec.replicas = replicas if obj.metadata.name.endswith("-v1") else 0
 
 
 def _ingress_host(objs: list[Any], host: str) -> None:
