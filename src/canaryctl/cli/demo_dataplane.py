@@ -363,6 +363,9 @@ def scenario(
     manifests.apply(bed.client, [canary], namespace)
     canary_version = canary.spec.template.metadata.labels["version"]
     target = url()
+    stable_version = deployments[spec.stable].spec.template.metadata.labels["version"]
+    # The proxy needs a moment to pick up a new route: send the traffic once it answers.
+    _wait(lambda: _answers(target, headers, stable_version), 60, f"answers from {target}")
     traffic = Traffic(target, headers, canary_version, remote=remote).start()
     _wait(lambda: traffic.meter.requests >= 20, 60, "answers to the probe")
     say(f"   traffic: {RATE:.0f} requests/s to {target}")
@@ -383,6 +386,19 @@ def scenario(
     )
     drop_namespace(bed.client, namespace)
     return result
+
+
+def _answers(url: str, headers: dict[str, str], version: str) -> bool:
+    """True when one request to `url` is answered by `version`."""
+    import httpx
+
+    from canaryctl.core.traffic import version_of
+
+    try:
+        answer = httpx.get(url, headers=headers, timeout=2, trust_env=False)
+    except httpx.HTTPError:
+        return False
+    return version_of(answer.headers, answer.content) == version
 
 
 def replicas_scenario(bed: Bed) -> Result:
@@ -429,16 +445,16 @@ def analysis_scenario(bed: Bed) -> Result:
     from canaryctl.core.models import quick_spec
 
     ns = "demo-analysis"
-    say("3. a canary failing twice as often (10% vs 5% of requests), judged by the "
+    say("3. a canary failing twice as often (20% vs 10% of requests), judged by the "
         "sequential test from Prometheus")  # fmt: skip
     objs = seed_objects(bed, "ingress/ingress.yaml")
     _stable_replicas(objs, 4)
     host = f"{ns}.{HOST}"
     _ingress_host(objs, host)
     deployments = {o.metadata.name: o for o in objs if o.kind == "Deployment"}
-    set_env(deployments["pulpocon-app-v1"], ERROR_RATE="0.05")
+    set_env(deployments["pulpocon-app-v1"], ERROR_RATE="0.10")
     v3 = as_version(deployments["pulpocon-app-v2"], "pulpocon-app-v3", "v3.0.0", 0)
-    set_env(v3, ERROR_RATE="0.10")
+    set_env(v3, ERROR_RATE="0.20")
     objs = [o for o in objs if o.metadata.name != "pulpocon-app-v2"] + [v3]
     router = {"kind": "nginx", "ingress": "pulpocon-app"}
     analysis = {"prometheus": {"url": bed.prometheus_url}, "judge": "sequential",
@@ -518,14 +534,14 @@ def print_summary(results: list[Result], took: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"canaryctl demo on a real data plane: {took:.0f}s in all")
-    for col in ("scenario", "result", "canary share at each pause (measured / weight)",
-                "failed requests", "why", "took"):  # fmt: skip
+    for col in ("scenario", "result", "canary share at each pause", "failed", "why", "took"):
         table.add_column(col)
     for r in results:
         steps = "\n".join(
-            f"{s.weight}%: {s.measured:.1f}% of {s.total} (effective {s.expected:.1f}%)"
+            f"{s.weight}%: {s.measured:.1f}% of {s.total}"
+            + (f" (ready pods {s.expected:.1f}%)" if abs(s.expected - s.weight) >= 0.5 else "")
             for s in r.steps
         )
         table.add_row(r.scenario, r.phase, steps or "-", f"{r.failed} of {r.requests}",
-                      r.reason[:60], f"{r.took:.0f}s")  # fmt: skip
-    Console(stderr=True).print(table)
+                      r.reason[:40], f"{r.took:.0f}s")  # fmt: skip
+    Console(stderr=True, width=max(100, Console(stderr=True).width)).print(table)

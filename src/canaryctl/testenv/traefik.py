@@ -291,18 +291,25 @@ def component(
     config = static_config(
         server=server, ca_cert=ca_cert, token_file=token_file, web_port=web_port, api_port=api_port
     )
-    client = make_client(kubeconfig)
+    # The client is made when first needed: the kubeconfig is written after the
+    # components are described (the API server's port is chosen while describing it).
+    clients: list[Client] = []
+
+    def client() -> Client:
+        if not clients:
+            clients.append(make_client(kubeconfig))
+        return clients[0]
 
     def before_start() -> None:
-        crds.install(client, (crds.GATEWAY_API,), progress=lambda _: None)
-        _apply(client, rbac_docs())
+        crds.install(client(), (crds.GATEWAY_API,), progress=lambda _: None)
+        _apply(client(), rbac_docs())
         folder.mkdir(parents=True, exist_ok=True)
         token_file.touch(mode=0o600)
-        token_file.write_text(issue_token(client))
-        _apply(client, class_docs(web_port))
+        token_file.write_text(issue_token(client()))
+        _apply(client(), class_docs(web_port))
 
     def healthy() -> bool:
-        return pinged(f"http://127.0.0.1:{api_port}") and gateway_programmed(client)
+        return pinged(f"http://127.0.0.1:{api_port}") and gateway_programmed(client())
 
     return Component(
         name="traefik",
