@@ -27,10 +27,13 @@ def test_requests_count_for_the_pause_they_were_sent_in() -> None:
     for t, version in sent:
         status = 200 if version else None
         traffic.outcomes.append(Outcome(t, 0.01, status, version))
-    steps = {s.weight: s for s in traffic.steps()}
+    steps = {s.weight: s for s in traffic.steps(settle=0)}
     assert set(steps) == {10, 50}
     assert (steps[10].canary, steps[10].total, steps[10].expected) == (1, 3, 10.0)
     assert (steps[50].canary, steps[50].total, steps[50].failed) == (1, 3, 1)
+    # The first second of each pause is left out (the proxies apply the weight late).
+    settled = {s.weight: s.total for s in traffic.steps(settle=1.0)}
+    assert settled == {10: 2, 50: 2}
 
 
 def test_a_pause_is_a_step_with_no_sub_stage_and_an_observed_weight() -> None:

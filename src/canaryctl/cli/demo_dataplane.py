@@ -150,10 +150,17 @@ class Traffic:
         if self.error is not None:
             say(f"the probe stopped early: {self.error}")
 
-    def steps(self) -> list[StepShare]:
-        """Canary share of the requests sent while each weight held, in order of weight."""
+    def steps(self, settle: float = 1.0) -> list[StepShare]:
+        """Canary share of the requests sent while each weight held, in order of weight.
+
+        The first `settle` seconds of each pause are left out: the weight is stored in the
+        cluster, but kube-proxy and Traefik apply it a moment later."""
         shares: dict[int, StepShare] = {}
         marks = self.timeline
+        held_since: list[float] = []  # per mark: when its unbroken run of holding began
+        for i, (at, weight, _, _) in enumerate(marks):
+            same = i and marks[i - 1][3] and marks[i - 1][1] == weight
+            held_since.append(held_since[i - 1] if same else at)
         index = 0
         for outcome in sorted(self.outcomes, key=lambda o: o.sent):
             while index + 1 < len(marks) and marks[index + 1][0] <= outcome.sent:
@@ -161,7 +168,7 @@ class Traffic:
             if not marks or marks[index][0] > outcome.sent:
                 continue
             _, weight, effective, holding = marks[index]
-            if not holding or weight in (0, 100):
+            if not holding or weight in (0, 100) or outcome.sent < held_since[index] + settle:
                 continue
             share = shares.setdefault(weight, StepShare(weight, effective or float(weight)))
             share.total += 1
