@@ -464,8 +464,9 @@ def analysis_scenario(bed: Bed) -> Result:
     set_env(v3, ERROR_RATE="0.20")
     objs = [o for o in objs if o.metadata.name != "pulpocon-app-v2"] + [v3]
     router = {"kind": "nginx", "ingress": "pulpocon-app"}
+    # Looks of 5 s: with 1 s scrapes, each increase() spans several samples.
     analysis = {"prometheus": {"url": bed.prometheus_url}, "judge": "sequential",
-                "interval": "2s"}  # fmt: skip
+                "interval": "5s"}  # fmt: skip
     spec = quick_spec("pulpocon-app", ns, "pulpocon-app-v1", "pulpocon-app-v3", "pulpocon-app",
                       steps="10,50,100", pause="60s", router=router,
                       analysis=analysis)  # fmt: skip
