@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik test demo lint format clean-testenv
+.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv
 
 install: $(STAMP)
 
@@ -34,8 +34,13 @@ traefik: install
 test: system-deps binaries traefik
 	$(BIN)/pytest
 
-demo: system-deps binaries
+# Real pods and traffic when the host can run a node (root); else the quick demo.
+demo: system-deps binaries traefik
 	$(BIN)/canaryctl demo
+
+# KWOK only: simulated pods, no traffic, no root needed.
+demo-quick: system-deps binaries
+	$(BIN)/canaryctl demo --quick
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -56,21 +56,23 @@ def test_split_and_errors_behind_a_connection_balancer_are_exact(
     v1, v2 = v1_v2
     meter = SplitMeter()
     with RoundRobin([backend(v1), backend(v2)]) as balancer:
-        settings = ProbeSettings(balancer.url, Schedule(rate=200, duration=5))
-        run_probe(settings, meter)
+        run_probe(ProbeSettings(balancer.url, Schedule(rate=100, duration=6)), meter)
         accepted = balancer.accepted
-    # One connection per request: the balancer alternates, so the split is exactly 50/50.
-    assert meter.requests == 1000 == accepted
+    # One connection per request, and the balancer alternates: the split is exact.
+    # (A machine too busy to keep the pace sends fewer than 600; the accounting holds.)
+    assert meter.requests == accepted and 300 <= accepted <= 600
     stats = meter.versions
+    n1, n2 = (accepted + 1) // 2, accepted // 2
     assert set(stats) == {"v1.0.0", "v2.0.0"}
-    assert stats["v1.0.0"].requests == stats["v2.0.0"].requests == 500
+    assert (stats["v1.0.0"].requests, stats["v2.0.0"].requests) == (n1, n2)
     # Every failure the probe counted is one the app served, and no other.
-    assert served(v1) == {"200": 500}
-    assert served(v2) == {"200": 500 - stats["v2.0.0"].failed, "500": stats["v2.0.0"].failed}
-    assert stats["v1.0.0"].failed == 0
-    assert 100 < stats["v2.0.0"].failed < 200  # Binomial(500, 0.3): mean 150, sd 10
-    assert meter.failed == stats["v2.0.0"].failed
-    assert stats["v2.0.0"].codes == {"200": 500 - meter.failed, "500": meter.failed}
+    failed = stats["v2.0.0"].failed
+    assert served(v1) == {"200": n1}
+    assert served(v2) == {"200": n2 - failed, "500": failed}
+    assert stats["v1.0.0"].failed == 0 and meter.failed == failed
+    # Binomial(n2, 0.3): 5 standard deviations either side.
+    assert abs(failed - 0.3 * n2) < 5 * (n2 * 0.3 * 0.7) ** 0.5
+    assert stats["v2.0.0"].codes == {"200": n2 - failed, "500": failed}
 
 
 def test_two_versions_in_sequence_are_counted_apart(v1_v2: tuple[SeedApp, SeedApp]) -> None:

@@ -1,7 +1,11 @@
-"""`canaryctl demo`: the seed's scenario on the local cluster, twice.
+"""`canaryctl demo`: the seed's scenario on the local cluster.
 
-A healthy v2 is promoted through 10/50/100 (the seed's six steps, automated), then a
-faulty v3 that crash-loops is rolled back on its own, with v2 restored to full capacity.
+By default on a real data plane (a real node, Traefik, Prometheus scraping the pods; see
+`demo_dataplane`): the seed's rollout with real requests, the same through NGINX canary
+annotations, and a canary with twice the errors rolled back from real metrics. Where a real
+node cannot run (no root, missing packages) or with `--quick`, the KWOK-only demo: a healthy
+v2 promoted through 10/50/100, then a crash-looping v3 rolled back on its own, with
+simulated pods and no traffic.
 """
 
 from __future__ import annotations
@@ -32,11 +36,34 @@ def _say(msg: str) -> None:
 
 
 def demo(
-    name: Annotated[str, typer.Option("--name", help="Local cluster name.")] = "demo",
-    namespace: Annotated[str, typer.Option("-n", "--namespace")] = "canaryctl-demo",
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="KWOK only: simulated pods, no traffic, no root needed (~20 s)."
+        ),
+    ] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Local cluster name.")] = None,
+    namespace: Annotated[
+        str, typer.Option("-n", "--namespace", help="Namespace of the quick demo.")
+    ] = "canaryctl-demo",
     output: Annotated[str, typer.Option("-o", "--output", help="live or plain")] = "live",
     keep: Annotated[bool, typer.Option(help="Leave the cluster running afterwards.")] = True,
 ) -> None:
+    """The seed's canary on a local cluster: on real pods with real traffic when this host
+    can run a node (root), else (or with --quick) on simulated pods."""
+    if not quick:
+        from canaryctl.cli import demo_dataplane
+
+        why = demo_dataplane.missing()
+        if not why:
+            with exits.errors_to_exit_codes():
+                code = demo_dataplane.run(name or "demo-dataplane", _examples_dir(), output, keep)
+            raise typer.Exit(code)
+        _say("no real node on this host (" + "; ".join(why) + "): running the quick demo")
+    _quick(name or "demo", namespace, output, keep)
+
+
+def _quick(name: str, namespace: str, output: str, keep: bool) -> None:
     """Local cluster, seed app v1 x10, a good canary promoted and a faulty one rolled back."""
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace

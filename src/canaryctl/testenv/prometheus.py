@@ -1,8 +1,10 @@
 """A real, private Prometheus server for tests and the demo.
 
 Starts the `prometheus` binary on 127.0.0.1 with a free port, a temporary data
-folder and a generated configuration that scrapes the given targets every second;
-returns once the server is ready and every target has been scraped successfully.
+folder and a generated configuration that scrapes the given targets every second,
+and, with `pods=PodDiscovery(...)`, the pods of a cluster found by their
+`prometheus.io/*` annotations (see `poddiscovery`); returns once the server is ready
+and every static target has been scraped successfully.
 It never touches a system-wide Prometheus (its own port, config and data).
 
 Binary resolution: the `binary` argument, `$CANARYCTL_PROMETHEUS`, `prometheus` on
@@ -27,8 +29,9 @@ import httpx
 import yaml
 
 from canaryctl.errors import TestenvError
+from canaryctl.testenv.poddiscovery import PodDiscovery, PodWatcher
 
-__all__ = ["PrometheusServer", "ScrapeTarget", "find_prometheus"]
+__all__ = ["PodDiscovery", "PrometheusServer", "ScrapeTarget", "find_prometheus"]
 
 _DEBIAN_PATH = "/usr/bin/prometheus"
 _PORT_ATTEMPTS = 3
@@ -62,13 +65,16 @@ class PrometheusServer:
 
     def __init__(
         self,
-        targets: Sequence[ScrapeTarget],
+        targets: Sequence[ScrapeTarget] = (),
         *,
+        pods: PodDiscovery | None = None,
         binary: str | None = None,
         scrape_interval: str = "1s",
         host: str = "127.0.0.1",
     ) -> None:
         self._targets = list(targets)
+        self._pods = pods
+        self._watcher: PodWatcher | None = None
         self._binary = binary
         self._interval = scrape_interval
         self._host = host
@@ -89,6 +95,11 @@ class PrometheusServer:
         """Process id while running."""
         return self._proc.pid if self._proc else None
 
+    @property
+    def discovery_error(self) -> str | None:
+        """The pod discovery's last failure to list pods (None when it works or is off)."""
+        return self._watcher.last_error if self._watcher else None
+
     def config(self) -> dict[str, object]:
         """The generated Prometheus configuration."""
         groups: dict[str, list[dict[str, object]]] = {}
@@ -105,13 +116,16 @@ class PrometheusServer:
             }
             for index, (path, statics) in enumerate(sorted(groups.items()))
         ]
+        if self._pods is not None:
+            jobs.append(self._pods.scrape_config(self._interval))
         return {
             "global": {"scrape_interval": self._interval, "evaluation_interval": self._interval},
             "scrape_configs": jobs,
         }
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
-        """Start and wait until ready and every target was scraped; returns self."""
+        """Start and wait until ready and every static target was scraped; returns self.
+        (Discovered pods come and go: they are not waited for.)"""
         binary = find_prometheus(self._binary)
         if binary is None or not os.access(binary, os.X_OK):
             raise TestenvError(
@@ -122,6 +136,9 @@ class PrometheusServer:
         config = self._dir / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
         try:
+            if self._pods is not None:
+                path = self._dir / PodDiscovery.TARGETS_FILE
+                self._watcher = PodWatcher(self._pods, path).start()
             for attempt in range(_PORT_ATTEMPTS):
                 port = _free_port(self._host)
                 started = time.monotonic()
@@ -187,7 +204,7 @@ class PrometheusServer:
     def _scrape_state(self, http: httpx.Client) -> str:
         """'up' once every target was scraped successfully, else what is missing."""
         active = http.get("/api/v1/targets", params={"state": "active"}).json()["data"]
-        active = active["activeTargets"]
+        active = [t for t in active["activeTargets"] if t.get("scrapePool") != PodDiscovery.JOB]
         if len(active) < len(self._targets):
             return f"{len(active)}/{len(self._targets)} targets discovered"
         down = [t for t in active if t.get("health") != "up"]
@@ -206,6 +223,9 @@ class PrometheusServer:
 
     def stop(self, grace: float = 10.0) -> None:
         """Terminate the process (by its pid) and remove its temporary files."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
