@@ -11,6 +11,9 @@ app = typer.Typer(
     help="Progressive delivery (canary releases) for Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rich help rendering imports rich and its markdown parser, which costs
+    # more than a kubectl plugin's whole start-up. Output tables still use rich.
+    rich_markup_mode=None,
 )
 app.add_typer(testenv.app, name="testenv")
 app.command(name="rollout")(rollout.rollout)
