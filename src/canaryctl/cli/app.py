@@ -27,5 +27,10 @@ app.command(name="demo")(demo.demo)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (`canaryctl`, and `kubectl-canary` as a kubectl plugin)."""
+    import os
+    import sys
+
+    # kubectl runs the plugin as `kubectl-canary`; help and errors should say what was typed.
+    plugin = os.path.basename(sys.argv[0]) == "kubectl-canary"
+    app(prog_name="kubectl canary" if plugin else "canaryctl")
