@@ -81,6 +81,7 @@ def demo(
     for row in results:
         table.add_row(*row)
     Console(stderr=True).print(table)
+    _reports(state, namespace, ("demo-good", "demo-faulty"))
     print(f"kubectl --kubeconfig {state.kubeconfig} -n {namespace} get deploy,pods,events")
     if not keep:
         cluster.down()
@@ -125,6 +126,18 @@ def _faulty(v2):
         labels["version"] = "v3.0.0"
     v3.spec.template.metadata.labels["canaryctl.dev/simulate"] = "crashloop"
     return v3
+
+
+def _reports(state, namespace: str, names: tuple[str, ...]) -> None:
+    """A picture of each rollout (`canaryctl report`), next to the cluster's files."""
+    from canaryctl.cli import rollout_report
+
+    folder = Path(state.folder) / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = rollout_report.load(name, namespace, state.kubeconfig)
+        (path,) = rollout_report.write(data, folder / f"{name}.html", None)
+        print(f"report of {name}: {path}")
 
 
 def _run(client, spec, view, Engine) -> tuple[str, str, str, str]:

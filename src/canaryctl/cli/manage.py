@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -131,6 +132,27 @@ def get(
                     live.update(render())
             except KeyboardInterrupt:
                 return
+
+
+def report(
+    name: NameArg,
+    namespace: NsOpt = "default",
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML page (default).")
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Write a PNG (needs matplotlib).")
+    ] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Draw one rollout: weight over time, traffic and errors by version, evidence, verdict."""
+    from canaryctl.cli import rollout_report
+
+    with exits.errors_to_exit_codes():
+        data = rollout_report.load(name, namespace, kubeconfig, context)
+        for path in rollout_report.write(data, html, png):
+            print(f"report written to {path}", file=sys.stderr)
 
 
 def _list(namespace, all_namespaces, watch, kubeconfig, context) -> None:
