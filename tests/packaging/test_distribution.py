@@ -17,6 +17,7 @@ RUNTIME_DATA = [
     "testenv/stages/nodes.yaml",
     "testenv/stages/pods.yaml",
     "crds/canaries.canaryctl.dev.yaml",
+    "dashboards/canaryctl.json",
     "py.typed",
 ]
 
