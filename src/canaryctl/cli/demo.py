@@ -129,10 +129,11 @@ def _faulty(v2):
 
 
 def _reports(state, namespace: str, names: tuple[str, ...]) -> None:
-    """A picture of each rollout (`canaryctl report`), next to the cluster's files."""
+    """A picture of each rollout (`canaryctl report`), kept after the cluster goes (--no-keep)."""
     from canaryctl.cli import rollout_report
+    from canaryctl.testenv.binaries import cache_root
 
-    folder = Path(state.folder) / "reports"
+    folder = cache_root() / "reports" / state.name
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         data = rollout_report.load(name, namespace, state.kubeconfig)
