@@ -11,11 +11,15 @@ app = typer.Typer(
     help="Progressive delivery (canary releases) for Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: rich help rendering imports rich and its markdown parser, which costs
+    # more than a kubectl plugin's whole start-up. Output tables still use rich.
+    rich_markup_mode=None,
 )
 app.add_typer(testenv.app, name="testenv")
 app.command(name="rollout")(rollout.rollout)
 app.command(name="plan")(rollout.plan_command)
 app.command(name="get")(manage.get)
+app.command(name="report")(manage.report)
 app.command(name="promote")(manage.promote)
 app.command(name="abort")(manage.abort)
 app.command(name="pause")(manage.pause)
@@ -25,5 +29,10 @@ app.command(name="probe")(probe.probe)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (`canaryctl`, and `kubectl-canary` as a kubectl plugin)."""
+    import os
+    import sys
+
+    # kubectl runs the plugin as `kubectl-canary`; help and errors should say what was typed.
+    plugin = os.path.basename(sys.argv[0]) == "kubectl-canary"
+    app(prog_name="kubectl canary" if plugin else "canaryctl")

@@ -108,6 +108,7 @@ def _quick(name: str, namespace: str, output: str, keep: bool) -> None:
     for row in results:
         table.add_row(*row)
     Console(stderr=True).print(table)
+    _reports(state, namespace, ("demo-good", "demo-faulty"))
     print(f"kubectl --kubeconfig {state.kubeconfig} -n {namespace} get deploy,pods,events")
     if not keep:
         cluster.down()
@@ -152,6 +153,19 @@ def _faulty(v2):
         labels["version"] = "v3.0.0"
     v3.spec.template.metadata.labels["canaryctl.dev/simulate"] = "crashloop"
     return v3
+
+
+def _reports(state, namespace: str, names: tuple[str, ...]) -> None:
+    """A picture of each rollout (`canaryctl report`), kept after the cluster goes (--no-keep)."""
+    from canaryctl.cli import rollout_report
+    from canaryctl.testenv.binaries import cache_root
+
+    folder = cache_root() / "reports" / state.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = rollout_report.load(name, namespace, state.kubeconfig)
+        (path,) = rollout_report.write(data, folder / f"{name}.html", None)
+        print(f"report of {name}: {path}")
 
 
 def _run(client, spec, view, Engine) -> tuple[str, str, str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -99,20 +100,26 @@ def get(
     all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces")] = False,
     watch: Annotated[bool, typer.Option("-w", "--watch", help="Keep refreshing.")] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="table or json")] = "table",
+    history: Annotated[
+        bool, typer.Option("--history", help="With NAME: every stored check record too.")
+    ] = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Show rollouts, or one rollout with every check that explains its verdict."""
-    from rich.console import Console
-    from rich.live import Live
-
+    """Show rollouts, or one rollout: the current state of each check and how to steer it."""
     with exits.errors_to_exit_codes():
+        if name is None and output != "json":
+            _list(namespace, all_namespaces, watch, kubeconfig, context)
+            return
+        from rich.console import Console
+        from rich.live import Live
+
         store = _stores(kubeconfig, context)
         if output == "json":
             print(json.dumps(_describe_json(store, name, namespace, all_namespaces), indent=2))
             return
         console = Console()
-        render = lambda: _render(store, name, namespace, all_namespaces)  # noqa: E731
+        render = lambda: _render(store, name, namespace, history)  # noqa: E731
         if not watch:
             console.print(render())
             return
@@ -123,6 +130,57 @@ def get(
                     live.update(render())
             except KeyboardInterrupt:
                 return
+
+
+def report(
+    name: NameArg,
+    namespace: NsOpt = "default",
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML page (default).")
+    ] = None,
+    png: Annotated[
+        Path | None, typer.Option("--png", help="Write a PNG (needs matplotlib).")
+    ] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Draw one rollout: weight over time, traffic and errors by version, evidence, verdict."""
+    from canaryctl.cli import rollout_report
+
+    with exits.errors_to_exit_codes():
+        data = rollout_report.load(name, namespace, kubeconfig, context)
+        for path in rollout_report.write(data, html, png):
+            print(f"report written to {path}", file=sys.stderr)
+
+
+def _list(namespace, all_namespaces, watch, kubeconfig, context) -> None:
+    """The list of rollouts: plain aligned text, no rich unless watching (start-up time)."""
+    from canaryctl.cli import listing
+    from canaryctl.kube.client import make_client
+
+    client = make_client(kubeconfig, context)
+    ns = None if all_namespaces else namespace
+
+    def table() -> str:
+        rows = listing.summaries(client, ns)
+        if not rows:
+            where = "any namespace" if all_namespaces else f"namespace {namespace}"
+            return f"No rollouts found in {where}."
+        return listing.format_table(rows, all_namespaces)
+
+    if not watch:
+        print(table())
+        return
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text(table()), refresh_per_second=2) as live:
+        try:
+            while True:
+                time.sleep(1)
+                live.update(Text(table()))
+        except KeyboardInterrupt:
+            return
 
 
 def _records(stores, name, namespace, all_namespaces):
@@ -153,35 +211,18 @@ def _describe_json(store, name, namespace, all_namespaces):
     ]
 
 
-def _render(store, name, namespace, all_namespaces):
+def _render(store, name, namespace, history=False):
+    """One rollout: conditions (Canary), the live view's panel, and its history on request."""
     from rich.console import Group
-    from rich.table import Table
 
+    from canaryctl.cli import checks
     from canaryctl.cli.views import render
     from canaryctl.core.models import CanaryStatus, parse_spec
     from canaryctl.driver.engine import snapshot_of
     from canaryctl.errors import SpecError
     from canaryctl.kube import workloads
 
-    records = _records(store, name, namespace, all_namespaces)
-    if name is None:
-        table = Table(title="canaries")
-        for col in ("namespace", "name", "source", "phase", "step", "weight", "reason", "driver"):
-            table.add_column(col)
-        for r in records:
-            st = r.status or {}
-            table.add_row(
-                r.namespace,
-                r.name,
-                "Canary" if r.source == "canary" else "ConfigMap",
-                st.get("phase", "Pending"),
-                str(st.get("stepIndex", 0) + 1),
-                f"{st.get('weight', 0)}%",
-                st.get("reason", "") or _not_ready(r),
-                "operator" if r.source == "canary" else (r.holder or "-"),
-            )
-        return table
-    r = records[0]
+    (r,) = _records(store, name, namespace, False)
     try:
         spec = parse_spec(r.spec)
     except SpecError as exc:
@@ -195,31 +236,30 @@ def _render(store, name, namespace, all_namespaces):
     stable = workloads.read_deployment(client, stable_name, spec.namespace)
     canary = workloads.read_deployment(client, canary_name, spec.canary_namespace or spec.namespace)
     started = status.started_at or time.time()
-    snap = snapshot_of(spec, status, stable, canary, None, time.time() - started)
-    history = Table(title="checks (newest last)", box=None)
-    for col in ("time", "check", "result", "value", "threshold", "detail"):
-        history.add_column(col)
-    for c in status.history[-20:]:
-        history.add_row(
-            time.strftime("%H:%M:%S", time.localtime(c.time)),
-            c.name,
-            "pass" if c.passed else "FAIL",
-            "" if c.value is None else f"{c.value:.4g}",
-            "" if c.threshold is None else f"{c.threshold:.4g}",
-            c.message[:80],
-        )
-    parts = [render(snap, []), history]
+    effective = _effective_weight(client, spec, status, stable, canary)
+    snap = snapshot_of(spec, status, stable, canary, effective, time.time() - started)
+    parts = [render(snap, [])]
+    if history:
+        parts.append(checks.history_table(snap.checks, phase=snap.phase, reason=snap.reason))
+    elif snap.checks:
+        ns = "" if r.namespace == "default" else f" -n {r.namespace}"
+        parts.append(f"{len(snap.checks)} stored records: canaryctl get {r.name}{ns} --history")
     if r.source == "canary":
         parts.insert(0, _conditions_table(r))
     return Group(*parts)
 
 
-def _not_ready(record) -> str:
-    """The Ready condition's reason when it is not True (e.g. InvalidSpec), else ''."""
-    for c in record.status_extra.get("conditions", []):
-        if c.get("type") == "Ready" and c.get("status") != "True":
-            return f"{c.get('reason')}: {c.get('message', '')}"[:80]
-    return ""
+def _effective_weight(client, spec, status, stable, canary) -> float | None:
+    """The share the router serves the canary now (None when it cannot tell)."""
+    from canaryctl.errors import CanaryError
+    from canaryctl.routers import make_router
+
+    if status.phase.terminal or not (stable.exists or canary.exists):
+        return None
+    try:
+        return make_router(client, spec, status.baseline_replicas).get_weight()
+    except CanaryError:
+        return None  # shown as "desired" only; `get` must not fail on a router read
 
 
 def _conditions_table(record):

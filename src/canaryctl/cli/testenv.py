@@ -10,7 +10,10 @@ import typer
 
 from canaryctl.cli.exits import errors_to_exit_codes
 
-app = typer.Typer(help="A real local Kubernetes control plane (etcd, apiserver, KWOK nodes).")
+app = typer.Typer(
+    help="A real local Kubernetes control plane (etcd, apiserver, KWOK nodes).",
+    rich_markup_mode=None,  # plain help, as the main app (start-up time)
+)
 
 NameOpt = Annotated[str, typer.Option("--name", help="Cluster name (one folder of state each).")]
 

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from canaryctl.cli import checks
 from canaryctl.driver.report import Notice, Snapshot
 
 PHASE_STYLE = {
@@ -33,8 +34,10 @@ def _step(snap: Snapshot) -> str:
 
 
 def _weight(snap: Snapshot) -> str:
-    eff = "?" if snap.effective_weight is None else f"{snap.effective_weight:.0f}%"
-    return f"{snap.desired_weight}% desired / {eff} effective"
+    if snap.effective_weight is None:
+        # The router could not tell (or was not asked): say only what is known.
+        return f"{snap.desired_weight}% desired"
+    return f"{snap.desired_weight}% desired / {snap.effective_weight:.0f}% effective"
 
 
 def _bar(weight: float | None, width: int = 30) -> Text:
@@ -51,10 +54,14 @@ def render(snap: Snapshot, notices: list[Notice]) -> Panel:
     stage = f" ({snap.stage})" if snap.stage else ""
     head.add_row("phase", Text(snap.phase + stage, style=PHASE_STYLE.get(snap.phase, "")))
     head.add_row("step", _step(snap))
-    head.add_row("traffic", Text.assemble(_bar(snap.effective_weight), "  ", _weight(snap)))
+    shown = snap.desired_weight if snap.effective_weight is None else snap.effective_weight
+    head.add_row("traffic", Text.assemble(_bar(shown), "  ", _weight(snap)))
     head.add_row("elapsed", f"{snap.elapsed:.0f}s")
     if snap.message:
         head.add_row("status", snap.message)
+    paused = checks.pause_text(snap.phase, snap.pause_reason, snap.pause_until)
+    if paused:
+        head.add_row("pause", Text(paused, style="yellow"))
 
     versions = Table(box=None, header_style="bold")
     for col in ("version", "deployment", "ready/desired"):
@@ -63,23 +70,21 @@ def render(snap: Snapshot, notices: list[Notice]) -> Panel:
         count = f"{v.ready}/{v.desired}" if v.exists else "gone"
         versions.add_row(role, v.name, count)
 
-    checks = Table(box=None, header_style="bold")
-    for col in ("check", "result", "value", "threshold", "detail"):
-        checks.add_column(col)
-    for c in snap.checks[-6:]:
-        ok = c.get("passed")
-        checks.add_row(
-            str(c.get("name", "")),
-            Text("pass" if ok else "not yet", style="green" if ok else "yellow"),
-            _fmt(c.get("value")),
-            _fmt(c.get("threshold")),
-            str(c.get("message", ""))[:70],
-        )
     parts: list[Any] = [head, versions]
     if snap.analysis:
         parts.append(_analysis_table(snap.analysis))
-    if snap.checks:
-        parts.append(checks)
+    rows = checks.fold(
+        snap.current_checks,
+        snap.checks,
+        phase=snap.phase,
+        reason=snap.reason,
+        pause_reason=snap.pause_reason,
+    )
+    if rows:
+        parts.append(checks.current_table(rows))
+    steer = checks.steer_hint(snap.name, snap.namespace, snap.phase, snap.pause_reason)
+    if steer:
+        parts.append(Text(f"steer: {steer}", style="dim"))
     if notices:
         parts.append(Text("\n".join(f"• {n.reason}: {n.message}" for n in notices[-5:])))
     return Panel(Group(*parts), title=f"canary {snap.namespace}/{snap.name}")

@@ -457,6 +457,10 @@ def snapshot_of(
         ),
         message=status.message or status.reason,
         elapsed=elapsed,
-        checks=[c.model_dump(mode="json") for c in status.history[-10:]],
+        checks=[c.model_dump(mode="json") for c in status.history],
         analysis=status.last_verdict,
+        current_checks=[c.model_dump(mode="json") for c in status.checks.values()],
+        reason=status.reason,
+        pause_reason=status.pause_reason.value if status.pause_reason else None,
+        pause_until=status.pause_until,
     )

@@ -34,6 +34,11 @@ class Snapshot:
     stage: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
     analysis: dict[str, Any] | None = None
+    # The latest record of each gate (`checks` is the history: changes and analysis looks).
+    current_checks: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    pause_reason: str | None = None
+    pause_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the --output json event payload)."""

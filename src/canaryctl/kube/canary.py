@@ -8,12 +8,14 @@ that `rollout -f` would build from the same YAML.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightkube.generic_resource import create_namespaced_resource
 
-from canaryctl.core.models import CanarySpec, parse_spec
 from canaryctl.errors import SpecError
+
+if TYPE_CHECKING:
+    from canaryctl.core.models import CanarySpec
 
 GROUP = "canaryctl.dev"
 VERSION = "v1alpha1"
@@ -53,4 +55,7 @@ def flat_spec(obj: Any) -> dict[str, Any]:
 
 def spec_of(obj: Any) -> CanarySpec:
     """The validated spec of a Canary object; SpecError names the field, as the CLI does."""
+    # Imported here: listing Canaries (`canaryctl get`) needs the class, not the models.
+    from canaryctl.core.models import parse_spec
+
     return parse_spec(flat_spec(obj))

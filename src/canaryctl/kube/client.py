@@ -14,6 +14,21 @@ from canaryctl.errors import ClusterError
 FIELD_MANAGER = "canaryctl"
 
 
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP library's transport errors (lightkube 1.x uses httpx2, 0.x httpx)."""
+    found: list[type[Exception]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+#: Errors of an unreachable API server (refused, timed out, TLS): `except TRANSPORT_ERRORS`.
+TRANSPORT_ERRORS = _transport_errors()
+
+
 def make_client(kubeconfig: str | Path | None = None, context: str | None = None) -> Client:
     """A client from an explicit kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster config."""
     try:

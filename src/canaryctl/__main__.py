@@ -1,0 +1,5 @@
+"""`python -m canaryctl`: the same command line as `canaryctl`."""
+
+from canaryctl.cli.app import main
+
+main()

@@ -1,0 +1,64 @@
+"""Start-up stays cheap: what `--help` and the rollout list import (behaviour, not timing).
+
+The times themselves are measured by benchmarks/cli_startup.py; these tests pin the causes
+found there: rich help rendering (and its markdown parser), pydantic (typer 0.29 coerces
+every parameter through it; our models use it too), and the rollout engine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+import json, sys
+sys.argv = ["canaryctl", *json.loads(sys.argv[1])]
+from canaryctl.cli.app import main
+try:
+    main()
+except SystemExit:
+    pass
+print("\\n@@" + json.dumps(sorted(sys.modules)))
+"""
+
+
+def imported(args: list[str], tmp_path: Path) -> set[str]:
+    """Modules loaded by one CLI invocation in a fresh interpreter."""
+    # A kubeconfig whose server refuses at once: the list path runs up to its request.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"},
+    )
+    return set(json.loads(out.stdout.rsplit("\n@@", 1)[1]))
+
+
+def test_help_renders_without_rich_pydantic_or_the_kubernetes_client(tmp_path):
+    mods = imported(["--help"], tmp_path)
+    assert "canaryctl.cli.app" in mods
+    for heavy in ("rich", "rich.markdown", "markdown_it", "pydantic", "lightkube", "httpx"):
+        assert heavy not in mods, f"--help imported {heavy}"
+
+
+def test_subcommand_help_does_not_import_the_engine(tmp_path):
+    mods = imported(["get", "--help"], tmp_path)
+    for heavy in ("rich.markdown", "pydantic", "canaryctl.driver.engine", "canaryctl.core"):
+        assert heavy not in mods, f"get --help imported {heavy}"
+
+
+def test_listing_rollouts_needs_only_the_api_client(tmp_path):
+    mods = imported(["get", "-A"], tmp_path)
+    assert "lightkube" in mods and "canaryctl.cli.listing" in mods  # it did try to list
+    for heavy in ("rich", "pydantic", "canaryctl.core", "canaryctl.driver.engine"):
+        assert heavy not in mods, f"get (list) imported {heavy}"
