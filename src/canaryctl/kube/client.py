@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from lightkube import Client, KubeConfig
@@ -16,13 +18,14 @@ FIELD_MANAGER = "canaryctl"
 
 def _transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP library's transport errors (lightkube 1.x uses httpx2, 0.x httpx)."""
-    found: list[type[Exception]] = []
-    for module in ("httpx2", "httpx"):
-        try:
-            found.append(__import__(module).TransportError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
+    # Only the library lightkube loaded (importing it already did): importing httpx just to
+    # name its errors would, with click installed, also load httpx's CLI and rich (slow start).
+    loaded = [sys.modules[m] for m in ("httpx2", "httpx") if m in sys.modules]
+    if not loaded:
+        for module in ("httpx2", "httpx"):
+            with contextlib.suppress(ImportError):
+                loaded.append(__import__(module))
+    return tuple(m.TransportError for m in loaded if hasattr(m, "TransportError"))
 
 
 #: Errors of an unreachable API server (refused, timed out, TLS): `except TRANSPORT_ERRORS`.
