@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from canaryctl.cli import demo, manage, rollout, testenv
+from canaryctl.cli import demo, manage, operator, rollout, testenv
 
 app = typer.Typer(
     name="canaryctl",
@@ -21,6 +21,7 @@ app.command(name="abort")(manage.abort)
 app.command(name="pause")(manage.pause)
 app.command(name="resume")(manage.resume)
 app.command(name="demo")(demo.demo)
+app.command(name="operator")(operator.operator)
 
 
 def main() -> None:
