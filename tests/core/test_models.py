@@ -219,6 +219,11 @@ def test_spec_hash_is_stable_and_sees_any_change() -> None:
         ({"health": {"maxRestarts": -1}}, "health.maxRestarts", "greater than or equal to 0"),
         ({"health": {"stableMinReadyRatio": 1.5}}, "health.stableMinReadyRatio", "less than"),
         ({"extra": 1}, "extra", "unknown field"),
+        ({"targetRef": {"name": "app"}}, "targetRef", "exclusive"),
+        ({"targetRef": {"kind": "StatefulSet", "name": "app"}}, "targetRef.kind", "Deployment"),
+        ({"targetRef": {"kind": "Deployment"}}, "targetRef.name", "is required"),
+        ({"targetRef": {"name": "App"}}, "targetRef.name", "Kubernetes object name"),
+        ({"stable": None}, "stable", "is required (or give targetRef"),
     ],
 )
 def test_invalid_specs_raise_spec_error_naming_the_field(
@@ -296,3 +301,15 @@ def test_mirroring_is_an_istio_feature() -> None:
     assert err.value.field == "router.mirror"
     spec = parse_spec({**base, "router": {"kind": "istio", "virtualService": "vs", "mirror": 10}})
     assert spec.router.mirror == 10
+
+
+def test_managed_mode_names_only_the_target() -> None:
+    data = base(targetRef={"kind": "Deployment", "name": "app"})
+    del data["stable"], data["canary"]
+    spec = parse_spec(data)
+    assert spec.managed and spec.target_ref is not None and spec.target_ref.name == "app"
+    assert spec.stable is None and spec.canary is None
+    data["canary"] = "app-v2"
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    assert caught.value.field == "targetRef" and "canary" in caught.value.reason

@@ -261,6 +261,24 @@ class AnalysisRef(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class TargetRef(BaseModel):
+    """The workload of managed mode (`targetRef: {kind: Deployment, name: app}`).
+
+    The operator keeps `<name>-primary` serving and runs each new pod template of
+    `<name>` as the canary. Only the operator drives managed mode.
+    """
+
+    model_config = _SPEC_CONFIG
+
+    kind: Literal["Deployment"] = "Deployment"
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _object_name(cls, value: str) -> str:
+        return _dns_subdomain(value)
+
+
 class CanarySpec(BaseModel):
     """One canary rollout: which Deployments, how traffic moves, which steps, which gates.
 
@@ -279,8 +297,9 @@ class CanarySpec(BaseModel):
 
     name: str
     namespace: str = "default"
-    stable: str
-    canary: str
+    stable: str | None = None
+    canary: str | None = None
+    target_ref: TargetRef | None = None
     canary_namespace: str | None = None
     service: str
     router: RouterSpec = RouterSpec()
@@ -321,8 +340,8 @@ class CanarySpec(BaseModel):
 
     @field_validator("stable", "canary")
     @classmethod
-    def _object_name(cls, value: str) -> str:
-        return _dns_subdomain(value)
+    def _object_name(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_subdomain(value)
 
     @field_validator("canary_namespace")
     @classmethod
@@ -331,6 +350,24 @@ class CanarySpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CanarySpec:
+        if self.target_ref is not None:
+            both = [f for f in ("stable", "canary") if getattr(self, f) is not None]
+            if both:
+                raise _FieldError(
+                    "targetRef",
+                    f"managed mode (targetRef) and pair mode ({' and '.join(both)}) are "
+                    "exclusive: name either targetRef, or both stable and canary",
+                )
+            if self.canary_namespace is not None:
+                raise _FieldError(
+                    "canaryNamespace",
+                    "managed mode keeps <target>-primary next to the target: "
+                    "remove canaryNamespace or use stable/canary",
+                )
+        else:
+            for name in ("stable", "canary"):
+                if getattr(self, name) is None:
+                    raise _FieldError(name, "is required (or give targetRef for managed mode)")
         cross_namespace = self.canary_namespace not in (None, self.namespace)
         if cross_namespace and self.router.kind not in ("istio", "gateway"):
             raise _FieldError(
@@ -338,7 +375,7 @@ class CanarySpec(BaseModel):
                 f"the {self.router.kind} router needs both Deployments in one namespace; "
                 "cross-namespace canaries need the istio or gateway router",
             )
-        if not cross_namespace and self.stable == self.canary:
+        if not cross_namespace and self.stable is not None and self.stable == self.canary:
             raise _FieldError("canary", "must name a different Deployment than stable")
         previous = 0
         for index, step in enumerate(self.steps):
@@ -367,6 +404,11 @@ class CanarySpec(BaseModel):
                 )
             previous = weight
         return self
+
+    @property
+    def managed(self) -> bool:
+        """True in managed mode (targetRef), which only the operator drives."""
+        return self.target_ref is not None
 
     @property
     def plan_length(self) -> int:

@@ -37,8 +37,9 @@ from canaryctl.core.models import (
 from canaryctl.driver.analysis import Analysis
 from canaryctl.driver.report import Notice, Sink, Snapshot, VersionState
 from canaryctl.errors import CanaryError, ClusterError, ConflictError, SpecError
-from canaryctl.kube import events, secrets, store, workloads
-from canaryctl.kube.store import Record, Store
+from canaryctl.kube import events, secrets, workloads
+from canaryctl.kube.store import ConfigMapStore, Record, RolloutStore
+from canaryctl.kube.store import identity as process_identity
 from canaryctl.kube.workloads import DeploymentInfo
 from canaryctl.routers import Router, make_router
 
@@ -95,19 +96,43 @@ class Engine:
         clock: Callable[[], float] = time.time,
         identity: str | None = None,
         record_events: bool = True,
+        store: RolloutStore | None = None,
     ) -> None:
+        if spec.stable is None or spec.canary is None:
+            raise SpecError(
+                "targetRef",
+                "managed mode is driven by the operator, which resolves targetRef into the "
+                "<target>-primary and <target> Deployments before building an Engine",
+            )
         self.client = client
         self.spec = spec
-        self.store = Store(client)
+        # Where the record lives: a ConfigMap (CLI) or the Canary resource (operator).
+        self.store: RolloutStore = store if store is not None else ConfigMapStore(client)
         self.sink = sink
         self.analysis = analysis or Analysis.from_spec(
             spec, secrets=secrets.getter(client, spec.namespace)
         )
         self.clock = clock
-        self.me = identity or store.identity()
+        self.me = identity or process_identity()
         self.record_events = record_events
         self.canary_ns = spec.canary_namespace or spec.namespace
         self._started = clock()
+
+    @classmethod
+    def for_canary(cls, client: Client, canary: object, **options: object) -> Engine:
+        """An Engine for a Canary resource (pair mode): its spec, its status as the store.
+
+        `canary` is the Canary object (lightkube resource or mapping) as read or watched;
+        SpecError names the invalid field. `options` go to `Engine(...)` (sink, analysis,
+        clock, identity, record_events); the store is a `CanaryStore`, whose lease is the
+        operator's leader election (see `canaryctl.kube.canary_store`).
+        """
+        from canaryctl.kube.canary import spec_of
+        from canaryctl.kube.canary_store import CanaryStore
+
+        clock = options.get("clock", time.time)
+        store = CanaryStore(client, clock=clock)  # type: ignore[arg-type]
+        return cls(client, spec_of(canary), store=store, **options)  # type: ignore[arg-type]
 
     # --- setup ---------------------------------------------------------------
 
@@ -130,7 +155,10 @@ class Engine:
                 Record(name=self.spec.name, namespace=self.spec.namespace, spec=wanted)
             )
         status = CanaryStatus.from_dict(record.status) if record.status else None
-        if record.spec != wanted:
+        # A Canary resource always shows the current spec, so its record also counts as
+        # changed when the stored status was decided for another spec.
+        stale = status is not None and status.observed_spec_hash not in ("", self.spec.fingerprint)
+        if record.spec != wanted or stale:
             if status is not None and not status.phase.terminal:
                 # A live rollout with an edited spec: the core adopts the new spec safely.
                 self._notice("Warning", "SpecChanged", "spec differs from the stored one")
@@ -151,10 +179,8 @@ class Engine:
         now = self.clock()
         record = self.store.get(self.spec.name, self.spec.namespace)
         if record is None:
-            raise ClusterError(
-                f"rollout record configmap/{store.PREFIX}{self.spec.name} disappeared"
-            )
-        if not store.lease_free(record, self.me, now):
+            raise ClusterError(f"rollout record {self.store.describe(self.spec.name)} disappeared")
+        if not self.store.lease_free(record, self.me, now):
             raise LeaseHeld(record.holder or "?", now - record.renewed)
         status = CanaryStatus.from_dict(record.status) if record.status else None
 

@@ -1,5 +1,12 @@
 """Rollout state kept in the cluster, so any process can resume or steer a rollout.
 
+`RolloutStore` is the interface the Engine and the CLI use; it has two backends:
+- `ConfigMapStore` (this module; `Store` is the same class): zero-install mode, used by
+  `canaryctl rollout`;
+- `canaryctl.kube.canary_store.CanaryStore`: operator mode, backed by a `Canary` resource
+  (spec in `.spec`, rollout status in the `.status` subresource).
+One rollout has exactly one record in one backend: never two sources of truth.
+
 Zero-install mode keeps one ConfigMap per canary, ``canaryctl-<name>``, in the canary's
 namespace:
 - ``data.spec`` / ``data.status``: the rollout's spec and status as JSON;
@@ -20,7 +27,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
@@ -38,9 +45,23 @@ COMMANDS = ("promote", "abort", "pause", "resume")
 LEASE_SECONDS = 15.0
 
 
+Source = Literal["configmap", "canary"]
+
+
 @dataclass
 class Record:
-    """One canary's stored spec, status, pending command and lease."""
+    """One canary's stored spec, status, pending command and lease.
+
+    `spec` is the camelCase spec mapping (as `CanarySpec.model_dump(by_alias=True)` writes
+    it for ConfigMaps; as the user wrote it, plus name and namespace, for a Canary).
+    `status` is `CanaryStatus.to_dict()` or None before the first decision. `command` is
+    the latest user command; the Engine acknowledges it by storing its id as the status'
+    `lastCommandId`. `holder`/`renewed` are the lease (ConfigMap backend only).
+    `resource_version` guards every write. `source` tells the backend, `generation` is
+    the Canary's metadata.generation when read (None for ConfigMaps); `spec_hash` the
+    fingerprint of the Canary's spec when read, and `status_extra` the Canary's status
+    keys around the rollout status (conditions, observedGeneration); both Canary only.
+    """
 
     name: str
     namespace: str
@@ -51,6 +72,51 @@ class Record:
     renewed: float = 0.0
     resource_version: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    source: Source = "configmap"
+    generation: int | None = None
+    spec_hash: str | None = None
+    status_extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RolloutStore(Protocol):
+    """Where one rollout's record lives: what the Engine and the CLI need, nothing more.
+
+    Every write is guarded by `Record.resource_version` and raises ConflictError when
+    another actor wrote in between; the Engine persists each decision with `update`
+    before acting on it.
+    """
+
+    #: "configmap" or "canary": shown by `canaryctl get`.
+    source: Source
+
+    def describe(self, name: str) -> str:
+        """The object holding the record, for messages (e.g. `configmap/canaryctl-app`)."""
+        ...
+
+    def get(self, name: str, namespace: str) -> Record | None:
+        """The stored record, or None when there is none."""
+        ...
+
+    def list(self, namespace: str | None) -> list[Record]:
+        """Every record in a namespace (None: all namespaces)."""
+        ...
+
+    def create(self, record: Record) -> Record:
+        """Store the record of a new rollout; ConflictError if one exists."""
+        ...
+
+    def update(self, record: Record) -> Record:
+        """Write status (and lease) back, only if nobody wrote since it was read."""
+        ...
+
+    def send_command(self, name: str, namespace: str, action: str, full: bool = False) -> Record:
+        """Leave a user command (promote, abort, pause, resume) for the driving process."""
+        ...
+
+    def lease_free(self, record: Record, me: str, now: float) -> bool:
+        """Whether process `me` may drive this rollout now."""
+        ...
 
 
 def identity() -> str:
@@ -68,11 +134,25 @@ def holder_is_dead(holder: str | None) -> bool:
     return not os.path.exists(f"/proc/{pid}")
 
 
-class Store:
-    """Reads and writes Records; all writes use optimistic concurrency."""
+class ConfigMapStore:
+    """The zero-install backend: one ConfigMap `canaryctl-<name>` per rollout.
+
+    Reads and writes Records; all writes use optimistic concurrency. The lease lives in
+    the ConfigMap's annotations and is renewed by every `update` of the driving process.
+    """
+
+    source: Source = "configmap"
 
     def __init__(self, client: Client) -> None:
         self.client = client
+
+    def describe(self, name: str) -> str:
+        """`configmap/canaryctl-<name>`."""
+        return f"configmap/{PREFIX}{name}"
+
+    def lease_free(self, record: Record, me: str, now: float) -> bool:
+        """Free, held by `me`, expired, or held by a dead process on this host."""
+        return lease_free(record, me, now)
 
     def get(self, name: str, namespace: str) -> Record | None:
         """The stored record, or None when no rollout of that name exists."""
@@ -165,6 +245,10 @@ class Store:
                 raise ClusterError(
                     f"deleting configmap/{PREFIX}{name}: {exc.status.message}"
                 ) from exc
+
+
+#: The original name of the ConfigMap backend.
+Store = ConfigMapStore
 
 
 def lease_free(record: Record, me: str, now: float) -> bool:
