@@ -94,6 +94,7 @@ def test_cache_wakes_the_canaries_that_read_a_config() -> None:
     assert cache.put_config("ConfigMap", config) == {key}
     assert cache.put_config("ConfigMap", config) == set()  # same data: nobody to wake
     assert cache.put_config("ConfigMap", {**config, "data": {"a": "2"}}) == {key}
-    assert cache.put_config("ConfigMap", {**config, "metadata": {"name": "x", "namespace": "ns"}}) == set()  # fmt: skip
+    unread = {**config, "metadata": {"name": "x", "namespace": "ns"}}
+    assert cache.put_config("ConfigMap", unread) == set()
     cache.drop_canary(key)
     assert cache.put_deployment(_target()) == set()

@@ -410,6 +410,22 @@ class CanarySpec(BaseModel):
         """True in managed mode (targetRef), which only the operator drives."""
         return self.target_ref is not None
 
+    def resolved(self) -> CanarySpec:
+        """Pair-mode view of a managed spec: `<target>-primary` is the stable, the target the
+        canary, and promotion scales the primary to zero (the operator copies the promoted
+        template into it afterwards) instead of deleting it. A pair-mode spec is returned
+        as it is. The fingerprint of the result is what a rollout's status records."""
+        if self.target_ref is None:
+            return self
+        target = self.target_ref.name
+        return self.model_copy(
+            update={
+                "stable": f"{target}-primary",
+                "canary": target,
+                "on_promotion": "scale-to-zero",
+            }
+        )
+
     @property
     def plan_length(self) -> int:
         """Number of steps before promotion (a final setWeight 100 is the promotion)."""

@@ -214,7 +214,7 @@ def record_of(obj: Any) -> Record:
         annotations={k: v for k, v in annotations.items() if k != COMMAND},
         source="canary",
         generation=meta.get("generation"),
-        spec_hash=spec_model.fingerprint if spec_model is not None else None,
+        spec_hash=spec_model.resolved().fingerprint if spec_model is not None else None,
         status_extra=around,
     )
 

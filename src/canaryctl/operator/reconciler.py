@@ -21,12 +21,13 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
-from canaryctl.core.models import CanarySpec, CanaryStatus, Phase, parse_spec
+from canaryctl.core.conditions import invalid_spec_conditions
+from canaryctl.core.models import CanarySpec, CanaryStatus, Phase
 from canaryctl.driver.engine import Engine, LeaseHeld
 from canaryctl.errors import ClusterError, ConflictError, SpecError
 from canaryctl.kube import workloads
+from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
-from canaryctl.kube.store import Record
 from canaryctl.operator import managed
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
@@ -36,7 +37,6 @@ from canaryctl.routers import make_router
 log = logging.getLogger(__name__)
 
 FINALIZER = "canaryctl.dev/finalizer"
-API_VERSION = "canaryctl.dev/v1alpha1"
 #: Seconds to the next look while a step waits on something no watch reports.
 RETRY_SOON = 0.5
 
@@ -50,31 +50,15 @@ class _Entry:
 
 
 def engine_spec(body: Mapping[str, Any]) -> CanarySpec:
-    """The rollout spec of a Canary resource; managed mode names target and primary."""
-    meta = body["metadata"]
-    data = {k: v for k, v in dict(body.get("spec") or {}).items()}
-    data["name"], data["namespace"] = meta["name"], meta["namespace"]
-    target = data.pop("targetRef", None)
-    if target is not None:
-        if not isinstance(target, Mapping) or not target.get("name"):
-            raise SpecError("targetRef.name", "is required: the Deployment to manage")
-        if target.get("kind", "Deployment") != "Deployment":
-            raise SpecError("targetRef.kind", "only Deployment is supported")
-        for field in ("stable", "canary"):
-            if data.get(field):
-                raise SpecError(field, "give either targetRef or stable/canary, not both")
-        data["stable"] = managed.primary_name(target["name"])
-        data["canary"] = target["name"]
-        # The primary is kept, not deleted: promotion copies the template into it.
-        data["onPromotion"] = "scale-to-zero"
-        router = data.get("router") or {}
-        if isinstance(router, Mapping) and router.get("kind", "replicas") != "replicas":
-            raise SpecError(
-                "router.kind",
-                "managed mode (targetRef) works with the replicas router for now; name the "
-                "two Deployments with stable/canary to use a weight router",
-            )
-    return parse_spec(data)
+    """The rollout spec of a Canary resource; managed mode resolved to its two Deployments."""
+    spec = spec_of(body)
+    if spec.managed and spec.router.kind != "replicas":
+        raise SpecError(
+            "router.kind",
+            "managed mode (targetRef) works with the replicas router for now; name the "
+            "two Deployments with stable/canary to use a weight router",
+        )
+    return spec.resolved()
 
 
 def status_of(body: Mapping[str, Any]) -> CanaryStatus | None:
@@ -145,7 +129,7 @@ class Reconciler:
         try:
             if deleting:
                 return self._finalize(key, body, spec, status)
-            if "targetRef" in (body.get("spec") or {}):
+            if spec.managed:
                 return self._managed(key, body, spec, status)
             return self._pair(key, body, spec, status)
         except SpecError as exc:
@@ -325,7 +309,7 @@ class Reconciler:
             return self._tick(key, body, spec)
         baseline = (status.baseline_replicas if status else 0) or 1
         make_router(self.client, spec, baseline).cleanup()
-        if "targetRef" in (body.get("spec") or {}):
+        if spec.managed:
             delay = self._release_target(spec, status)
             if delay is not None:
                 return delay
@@ -398,7 +382,7 @@ class Reconciler:
                         max(self.clock() - started, 0.0)
                     )
             # managed mode continues (hand-over, marking a failed template) on the next pass
-            return 0.0 if "targetRef" in (body.get("spec") or {}) else None
+            return 0.0 if spec.managed else None
         delay = self.interval
         if st.pause_until is not None:
             delay = min(delay, max(st.pause_until - self.clock(), 0.05))
@@ -413,9 +397,14 @@ class Reconciler:
             return
         self._refused[key] = (generation, str(exc))
         self.recorder.emit(body, "Warning", "InvalidSpec", f"{exc}; nothing was changed")
-        self.store.report_invalid(key[1], key[0], exc) if hasattr(
-            self.store, "report_invalid"
-        ) else None
+        previous = (body.get("status") or {}).get("conditions") or ()
+        conditions = invalid_spec_conditions(
+            exc.field, exc.reason, generation, self.clock(), previous
+        )
+        try:
+            self.store.write_conditions(key[1], key[0], conditions, generation)
+        except ClusterError as err:
+            log.warning("could not report the invalid spec of %s/%s: %s", *key, err)
 
     def _set_finalizer(self, body: dict, *, add: bool) -> None:
         meta = body["metadata"]
@@ -429,7 +418,7 @@ class Reconciler:
         ]
         try:
             self.client.patch(
-                self.store.resource, meta["name"], ops, namespace=meta["namespace"],
+                Canary, meta["name"], ops, namespace=meta["namespace"],
                 patch_type=PatchType.JSON,
             )  # fmt: skip
         except ApiError as exc:
@@ -464,6 +453,3 @@ class _EventSink:
 
     def snapshot(self, snap: Any) -> None:
         return
-
-
-__all__ = ["FINALIZER", "Reconciler", "Record", "engine_spec", "status_of"]
