@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries test demo lint format clean-testenv
+.PHONY: install system-deps binaries test demo lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: system-deps binaries
 
 demo: system-deps binaries
 	$(BIN)/canaryctl demo
+
+# Operator cost at 100/300/1000 Canary resources (minutes; not part of `make test`).
+bench-operator: binaries
+	nice -n 10 $(BIN)/python benchmarks/operator.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
