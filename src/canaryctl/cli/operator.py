@@ -26,8 +26,12 @@ def operator(
         int, typer.Option("--health-port", help="Port of /healthz and /readyz (0: off).")
     ] = 8081,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between looks at an active rollout.")
-    ] = 2.0,
+        float,
+        typer.Option(
+            "--interval",
+            help="Most seconds between looks at an active rollout (watch events wake it sooner).",
+        ),
+    ] = 5.0,
     lease_namespace: Annotated[
         str | None,
         typer.Option("--lease-namespace", help="Namespace of the leader-election Lease."),

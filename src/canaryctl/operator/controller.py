@@ -149,7 +149,7 @@ class Options:
     namespaces: Sequence[str] = ()
     metrics_port: int | None = 8080
     health_port: int | None = 8081
-    interval: float = 2.0
+    interval: float = 5.0
     workers: int = 8
     lease_name: str = "canaryctl-operator"
     lease_namespace: str = "default"
@@ -195,7 +195,11 @@ class Operator:
     # --- kopf handlers --------------------------------------------------------------------
 
     def registry(self) -> kopf.OperatorRegistry:
-        """The kopf handlers: watch events only (kopf writes nothing to our objects)."""
+        """The kopf handlers: watch events only (kopf writes nothing to our objects).
+
+        They are coroutines, so they run on the event loop with the scheduler (kopf would
+        run plain functions in threads); each only updates the cache and wakes canaries.
+        """
         registry = kopf.OperatorRegistry()
 
         @kopf.on.startup(registry=registry)
@@ -211,7 +215,7 @@ class Operator:
             return kopf.login_with_kubeconfig(**kwargs)
 
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-        def canary_event(type: str, body: kopf.Body, **_: Any) -> None:
+        async def canary_event(type: str, body: kopf.Body, **_: Any) -> None:
             meta = body["metadata"]
             key = (meta["namespace"], meta["name"])
             if type == "DELETED":
@@ -223,20 +227,20 @@ class Operator:
             self.scheduler.wake(key)
 
         @kopf.on.event("apps", "v1", "deployments", registry=registry)
-        def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
+        async def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
             for key in self.cache.put_deployment(body, deleted=type == "DELETED"):
                 self.scheduler.wake(key)
 
         for kind, plural in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
 
-            def config_event(type: str, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+            async def config_event(type: str, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
                 for key in self.cache.put_config(_kind, body, deleted=type == "DELETED"):
                     self.scheduler.wake(key)
 
             kopf.on.event("", "v1", plural, registry=registry, id=f"{plural}-event")(config_event)
 
         @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
-        def endpointslice_event(body: kopf.Body, **_: Any) -> None:
+        async def endpointslice_event(body: kopf.Body, **_: Any) -> None:
             meta = body["metadata"]
             service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
             for key in self.cache.service_woken(meta["namespace"], service):

@@ -19,6 +19,7 @@ from typing import Any
 
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from canaryctl.core.conditions import invalid_spec_conditions
@@ -87,7 +88,7 @@ class Reconciler:
         metrics: Metrics,
         recorder: Recorder,
         identity: str,
-        interval: float = 2.0,
+        interval: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -148,7 +149,7 @@ class Reconciler:
         # A new Canary, or a new spec after a finished rollout: a new rollout.
         self._engine(key, spec).validate()
         self._reset(key, spec, "NewRollout", "starting a rollout of the spec")
-        return self._tick(key, body, spec)
+        return self._tick(key, body, spec)  # (a rollout found running goes on)
 
     # --- managed mode ---------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class Reconciler:
         failed = ann.get(managed.FAILED_HASH)
         if _active(status):
             if candidate and current != candidate:
-                self._supersede(key, body)
+                self._supersede(key, body, spec, current)
             return self._tick(key, body, spec)
         phase = status.phase if status is not None else None
         target_replicas = (target.get("spec") or {}).get("replicas", 1)
@@ -180,14 +181,32 @@ class Reconciler:
         if target_replicas:
             return self._retire_target(key, spec, target, primary, status)
         if current not in (promoted, failed):
+            # The cache may lag our own last write (a failed hash, a new template): decide
+            # to start a rollout only on a fresh read of the primary.
+            primary = self._fresh(spec.namespace, spec.stable)
+            ann = (primary or {}).get("metadata", {}).get("annotations") or {}
+            if primary is None or current in (
+                ann.get(managed.TEMPLATE_HASH),
+                ann.get(managed.FAILED_HASH),
+            ):
+                return None
             if not _ready(primary, (primary.get("spec") or {}).get("replicas", 1)):
                 return None  # the primary's next status change wakes us
             self._annotate(primary, {managed.CANDIDATE_HASH: current})
-            self._reset(key, spec, "NewRevision",
-                        f"deployment/{spec.canary} changed (template {current}); "
-                        "starting a rollout with it as canary")  # fmt: skip
-            return self._tick(key, body, spec)
+            if self._reset(key, spec, "NewRevision",
+                           f"deployment/{spec.canary} changed (template {current}); "
+                           "starting a rollout with it as canary"):  # fmt: skip
+                return self._tick(key, body, spec)
         return None
+
+    def _fresh(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment read from the API (not the cache), as a plain mapping."""
+        try:
+            return self.client.get(Deployment, name, namespace=namespace).to_dict()
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise ClusterError(f"reading deployment/{name}: {exc.status.message}") from exc
 
     def _target_hash(self, ns: str, target: Mapping[str, Any]) -> str:
         template = (target.get("spec") or {}).get("template") or {}
@@ -255,6 +274,7 @@ class Reconciler:
     ) -> float | None:  # fmt: skip
         """No rollout runs and the target has replicas: the primary takes the traffic back
         (at full capacity first), then the target goes to 0."""
+        primary = self._fresh(spec.namespace, spec.stable) or primary  # never act on a lag
         want = (primary.get("spec") or {}).get("replicas") or 0
         if not want:
             want = (status.baseline_replicas if status else 0) or max(
@@ -268,9 +288,13 @@ class Reconciler:
                         generation=target["metadata"].get("generation"))  # fmt: skip
         return None
 
-    def _supersede(self, key: Key, body: dict) -> None:
+    def _supersede(self, key: Key, body: dict, spec: CanarySpec, current: str) -> None:
         """A newer template arrived mid-rollout: roll this one back; the next rollout takes
         the newest template (the analysis restarts, two versions are never mixed)."""
+        primary = self._fresh(spec.namespace, spec.stable)  # the cache may lag our write
+        ann = (primary or {}).get("metadata", {}).get("annotations") or {}
+        if ann.get(managed.CANDIDATE_HASH) == current:
+            return
         record = self.store.get(*reversed(key))
         if record is None:
             return
@@ -347,12 +371,20 @@ class Reconciler:
             self._engines[key] = entry
         return entry.engine
 
-    def _reset(self, key: Key, spec: CanarySpec, reason: str, message: str) -> None:
-        """Start a rollout: a fresh Pending status (keeping the last command acted on)."""
+    def _reset(self, key: Key, spec: CanarySpec, reason: str, message: str) -> bool:
+        """Start a rollout: a fresh Pending status (keeping the last command acted on).
+
+        Decided on the cache, so checked again on a fresh read: a rollout already running
+        (the watch had not shown it yet) is never restarted. Returns whether it started.
+        """
         record = self.store.get(key[1], key[0])
         if record is None:
             raise ClusterError(f"canary {key[0]}/{key[1]} disappeared")
         old = CanaryStatus.from_dict(record.status) if record.status else None
+        if _active(old):
+            return False
+        if not spec.managed and old is not None and old.observed_spec_hash == spec.fingerprint:
+            return False
         fresh = CanaryStatus(last_command_id=old.last_command_id if old else None)
         record.status = fresh.to_dict()
         self.store.update(record)
@@ -360,6 +392,7 @@ class Reconciler:
         body = self.cache.canaries.get(key)
         if body is not None:
             self.recorder.emit(body, "Normal", reason, message)
+        return True
 
     def _tick(self, key: Key, body: dict, spec: CanarySpec) -> float | None:
         engine = self._engine(key, spec)
@@ -381,8 +414,9 @@ class Reconciler:
                     self.metrics.duration.labels(key[0], key[1], st.phase.value).observe(
                         max(self.clock() - started, 0.0)
                     )
-            # managed mode continues (hand-over, marking a failed template) on the next pass
-            return 0.0 if spec.managed else None
+            # Managed mode continues (hand-over, marking a failed template) when the watch
+            # brings this status back: deciding on the cache before that would be stale.
+            return None
         delay = self.interval
         if st.pause_until is not None:
             delay = min(delay, max(st.pause_until - self.clock(), 0.05))
