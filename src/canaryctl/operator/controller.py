@@ -24,13 +24,14 @@ from typing import Any
 import kopf
 from lightkube import Client
 
+from canaryctl.core.models import Phase
 from canaryctl.errors import CanaryError
 from canaryctl.kube.store import identity as process_identity
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.leader import LeaderElector
 from canaryctl.operator.metrics import Metrics, count_requests, serve
-from canaryctl.operator.reconciler import Reconciler, status_of
+from canaryctl.operator.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "canaries"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 #: Delays after a failed reconcile (seconds), growing with consecutive failures.
 ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 
 
 class Scheduler:
@@ -184,6 +186,7 @@ class Operator:
         )  # fmt: skip
         self.ready = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._active_keys: set[Key] = set()
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -221,9 +224,10 @@ class Operator:
             if type == "DELETED":
                 self.cache.drop_canary(key)
                 self.metrics.forget(*key)
+                self._count(key, None)
             else:
                 self.cache.put_canary(body)
-            self._count()
+                self._count(key, body)
             self.scheduler.wake(key)
 
         @kopf.on.event("apps", "v1", "deployments", registry=registry)
@@ -244,20 +248,22 @@ class Operator:
             meta = body["metadata"]
             service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
             for key in self.cache.service_woken(meta["namespace"], service):
-                canary = self.cache.canaries.get(key)
-                status = status_of(canary) if canary else None
-                if status is not None and not status.phase.terminal:
+                if key in self._active_keys:
                     self.scheduler.wake(key)  # only a running rollout waits on endpoints
 
         return registry
 
-    def _count(self) -> None:
+    def _count(self, key: Key, body: Any | None) -> None:
+        """Gauges of known and active canaries, kept incrementally (O(1) per event)."""
+        phase = ((body or {}).get("status") or {}).get("phase") if body is not None else None
+        was = key in self._active_keys
+        now = phase is not None and phase not in TERMINAL
+        if now and not was:
+            self._active_keys.add(key)
+        elif was and not now:
+            self._active_keys.discard(key)
         self.metrics.canaries.set(len(self.cache.canaries))
-        active = 0
-        for body in self.cache.canaries.values():
-            st = status_of(body)
-            active += st is not None and not st.phase.terminal
-        self.metrics.active.set(active)
+        self.metrics.active.set(len(self._active_keys))
 
     # --- running --------------------------------------------------------------------------
 
