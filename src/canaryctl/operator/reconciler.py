@@ -113,6 +113,8 @@ class Reconciler:
             return None
         meta = body["metadata"]
         deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and FINALIZER not in (meta.get("finalizers") or []):
+            return None  # already let go; the object disappears with its last finalizer
         if not deleting and FINALIZER not in (meta.get("finalizers") or []):
             self._set_finalizer(body, add=True)
             return None  # the update comes back through the watch
