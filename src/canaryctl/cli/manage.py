@@ -1,7 +1,9 @@
 """`canaryctl get|promote|abort|pause|resume`: steer rollouts from any terminal.
 
 Commands are written into the rollout's record in the cluster; whichever process drives
-the rollout (a `canaryctl rollout` elsewhere, or the operator) acts on them.
+the rollout (a `canaryctl rollout` elsewhere, or the operator) acts on them. A rollout's
+record is a ConfigMap (`canaryctl rollout`) or a Canary resource (the operator); a Canary
+of the name wins, as `canaryctl rollout` refuses to drive what a Canary owns.
 """
 
 from __future__ import annotations
@@ -20,17 +22,36 @@ NameArg = Annotated[str, typer.Argument(help="Rollout name.")]
 NsOpt = Annotated[str, typer.Option("-n", "--namespace")]
 
 
-def _store(kubeconfig, context):
+def _stores(kubeconfig, context):
+    """Both backends, the Canary resource first."""
+    from canaryctl.kube.canary_store import CanaryStore
     from canaryctl.kube.client import make_client
-    from canaryctl.kube.store import Store
+    from canaryctl.kube.store import ConfigMapStore
 
-    return Store(make_client(kubeconfig, context))
+    client = make_client(kubeconfig, context)
+    return [CanaryStore(client), ConfigMapStore(client)]
 
 
 def _send(action: str, name: str, namespace: str, kubeconfig, context, full: bool = False) -> None:
+    from canaryctl.errors import ClusterError
+
     with exits.errors_to_exit_codes():
-        _store(kubeconfig, context).send_command(name, namespace, action, full)
-    print(f"{action}{' (full)' if full else ''} sent to {namespace}/{name}", file=sys.stderr)
+        for store in _stores(kubeconfig, context):
+            try:
+                store.send_command(name, namespace, action, full)
+            except ClusterError as exc:
+                if str(exc).startswith("no rollout named"):
+                    continue
+                raise
+            where = store.describe(name)
+            break
+        else:
+            raise ClusterError(
+                f"no rollout named {name} in namespace {namespace} "
+                "(neither a Canary resource nor a `canaryctl rollout` record)"
+            )
+    what = f"{action}{' (full)' if full else ''}"
+    print(f"{what} sent to {namespace}/{name} ({where})", file=sys.stderr)
 
 
 def promote(
@@ -88,7 +109,7 @@ def get(
     from rich.live import Live
 
     with exits.errors_to_exit_codes():
-        store = _store(kubeconfig, context)
+        store = _stores(kubeconfig, context)
         if output == "json":
             print(json.dumps(_describe_json(store, name, namespace, all_namespaces), indent=2))
             return
@@ -106,15 +127,17 @@ def get(
                 return
 
 
-def _records(store, name, namespace, all_namespaces):
+def _records(stores, name, namespace, all_namespaces):
     from canaryctl.errors import ClusterError
 
     if name is None:
-        return store.list(None if all_namespaces else namespace)
-    record = store.get(name, namespace)
-    if record is None:
-        raise ClusterError(f"no rollout named {name} in namespace {namespace}")
-    return [record]
+        found = [r for s in stores for r in s.list(None if all_namespaces else namespace)]
+        return sorted(found, key=lambda r: (r.namespace, r.name, r.source))
+    for store in stores:
+        record = store.get(name, namespace)
+        if record is not None:
+            return [record]
+    raise ClusterError(f"no rollout named {name} in namespace {namespace}")
 
 
 def _describe_json(store, name, namespace, all_namespaces):
@@ -124,6 +147,8 @@ def _describe_json(store, name, namespace, all_namespaces):
             "namespace": r.namespace,
             "spec": r.spec,
             "status": r.status,
+            "source": r.source,
+            "conditions": r.status_extra.get("conditions", []),
             "holder": r.holder,
         }
         for r in _records(store, name, namespace, all_namespaces)
@@ -137,31 +162,40 @@ def _render(store, name, namespace, all_namespaces):
     from canaryctl.cli.views import render
     from canaryctl.core.models import CanaryStatus, parse_spec
     from canaryctl.driver.engine import snapshot_of
+    from canaryctl.errors import SpecError
     from canaryctl.kube import workloads
 
     records = _records(store, name, namespace, all_namespaces)
     if name is None:
         table = Table(title="canaries")
-        for col in ("namespace", "name", "phase", "step", "weight", "reason", "driver"):
+        for col in ("namespace", "name", "source", "phase", "step", "weight", "reason", "driver"):
             table.add_column(col)
         for r in records:
             st = r.status or {}
             table.add_row(
                 r.namespace,
                 r.name,
+                "Canary" if r.source == "canary" else "ConfigMap",
                 st.get("phase", "Pending"),
                 str(st.get("stepIndex", 0) + 1),
                 f"{st.get('weight', 0)}%",
-                st.get("reason", ""),
-                r.holder or "-",
+                st.get("reason", "") or _not_ready(r),
+                "operator" if r.source == "canary" else (r.holder or "-"),
             )
         return table
     r = records[0]
-    spec = parse_spec(r.spec)
+    try:
+        spec = parse_spec(r.spec)
+    except SpecError as exc:
+        if r.source != "canary":
+            raise
+        # The operator refuses such a Canary (Ready=False); show why rather than fail.
+        return Group(_conditions_table(r), f"invalid spec: {exc.field}: {exc.reason}")
     status = CanaryStatus.from_dict(r.status) if r.status else CanaryStatus()
-    client = store.client
-    stable = workloads.read_deployment(client, spec.stable, spec.namespace)
-    canary = workloads.read_deployment(client, spec.canary, spec.canary_namespace or spec.namespace)
+    client = store[0].client
+    stable_name, canary_name = spec.pair
+    stable = workloads.read_deployment(client, stable_name, spec.namespace)
+    canary = workloads.read_deployment(client, canary_name, spec.canary_namespace or spec.namespace)
     started = status.started_at or time.time()
     snap = snapshot_of(spec, status, stable, canary, None, time.time() - started)
     history = Table(title="checks (newest last)", box=None)
@@ -176,4 +210,37 @@ def _render(store, name, namespace, all_namespaces):
             "" if c.threshold is None else f"{c.threshold:.4g}",
             c.message[:80],
         )
-    return Group(render(snap, []), history)
+    parts = [render(snap, []), history]
+    if r.source == "canary":
+        parts.insert(0, _conditions_table(r))
+    return Group(*parts)
+
+
+def _not_ready(record) -> str:
+    """The Ready condition's reason when it is not True (e.g. InvalidSpec), else ''."""
+    for c in record.status_extra.get("conditions", []):
+        if c.get("type") == "Ready" and c.get("status") != "True":
+            return f"{c.get('reason')}: {c.get('message', '')}"[:80]
+    return ""
+
+
+def _conditions_table(record):
+    from rich.table import Table
+
+    extra = record.status_extra
+    table = Table(
+        title=f"canary/{record.name} (generation {record.generation}, observed "
+        f"{extra.get('observedGeneration', '-')})",
+        box=None,
+    )
+    for col in ("condition", "status", "reason", "since", "message"):
+        table.add_column(col)
+    for c in extra.get("conditions", []):
+        table.add_row(
+            c.get("type", ""),
+            c.get("status", ""),
+            c.get("reason", ""),
+            c.get("lastTransitionTime", ""),
+            c.get("message", "")[:80],
+        )
+    return table

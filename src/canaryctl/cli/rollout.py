@@ -29,6 +29,8 @@ def load_spec_file(path: Path, namespace: str | None) -> dict[str, Any]:
         raise SpecError(str(path), f"cannot read spec file: {exc}") from exc
     if not isinstance(data, dict):
         raise SpecError(str(path), "must hold a mapping (a Canary manifest or its spec)")
+    if data.get("kind") not in (None, "Canary"):
+        raise SpecError("kind", f"{data['kind']!r} is not a Canary (kind: Canary)")
     if "spec" in data:
         meta = data.get("metadata") or {}
         flat = {**data["spec"], "name": meta.get("name", data["spec"].get("name"))}
@@ -58,12 +60,23 @@ def build_spec(
     canary_namespace: str | None = None,
     scale_down_delay: str | None = None,
 ):
-    """The spec from -f or from the quick-mode flags; SpecError names the bad field."""
+    """The spec from -f or from the quick-mode flags; SpecError names the bad field.
+
+    Managed mode (`targetRef`) is refused: only the operator drives it.
+    """
     from canaryctl.core.models import parse_spec, quick_spec
     from canaryctl.errors import SpecError
 
     if file is not None:
-        return parse_spec(load_spec_file(file, namespace))
+        spec = parse_spec(load_spec_file(file, namespace))
+        if spec.managed:
+            raise SpecError(
+                "targetRef",
+                "managed mode is for the canaryctl operator: apply the Canary with "
+                "`kubectl apply -f` and the operator runs it; `canaryctl rollout` and "
+                "`canaryctl plan` need stable and canary Deployments",
+            )
+        return spec
     for flag, value in (("--stable", stable), ("--canary", canary), ("--service", service)):
         if not value:
             raise SpecError(flag, "is required (or give a full spec with -f canary.yaml)")
@@ -211,6 +224,7 @@ def rollout(
     ] = False,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    from_canary: Annotated[str | None, typer.Option("--from-canary", hidden=True)] = None,
 ) -> None:
     """Run a canary to its end: exit 0 promoted, 3 rolled back, 4 aborted, 2 invalid input."""
     from canaryctl.cli.views import make_view
@@ -224,12 +238,23 @@ def rollout(
         routing = router_options(
             router, ingress, virtual_service, destination_rule, httproute, header, cookie, mirror
         )
+        client = make_client(kubeconfig, context)
+        if from_canary is not None:
+            if not dry_run:
+                from canaryctl.errors import SpecError
+
+                raise SpecError(
+                    "--from-canary",
+                    "only `canaryctl plan` reads a Canary; the operator drives Canary resources",
+                )
+            spec = _canary_spec(client, from_canary, namespace or "default")
+            _print_plan(client, spec, resource=True)
+            return
         spec = build_spec(
             file, name, namespace, stable, canary, service, steps, pause,
             ready_deadline, max_restarts, on_promotion, analysis, replica_mode,
             routing, canary_namespace, scale_down_delay,
         )  # fmt: skip
-        client = make_client(kubeconfig, context)
         if dry_run:
             _print_plan(client, spec)
             return
@@ -260,7 +285,28 @@ def rollout(
     raise typer.Exit(exits.ABORTED if status.reason == "Aborted" else exits.ROLLED_BACK)
 
 
-def _print_plan(client, spec) -> None:
+def _canary_spec(client, name: str, namespace: str):
+    """The spec of the Canary resource `name` (pair mode), for `plan --from-canary`."""
+    from lightkube.core.exceptions import ApiError
+
+    from canaryctl.errors import ClusterError, SpecError
+    from canaryctl.kube.canary import Canary, spec_of
+
+    try:
+        obj = client.get(Canary, name, namespace=namespace)
+    except ApiError as exc:
+        raise ClusterError(f"reading canary/{name} in {namespace}: {exc.status.message}") from exc
+    spec = spec_of(obj)
+    if spec.managed:
+        raise SpecError(
+            "targetRef",
+            "planning managed mode needs the operator's <target>-primary; "
+            "plan works on pair-mode Canaries (stable and canary)",
+        )
+    return spec
+
+
+def _print_plan(client, spec, resource: bool = False) -> None:
     from canaryctl.driver.plan import plan
     from canaryctl.kube import workloads
     from canaryctl.routers import make_router
@@ -272,7 +318,8 @@ def _print_plan(client, spec) -> None:
         raise SpecError("stable", f"deployment/{spec.stable} not found in {spec.namespace}")
     canary = workloads.read_deployment(client, spec.canary, spec.canary_namespace or spec.namespace)
     setup = make_router(client, spec, max(stable.desired_replicas, 1)).reconcile()
-    for line in plan(spec, stable.desired_replicas, canary.desired_replicas, setup):
+    lines = plan(spec, stable.desired_replicas, canary.desired_replicas, setup, resource=resource)
+    for line in lines:
         print(line)
 
 
@@ -283,7 +330,21 @@ def plan_command(**options: Any) -> None:
 
 # `plan` takes exactly rollout's options, minus the ones that only matter when running.
 _ROLLOUT_ONLY = {"dry_run", "output", "interval"}
+# Options only `plan` shows (rollout keeps the parameter, hidden, to share one code path).
+_PLAN_ONLY = {
+    "from_canary": Annotated[
+        str | None,
+        typer.Option(
+            "--from-canary",
+            help="Plan the Canary resource of this name (in -n) as stored in the cluster.",
+        ),
+    ],
+}
 _ROLLOUT = inspect.signature(rollout, eval_str=True)
 plan_command.__signature__ = _ROLLOUT.replace(  # type: ignore[attr-defined]
-    parameters=[p for p in _ROLLOUT.parameters.values() if p.name not in _ROLLOUT_ONLY]
+    parameters=[
+        p.replace(annotation=_PLAN_ONLY[p.name]) if p.name in _PLAN_ONLY else p
+        for p in _ROLLOUT.parameters.values()
+        if p.name not in _ROLLOUT_ONLY
+    ]
 )

@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -56,6 +57,74 @@ _ROUTER_FIELDS: dict[str, tuple[str, ...]] = {
     "gateway": ("httproute",),
 }
 _ROUTER_REQUIRED = {"nginx": "ingress", "istio": "virtual_service", "gateway": "httproute"}
+
+
+# --- schema hints -----------------------------------------------------------------------
+# The Canary CRD's OpenAPI schema is generated from these models (canaryctl.kube.crd).
+# Python validators that JSON Schema cannot see carry their wire form here, and the
+# cross-field rules carry their CEL twin (x-kubernetes-validations) next to the Python
+# check, so the API server refuses what `parse_spec` refuses, naming the same field.
+
+_DURATION_RE = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+(\.[0-9]+)?$"
+#: A duration: seconds as an integer, or Go-style units ("500ms", "30s", "1h30m").
+DURATION_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-int-or-string": True,
+    "pattern": _DURATION_RE,
+    "description": "A duration: seconds as an integer, or units ms, s, m, h ('30s', '1h30m').",
+}
+
+
+def _cel_positive_duration(x: str) -> str:
+    """CEL: `x` is a duration longer than 0s (an int, or a string of units)."""
+    regex = _DURATION_RE.replace("\\", "\\\\")  # a CEL string literal escapes backslashes
+    return (
+        f"(type({x}) == int ? {x} > 0 : "
+        f"type({x}) == string && {x}.matches('{regex}') && {x}.matches('[1-9]'))"
+    )
+
+
+#: A pause: a duration, {duration: ...}, or {} / null for an indefinite pause.
+PAUSE_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "nullable": True,
+    "description": (
+        "Hold the weight for a duration ('30s', 30, {duration: '30s'}), or until "
+        "`canaryctl promote` ({} or null)."
+    ),
+    "x-kubernetes-validations": [
+        {
+            "rule": (
+                "type(self) == map ? self.all(k, k == 'duration') && "
+                f"(!has(self.duration) || {_cel_positive_duration('self.duration')}) : "
+                + _cel_positive_duration("self")
+            ),
+            "message": (
+                "must be a duration longer than 0s ('30s', 30), {duration: '30s'}, "
+                "or {} to wait for a promote command"
+            ),
+        }
+    ],
+}
+_LABEL_SCHEMA = {"pattern": _DNS_LABEL.pattern.join("^$"), "maxLength": 63}
+_NAME_SCHEMA = {"pattern": _DNS_SUBDOMAIN.pattern.join("^$"), "maxLength": 253}
+# In CEL: the router kind, defaulting like RouterSpec.kind.
+_KIND = "(has(self.kind) ? self.kind : 'replicas')"
+
+
+def _owned_by(field: str, kind: str) -> dict[str, str]:
+    return {
+        "rule": f"!has(self.{field}) || {_KIND} == '{kind}'",
+        "message": f"{field} is used by the {kind} router only",
+        "fieldPath": f".{field}",
+    }
+
+
+def _required_by(kind: str, field: str) -> dict[str, str]:
+    return {
+        "rule": f"{_KIND} != '{kind}' || has(self.{field})",
+        "message": f"{field} is required by the {kind} router (name of the object)",
+        "fieldPath": f".{field}",
+    }
 
 
 class _FieldError(ValueError):
@@ -97,14 +166,38 @@ class RouterSpec(BaseModel):
     which splits by pod ratio only).
     """
 
-    model_config = _SPEC_CONFIG
+    model_config = _SPEC_CONFIG | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _owned_by("ingress", "nginx"),
+                _owned_by("virtualService", "istio"),
+                _owned_by("destinationRule", "istio"),
+                _owned_by("httproute", "gateway"),
+                _required_by("nginx", "ingress"),
+                _required_by("istio", "virtualService"),
+                _required_by("gateway", "httproute"),
+                {
+                    "rule": f"{_KIND} != 'replicas' || !has(self.header) && !has(self.cookie)",
+                    "message": "the replicas router splits traffic by pod ratio and cannot "
+                    "route by header or cookie; use the nginx, istio or gateway router",
+                    "fieldPath": ".kind",
+                },
+                _owned_by("mirror", "istio"),
+                {
+                    "rule": f"{_KIND} != 'nginx' || !has(self.header) || size(self.header) <= 1",
+                    "message": "the nginx router matches a single header",
+                    "fieldPath": ".header",
+                },
+            ]
+        }
+    )
 
     kind: RouterKind = "replicas"
-    ingress: str | None = None
-    virtual_service: str | None = None
-    destination_rule: str | None = None
-    httproute: str | None = None
-    header: dict[str, str] | None = None
+    ingress: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    virtual_service: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    destination_rule: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    httproute: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    header: dict[str, str] | None = Field(default=None, json_schema_extra={"minProperties": 1})
     cookie: str | None = None
     mirror: float | None = Field(default=None, gt=0, le=100)
 
@@ -174,7 +267,7 @@ class PauseStep(BaseModel):
 
     model_config = _SPEC_CONFIG
 
-    pause: float | None
+    pause: Annotated[float | None, WithJsonSchema(PAUSE_SCHEMA)]
 
     @field_validator("pause", mode="before")
     @classmethod
@@ -242,7 +335,7 @@ class HealthSpec(BaseModel):
 
     model_config = _SPEC_CONFIG
 
-    ready_deadline: float = 120.0
+    ready_deadline: Annotated[float, WithJsonSchema(DURATION_SCHEMA)] = 120.0
     max_restarts: int = Field(default=0, ge=0)
     stable_min_ready_ratio: float = Field(default=1.0, gt=0, le=1)
 
@@ -261,6 +354,69 @@ class AnalysisRef(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+#: Most steps in one spec (keeps the API server's CEL cost bounded, and plans readable).
+MAX_STEPS = 64
+_ROUTER_KIND = "(has(self.router) && has(self.router.kind) ? self.router.kind : 'replicas')"
+# The CEL twins of CanarySpec._consistent, in the same order.
+_SPEC_RULES: list[dict[str, str]] = [
+    {
+        "rule": "!has(self.targetRef) || !has(self.stable) && !has(self.canary)",
+        "message": "managed mode (targetRef) and pair mode (stable/canary) are exclusive: "
+        "name either targetRef, or both stable and canary",
+        "fieldPath": ".targetRef",
+    },
+    {
+        "rule": "!has(self.targetRef) || !has(self.canaryNamespace)",
+        "message": "managed mode keeps <target>-primary next to the target: "
+        "remove canaryNamespace or use stable/canary",
+        "fieldPath": ".canaryNamespace",
+    },
+    {
+        "rule": "has(self.targetRef) || has(self.stable) && has(self.canary)",
+        "message": "stable and canary are required (or give targetRef for managed mode)",
+        "fieldPath": ".stable",
+    },
+    {
+        # Stricter than the Python rule, which also accepts canaryNamespace equal to the
+        # rollout's own namespace: a spec cannot see its object's namespace in CEL.
+        "rule": f"!has(self.canaryNamespace) || {_ROUTER_KIND} in ['istio', 'gateway']",
+        "message": "cross-namespace canaries need the istio or gateway router",
+        "fieldPath": ".canaryNamespace",
+    },
+    {
+        "rule": "has(self.canaryNamespace) || !has(self.stable) || !has(self.canary) "
+        "|| self.stable != self.canary",
+        "message": "canary must name a different Deployment than stable",
+        "fieldPath": ".canary",
+    },
+    {
+        "rule": f"{_ROUTER_KIND} != 'replicas' || !self.steps.exists(s, has(s.setCanaryScale))",
+        "message": "setCanaryScale needs a weight router (nginx, istio, gateway): the "
+        "replicas router sends traffic to every canary pod",
+        "fieldPath": ".steps",
+    },
+    {
+        "rule": "self.steps.all(i, s, !has(s.setWeight) || self.steps.all(j, t, "
+        "j >= i || !has(t.setWeight) || t.setWeight < s.setWeight))",
+        "message": "setWeight values must strictly increase",
+        "fieldPath": ".steps",
+    },
+    {
+        "rule": "self.steps.all(i, s, !has(s.setWeight) || s.setWeight != 100 "
+        "|| i == size(self.steps) - 1)",
+        "message": "setWeight 100 means promotion and must be the last step",
+        "fieldPath": ".steps",
+    },
+    {
+        "rule": "self.steps.all(s, !has(s.setWeight) || s.setWeight == 100 "
+        "|| s.setWeight <= (has(self.maxWeight) ? self.maxWeight : 100))",
+        "message": "a setWeight exceeds maxWeight; lower it, raise maxWeight, "
+        "or end the steps with 100 to promote",
+        "fieldPath": ".steps",
+    },
+]
+
+
 class TargetRef(BaseModel):
     """The workload of managed mode (`targetRef: {kind: Deployment, name: app}`).
 
@@ -271,7 +427,7 @@ class TargetRef(BaseModel):
     model_config = _SPEC_CONFIG
 
     kind: Literal["Deployment"] = "Deployment"
-    name: str
+    name: str = Field(json_schema_extra=_NAME_SCHEMA)
 
     @field_validator("name")
     @classmethod
@@ -293,21 +449,24 @@ class CanarySpec(BaseModel):
     share is c/(N+c) rather than the step's weight (more capacity, a smaller share).
     """
 
-    model_config = _SPEC_CONFIG
+    model_config = _SPEC_CONFIG | ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": _SPEC_RULES}
+    )
 
-    name: str
-    namespace: str = "default"
-    stable: str | None = None
-    canary: str | None = None
+    name: str = Field(json_schema_extra=_LABEL_SCHEMA)
+    namespace: str = Field(default="default", json_schema_extra=_LABEL_SCHEMA)
+    stable: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    canary: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
     target_ref: TargetRef | None = None
-    canary_namespace: str | None = None
-    service: str
+    canary_namespace: str | None = Field(default=None, json_schema_extra=_LABEL_SCHEMA)
+    service: str = Field(json_schema_extra=_LABEL_SCHEMA)
     router: RouterSpec = RouterSpec()
-    replica_mode: ReplicaMode
+    # Always set by _default_replica_mode (seed for the replicas router, else full).
+    replica_mode: ReplicaMode = "seed"
     on_promotion: OnPromotion = "delete"
-    steps: tuple[Step, ...] = Field(min_length=1)
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=MAX_STEPS)
     max_weight: int = Field(default=100, gt=0, le=100)
-    scale_down_delay: float = 0.0
+    scale_down_delay: Annotated[float, WithJsonSchema(DURATION_SCHEMA)] = 0.0
     health: HealthSpec = HealthSpec()
     analysis: AnalysisRef | None = None
 
@@ -425,6 +584,14 @@ class CanarySpec(BaseModel):
                 "on_promotion": "scale-to-zero",
             }
         )
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """(stable, canary) Deployment names; managed mode: (`<target>-primary`, `<target>`)."""
+        if self.target_ref is not None:
+            return f"{self.target_ref.name}-primary", self.target_ref.name
+        assert self.stable is not None and self.canary is not None  # checked by _consistent
+        return self.stable, self.canary
 
     @property
     def plan_length(self) -> int:

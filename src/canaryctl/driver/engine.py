@@ -147,6 +147,8 @@ class Engine:
 
     def start(self) -> Record:
         """Find this rollout's record or create it; a finished one with another spec restarts."""
+        if self.store.source == "configmap":
+            self._refuse_if_owned()
         record = self.store.get(self.spec.name, self.spec.namespace)
         wanted = self.spec.model_dump(mode="json", by_alias=True)
         if record is None:
@@ -167,7 +169,23 @@ class Engine:
                 record.status = None  # a new rollout under the same name
             record.spec = wanted
             return self.store.update(record)
+        if status is None:
+            # A record with no rollout yet (a new Canary, or a CLI killed before its first
+            # tick): check the objects before the first decision, as for a new record.
+            self.validate()
         return record
+
+    def _refuse_if_owned(self) -> None:
+        """A rollout a Canary resource owns is the operator's: never drive it from here too."""
+        from canaryctl.kube.canary_store import owner_of
+
+        owner = owner_of(self.client, self.spec)
+        if owner is not None:
+            raise SpecError(
+                "canary",
+                f"{owner}, so the canaryctl operator drives this rollout; steer it with "
+                f"`canaryctl get|promote|abort|pause|resume`, or delete the Canary first",
+            )
 
     def _router(self, baseline: int) -> Router:
         return make_router(self.client, self.spec, baseline)

@@ -16,14 +16,23 @@ from canaryctl.kube.store import PREFIX
 
 
 def plan(
-    spec: CanarySpec, baseline: int, canary_now: int = 0, setup: Sequence[object] = ()
+    spec: CanarySpec,
+    baseline: int,
+    canary_now: int = 0,
+    setup: Sequence[object] = (),
+    *,
+    resource: bool = False,
 ) -> list[str]:
     """Human-readable plan, one line per step or change, from the current replica counts.
 
     `setup` lists the router's own changes before the first weight (objects it creates).
+    `resource`: the rollout is a Canary resource's (its status holds the state).
     """
     ns, stable, canary = spec.namespace, spec.stable, spec.canary
-    lines = [f"create configmap/{PREFIX}{spec.name} in {ns} (rollout state, commands, lease)"]
+    if resource:
+        lines = [f"write the status of canary/{spec.name} in {ns} (rollout state; no lease)"]
+    else:
+        lines = [f"create configmap/{PREFIX}{spec.name} in {ns} (rollout state, commands, lease)"]
     lines += [f"{change} (before the first weight)" for change in setup]
     weights = spec.router.kind != "replicas"
     have_stable, have_canary = baseline, canary_now

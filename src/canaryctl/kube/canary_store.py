@@ -176,6 +176,36 @@ class CanaryStore:
         return True
 
 
+def owner_of(client: Client, spec: CanarySpec) -> str | None:
+    """Why a Canary resource owns this rollout, or None: same name or same Deployments.
+
+    For `canaryctl rollout`, which must not drive what the operator drives. A cluster
+    without the CRD (or a user not allowed to list Canaries) has no owner to report.
+    """
+    try:
+        canaries = list(client.list(Canary, namespace=spec.namespace))
+    except ApiError as exc:
+        if exc.status.code in (403, 404):
+            return None
+        raise ClusterError(f"listing canaries in {spec.namespace}: {exc.status.message}") from exc
+    mine = set(spec.pair)
+    for obj in canaries:
+        data = as_mapping(obj)
+        name = (data.get("metadata") or {}).get("name", "")
+        if name == spec.name:
+            return f"canary/{name} in namespace {spec.namespace} has the same name"
+        try:
+            theirs = set(parse_spec(flat_spec(data)).pair)
+        except SpecError:
+            raw = data.get("spec") or {}
+            target = (raw.get("targetRef") or {}).get("name")
+            theirs = {raw.get("stable"), raw.get("canary"), target, f"{target}-primary"}
+        shared = sorted(mine & theirs - {None})
+        if shared:
+            return f"canary/{name} in namespace {spec.namespace} drives deployment/{shared[0]}"
+    return None
+
+
 # --- mapping between the resource and a Record -----------------------------------------
 
 

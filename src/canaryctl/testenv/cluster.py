@@ -178,6 +178,7 @@ class LocalCluster:
             self._create_nodes(state)
             self._wait(lambda: self._ready_nodes(state) >= self.nodes, deadline, "Ready nodes")
             self._wait(lambda: self._default_sa(state), deadline, "default ServiceAccount")
+            self._install_canary_crd(state, deadline)
         except BaseException:
             self.down()
             raise
@@ -433,6 +434,16 @@ class LocalCluster:
             for node in items
             for cond in node.get("status", {}).get("conditions", [])
             if cond["type"] == "Ready" and cond["status"] == "True"
+        )
+
+    def _install_canary_crd(self, state: ClusterState, deadline: float) -> None:
+        # canaryctl's own Canary CRD is part of every local cluster: the operator, its tests
+        # and `kubectl get canaries` work out of the box (one small apply, no download).
+        from canaryctl.kube.client import make_client
+        from canaryctl.testenv import crds
+
+        crds.install_canaryctl(
+            make_client(state.kubeconfig), timeout=max(deadline - time.monotonic(), 5.0)
         )
 
     def _default_sa(self, state: ClusterState) -> bool:

@@ -1,4 +1,4 @@
-"""The real Istio and Gateway API CRDs for the local control plane.
+"""The real Istio and Gateway API CRDs for the local control plane, and canaryctl's own.
 
 The CRDs come from the projects' own Go modules at pinned versions (fetched once with
 ``go mod download`` and copied into the canaryctl cache), so the API server validates
@@ -147,6 +147,24 @@ def install(
                 raise TestenvError(f"CRD {name} not Established within {timeout:.0f}s")
             time.sleep(0.1)
     return names
+
+
+def install_canaryctl(client: Client, *, timeout: float = 60.0) -> str:
+    """Server-side apply canaryctl's own Canary CRD (package data) and wait until Established."""
+    from canaryctl.kube.crd import CRD_PATH
+
+    doc = yaml.safe_load(CRD_PATH.read_text())
+    name = doc["metadata"]["name"]
+    try:
+        client.apply(codecs.from_dict(doc), field_manager=FIELD_MANAGER, force=True)
+    except ApiError as exc:
+        raise TestenvError(f"installing CRD {name}: {exc.status.message}") from exc
+    deadline = time.monotonic() + timeout
+    while not _established(client, name):
+        if time.monotonic() > deadline:
+            raise TestenvError(f"CRD {name} not Established within {timeout:.0f}s")
+        time.sleep(0.1)
+    return name
 
 
 def _established(client: Client, name: str) -> bool:
