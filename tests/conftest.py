@@ -84,12 +84,12 @@ class OperatorProcess:
             return 0, ""
         return response.status_code, response.text
 
-    def metric(self, name: str, **labels: str) -> float | None:
+    def metric(self, metric: str, /, **labels: str) -> float | None:
         """The value of one sample of its /metrics, None when absent."""
         _, text = self.get("/metrics")
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and all(
+                if sample.name == metric and all(
                     sample.labels.get(k) == v for k, v in labels.items()
                 ):
                     return sample.value

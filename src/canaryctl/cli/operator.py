@@ -52,6 +52,8 @@ def operator(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpx2", "kopf"):  # a line per request or watch event otherwise
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     with exits.errors_to_exit_codes():
         client = make_client(kubeconfig, context)
         options = Options(
