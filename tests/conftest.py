@@ -99,11 +99,15 @@ class OperatorProcess:
         """True while it reports itself as the acting leader."""
         return self.metric("canaryctl_leader") == 1.0
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send a signal and reap the process."""
+    def kill(self, sig: int = signal.SIGKILL, grace: float = 5.0) -> None:
+        """Send a signal and reap the process (SIGKILL after `grace` seconds)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
 
 
 def _free_port() -> int:
