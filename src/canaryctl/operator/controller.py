@@ -39,6 +39,10 @@ GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "canaries"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 #: Delays after a failed reconcile (seconds), growing with consecutive failures.
 ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: A rollout step changes a Deployment's status several times within a fraction of a
+#: second (replicas, updated, ready, observedGeneration) and its EndpointSlices after
+#: that: wake once per burst rather than once per event.
+DEBOUNCE = 0.25
 TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 
 
@@ -51,7 +55,7 @@ class Scheduler:
         *,
         acting: Any,
         metrics: Metrics,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         self._reconcile = reconcile
         self._acting = acting
@@ -152,7 +156,7 @@ class Options:
     metrics_port: int | None = 8080
     health_port: int | None = 8081
     interval: float = 5.0
-    workers: int = 8
+    workers: int = 16
     lease_name: str = "canaryctl-operator"
     lease_namespace: str = "default"
     lease_seconds: float = 15.0
@@ -233,13 +237,13 @@ class Operator:
         @kopf.on.event("apps", "v1", "deployments", registry=registry)
         async def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
             for key in self.cache.put_deployment(body, deleted=type == "DELETED"):
-                self.scheduler.wake(key)
+                self.scheduler.wake(key, DEBOUNCE)
 
         for kind, plural in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
 
             async def config_event(type: str, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
                 for key in self.cache.put_config(_kind, body, deleted=type == "DELETED"):
-                    self.scheduler.wake(key)
+                    self.scheduler.wake(key, DEBOUNCE)
 
             kopf.on.event("", "v1", plural, registry=registry, id=f"{plural}-event")(config_event)
 
@@ -249,7 +253,7 @@ class Operator:
             service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
             for key in self.cache.service_woken(meta["namespace"], service):
                 if key in self._active_keys:
-                    self.scheduler.wake(key)  # only a running rollout waits on endpoints
+                    self.scheduler.wake(key, DEBOUNCE)  # only a running rollout waits on endpoints
 
         return registry
 
