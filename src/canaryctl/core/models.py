@@ -70,40 +70,29 @@ _DURATION_RE = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+(\.[0-9]+)?$"
 DURATION_SCHEMA: dict[str, Any] = {
     "x-kubernetes-int-or-string": True,
     "pattern": _DURATION_RE,
+    "maxLength": 32,
     "description": "A duration: seconds as an integer, or units ms, s, m, h ('30s', '1h30m').",
 }
 
 
-def _cel_positive_duration(x: str) -> str:
-    """CEL: `x` is a duration longer than 0s (an int, or a string of units)."""
-    regex = _DURATION_RE.replace("\\", "\\\\")  # a CEL string literal escapes backslashes
-    return (
-        f"(type({x}) == int ? {x} > 0 : "
-        f"type({x}) == string && {x}.matches('{regex}') && {x}.matches('[1-9]'))"
-    )
-
-
-#: A pause: a duration, {duration: ...}, or {} / null for an indefinite pause.
-PAUSE_SCHEMA: dict[str, Any] = {
-    "x-kubernetes-preserve-unknown-fields": True,
-    "nullable": True,
-    "description": (
-        "Hold the weight for a duration ('30s', 30, {duration: '30s'}), or until "
-        "`canaryctl promote` ({} or null)."
-    ),
+#: A duration that must be longer than 0s.
+POSITIVE_DURATION_SCHEMA: dict[str, Any] = {
+    **DURATION_SCHEMA,
     "x-kubernetes-validations": [
         {
-            "rule": (
-                "type(self) == map ? self.all(k, k == 'duration') && "
-                f"(!has(self.duration) || {_cel_positive_duration('self.duration')}) : "
-                + _cel_positive_duration("self")
-            ),
-            "message": (
-                "must be a duration longer than 0s ('30s', 30), {duration: '30s'}, "
-                "or {} to wait for a promote command"
-            ),
+            "rule": "type(self) == int ? self > 0 : self.matches('[1-9]')",
+            "message": "must be longer than 0s",
         }
     ],
+}
+#: A pause in the resource: {duration: D}, or {} to wait for a promote command (the
+#: Argo Rollouts form). The API server's schema cannot type a field that is either a
+#: string or an object (and CEL cannot see an untyped one), so the short `pause: 30s`
+#: and `pause: null` forms are for `canaryctl rollout -f` files only.
+PAUSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Hold the weight for {duration: '30s'}, or until `canaryctl promote` ({}).",
+    "properties": {"duration": POSITIVE_DURATION_SCHEMA},
 }
 _LABEL_SCHEMA = {"pattern": _DNS_LABEL.pattern.join("^$"), "maxLength": 63}
 _NAME_SCHEMA = {"pattern": _DNS_SUBDOMAIN.pattern.join("^$"), "maxLength": 253}
@@ -335,7 +324,7 @@ class HealthSpec(BaseModel):
 
     model_config = _SPEC_CONFIG
 
-    ready_deadline: Annotated[float, WithJsonSchema(DURATION_SCHEMA)] = 120.0
+    ready_deadline: Annotated[float, WithJsonSchema(POSITIVE_DURATION_SCHEMA)] = 120.0
     max_restarts: int = Field(default=0, ge=0)
     stable_min_ready_ratio: float = Field(default=1.0, gt=0, le=1)
 

@@ -258,7 +258,10 @@ def resource_status(
     previous: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The Canary's `.status` for a rollout status: its fields, conditions, display fields."""
-    body: dict[str, Any] = status.to_dict() if status is not None else {}
+    # Unset fields are left out rather than null (the API server refuses null in an enum);
+    # CanaryStatus reads them back as their defaults.
+    written = status.to_dict() if status is not None else {}
+    body: dict[str, Any] = {k: v for k, v in written.items() if v is not None}
     body["conditions"] = conditions_for(status, generation, now, previous)
     if generation is not None:
         body["observedGeneration"] = generation
