@@ -34,7 +34,7 @@ demo: system-deps binaries
 
 # Operator cost at 100/300/1000 Canary resources (minutes; not part of `make test`).
 bench-operator: binaries
-	nice -n 10 $(BIN)/python benchmarks/operator.py
+	nice -n 10 $(BIN)/python -P benchmarks/operator.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

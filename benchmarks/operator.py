@@ -69,7 +69,7 @@ def objects(i: int) -> tuple[Service, Deployment, Any]:
     spec = {
         "targetRef": {"kind": "Deployment", "name": name},
         "service": name,
-        "steps": [{"setWeight": 50}, {"pause": "10s"}],
+        "steps": [{"setWeight": 50}, {"pause": {"duration": "10s"}}],
         "health": {"readyDeadline": "60s"},
     }
     return svc, dep, Canary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)

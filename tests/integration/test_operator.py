@@ -132,7 +132,7 @@ def pair_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         "stable": "app-v1",
         "canary": "app-v2",
         "service": "app",
-        "steps": steps or [{"setWeight": 50}, {"pause": "1s"}],
+        "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
         "health": FAST_HEALTH,
     }
 
@@ -141,7 +141,7 @@ def managed_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "targetRef": {"kind": "Deployment", "name": "app"},
         "service": "app",
-        "steps": steps or [{"setWeight": 50}, {"pause": "1s"}],
+        "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
         "health": FAST_HEALTH,
     }
 
