@@ -95,6 +95,14 @@ class OperatorProcess:
                     return sample.value
         return None
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until its watches are up (/readyz); fail with its log if it exited."""
+        wait_until(
+            lambda: self.get("/readyz", self.health_port)[0] == 200 or self.proc.poll() is not None,
+            timeout=timeout,
+        )
+        assert self.proc.poll() is None, f"operator exited: {self.log.read_text()[-3000:]}"
+
     def leads(self) -> bool:
         """True while it reports itself as the acting leader."""
         return self.metric("canaryctl_leader") == 1.0
@@ -127,7 +135,9 @@ def start_operator(
     started: list[OperatorProcess] = []
     cli = str(Path(sys.executable).with_name("canaryctl"))
 
-    def start(namespace: str, *extra: str, lease_seconds: float = 3.0) -> OperatorProcess:
+    def start(
+        namespace: str, *extra: str, lease_seconds: float = 3.0, wait: bool = True
+    ) -> OperatorProcess:
         metrics_port, health_port = _free_port(), _free_port()
         log = tmp_path / f"operator-{len(started)}.log"
         proc = subprocess.Popen(
@@ -139,9 +149,8 @@ def start_operator(
         )  # fmt: skip
         op = OperatorProcess(proc, metrics_port, health_port, log)
         started.append(op)
-        wait_until(lambda: op.get("/readyz", health_port)[0] == 200 or proc.poll() is not None,
-                   timeout=30)  # fmt: skip
-        assert proc.poll() is None, f"operator exited: {log.read_text()[-3000:]}"
+        if wait:
+            op.wait_ready()
         return op
 
     yield start

@@ -174,7 +174,10 @@ def test_pair_mode_promotes_a_healthy_canary_with_events_metrics_and_get(
     st = status(kube, namespace)
     assert st["observedGeneration"] == 1
     assert {c["type"]: c["status"] for c in st["conditions"]}["Promoted"] == "True"
-    reasons = canary_events(kube, namespace)
+    reasons = wait_until(
+        lambda: "Succeeded" in canary_events(kube, namespace) and canary_events(kube, namespace),
+        timeout=10,
+    )
     assert reasons.count("Succeeded") == 1 and "WeightSet" in reasons
     assert op.metric("canaryctl_canary_weight", namespace=namespace, name="app") == 100
     assert op.metric("canaryctl_canary_phase", namespace=namespace, phase="Succeeded") == 1
@@ -198,7 +201,7 @@ def test_pair_mode_rolls_back_a_crashlooping_canary(
     wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
     assert replicas(kube, namespace, "app-v1") == (2, 2)
     assert replicas(kube, namespace, "app-v2") == (0, 0)
-    assert "RolledBack" in canary_events(kube, namespace)
+    wait_until(lambda: "RolledBack" in canary_events(kube, namespace), timeout=10)
 
 
 def test_an_invalid_canary_is_refused_naming_the_field(
@@ -281,11 +284,13 @@ def test_deleting_a_canary_mid_rollout_restores_the_stable_then_lets_it_go(
     assert replicas(kube, namespace, "app-v1") == (2, 2)
     assert replicas(kube, namespace, "app-v2") == (0, 0)
     reasons = canary_events(kube, namespace)
-    assert "Deleting" in reasons and "Finalized" in reasons
+    assert "Deleting" in reasons and "Finalized" in reasons  # recorded before letting go
 
 
 def _steps_once(kube: Client, ns: str) -> None:
     """Every transition of the rollout was recorded exactly once (none repeated)."""
+    # Events are recorded right after the decision they tell of is stored: wait for the last
+    wait_until(lambda: "Succeeded" in canary_events(kube, ns), timeout=10)
     counts = Counter(canary_events(kube, ns))
     # steps [setWeight 50, pause {}]: one weight step, then the promotion's 100%
     expected = {"Started": 1, "StepStarted": 1, "WeightSet": 2, "Promoting": 1, "Succeeded": 1}
@@ -321,8 +326,10 @@ def test_two_operators_exactly_one_acts_and_the_other_takes_over_when_it_is_kill
     kube: Client, namespace: str, start_operator
 ) -> None:
     pair_setup(kube, namespace)
-    first = start_operator(namespace)
-    second = start_operator(namespace)
+    first = start_operator(namespace, wait=False)
+    second = start_operator(namespace, wait=False)
+    first.wait_ready()
+    second.wait_ready()
     wait_until(lambda: first.leads() or second.leads(), timeout=20)
     leader, standby = (first, second) if first.leads() else (second, first)
     assert not standby.leads()

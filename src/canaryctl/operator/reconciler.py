@@ -339,8 +339,9 @@ class Reconciler:
             delay = self._release_target(spec, status)
             if delay is not None:
                 return delay
-        self._set_finalizer(body, add=False)
+        # told before letting go: the Event would otherwise name a Canary already gone
         self.recorder.emit(body, "Normal", "Finalized", "traffic on the stable; objects removed")
+        self._set_finalizer(body, add=False)
         return None
 
     def _release_target(self, spec: CanarySpec, status: CanaryStatus | None) -> float | None:
