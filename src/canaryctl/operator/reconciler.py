@@ -241,6 +241,8 @@ class Reconciler:
     def _initialize(
         self, key: Key, body: dict, spec: CanarySpec, target: dict, current: str
     ) -> float | None:
+        if self._fresh(spec.namespace, spec.stable) is not None:
+            return None  # created already (the watch has not shown it yet)
         replicas = max(int((target.get("spec") or {}).get("replicas", 1) or 0), 1)
         manifest = self._primary_body(
             body, spec, target, replicas, current, {managed.CANDIDATE_HASH: current}
