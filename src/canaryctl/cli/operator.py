@@ -32,6 +32,12 @@ def operator(
             help="Most seconds between looks at an active rollout (watch events wake it sooner).",
         ),
     ] = 5.0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", help="Canaries reconciled at once (threads waiting on the API server)."
+        ),
+    ] = 16,
     lease_namespace: Annotated[
         str | None,
         typer.Option("--lease-namespace", help="Namespace of the leader-election Lease."),
@@ -62,6 +68,7 @@ def operator(
             metrics_port=metrics_port or None,
             health_port=health_port or None,
             interval=interval,
+            workers=max(workers, 1),
             lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
             lease_seconds=lease_seconds,
             renew_deadline=lease_seconds * 2 / 3,
