@@ -37,7 +37,7 @@ def operator(
         typer.Option(
             "--workers", help="Canaries reconciled at once (threads waiting on the API server)."
         ),
-    ] = 16,
+    ] = 32,
     lease_namespace: Annotated[
         str | None,
         typer.Option("--lease-namespace", help="Namespace of the leader-election Lease."),

@@ -55,7 +55,7 @@ class Scheduler:
         *,
         acting: Any,
         metrics: Metrics,
-        workers: int = 16,
+        workers: int = 32,
     ) -> None:
         self._reconcile = reconcile
         self._acting = acting
@@ -156,7 +156,7 @@ class Options:
     metrics_port: int | None = 8080
     health_port: int | None = 8081
     interval: float = 5.0
-    workers: int = 16
+    workers: int = 32
     lease_name: str = "canaryctl-operator"
     lease_namespace: str = "default"
     lease_seconds: float = 15.0

@@ -151,7 +151,9 @@ class Reconciler:
         # A new Canary, or a new spec after a finished rollout: a new rollout.
         self._engine(key, spec).validate()
         self._reset(key, spec, "NewRollout", "starting a rollout of the spec")
-        return self._tick(key, body, spec)  # (a rollout found running goes on)
+        # The first tick is a pass of its own: in a wave of changes every rollout's start is
+        # stored first, and no worker is held through a whole tick meanwhile.
+        return 0.0
 
     # --- managed mode ---------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Reconciler:
             if self._reset(key, spec, "NewRevision",
                            f"deployment/{spec.canary} changed (template {current}); "
                            "starting a rollout with it as canary"):  # fmt: skip
-                return self._tick(key, body, spec)
+                return 0.0  # the first tick is a pass of its own (see _pair)
         return None
 
     def _fresh(self, namespace: str, name: str) -> dict[str, Any] | None:
