@@ -20,6 +20,10 @@ class ClusterError(CanaryError):
     """The Kubernetes API refused or could not serve a request."""
 
 
+class RolloutNotFound(ClusterError):
+    """No rollout record (ConfigMap or Canary resource) of the given name."""
+
+
 class ConflictError(ClusterError):
     """Another actor changed an object we were about to change."""
 

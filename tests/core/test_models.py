@@ -313,3 +313,15 @@ def test_managed_mode_names_only_the_target() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(data)
     assert caught.value.field == "targetRef" and "canary" in caught.value.reason
+
+
+def test_a_managed_spec_resolves_to_the_primary_and_the_target() -> None:
+    data = base(targetRef={"name": "app"})
+    del data["stable"], data["canary"]
+    managed = parse_spec(data)
+    pair = managed.resolved()
+    assert (pair.stable, pair.canary, pair.on_promotion) == ("app-primary", "app", "scale-to-zero")
+    assert pair.steps == managed.steps and pair.pair == managed.pair
+    assert pair.fingerprint != managed.fingerprint
+    unmanaged = parse_spec(base())
+    assert unmanaged.resolved() is unmanaged

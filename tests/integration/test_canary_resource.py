@@ -203,7 +203,7 @@ def test_status_round_trips_through_the_status_subresource(kube: Client, namespa
     assert CanaryStatus.from_dict(stored.status) == status, "no field pruned or changed"
     raw = kube.get(Canary, "pulpocon-app", namespace=namespace).to_dict()
     assert raw["status"]["observedGeneration"] == 1
-    assert raw["status"]["step"] == "2/4" and raw["status"]["weight"] == 10
+    assert raw["status"]["step"] == "2/5" and raw["status"]["weight"] == 10
     types = {c["type"]: c for c in raw["status"]["conditions"]}
     assert types["Progressing"]["status"] == "True"
     assert types["Promoted"]["status"] == "Unknown"

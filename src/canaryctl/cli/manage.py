@@ -33,20 +33,18 @@ def _stores(kubeconfig, context):
 
 
 def _send(action: str, name: str, namespace: str, kubeconfig, context, full: bool = False) -> None:
-    from canaryctl.errors import ClusterError
+    from canaryctl.errors import RolloutNotFound
 
     with exits.errors_to_exit_codes():
         for store in _stores(kubeconfig, context):
             try:
                 store.send_command(name, namespace, action, full)
-            except ClusterError as exc:
-                if str(exc).startswith("no rollout named"):
-                    continue
-                raise
+            except RolloutNotFound:
+                continue
             where = store.describe(name)
             break
         else:
-            raise ClusterError(
+            raise RolloutNotFound(
                 f"no rollout named {name} in namespace {namespace} "
                 "(neither a Canary resource nor a `canaryctl rollout` record)"
             )
@@ -128,7 +126,7 @@ def get(
 
 
 def _records(stores, name, namespace, all_namespaces):
-    from canaryctl.errors import ClusterError
+    from canaryctl.errors import RolloutNotFound
 
     if name is None:
         found = [r for s in stores for r in s.list(None if all_namespaces else namespace)]
@@ -137,7 +135,7 @@ def _records(stores, name, namespace, all_namespaces):
         record = store.get(name, namespace)
         if record is not None:
             return [record]
-    raise ClusterError(f"no rollout named {name} in namespace {namespace}")
+    raise RolloutNotFound(f"no rollout named {name} in namespace {namespace}")
 
 
 def _describe_json(store, name, namespace, all_namespaces):

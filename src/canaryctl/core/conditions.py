@@ -138,7 +138,7 @@ def verdict_text(status: CanaryStatus | None) -> str:
 
 
 def step_text(status: CanaryStatus | None, steps: int) -> str:
-    """`2/5`: the current step (1-based) over the steps before promotion."""
+    """`2/5`: the current step (1-based) over all steps, as the live view shows it."""
     if status is None:
         return f"0/{steps}"
     return f"{min(status.step_index + 1, steps)}/{steps}"

@@ -102,7 +102,8 @@ class Engine:
             raise SpecError(
                 "targetRef",
                 "managed mode is driven by the operator, which resolves targetRef into the "
-                "<target>-primary and <target> Deployments before building an Engine",
+                "<target>-primary and <target> Deployments (CanarySpec.resolved()) before "
+                "building an Engine",
             )
         self.client = client
         self.spec = spec
@@ -157,10 +158,15 @@ class Engine:
                 Record(name=self.spec.name, namespace=self.spec.namespace, spec=wanted)
             )
         status = CanaryStatus.from_dict(record.status) if record.status else None
-        # A Canary resource always shows the current spec, so its record also counts as
-        # changed when the stored status was decided for another spec.
+        # A Canary resource shows the user's spec (its hash is of the form an Engine drives,
+        # see CanarySpec.resolved); its record also counts as changed when the stored
+        # status was decided for another spec.
+        if record.spec_hash is not None:
+            edited = record.spec_hash != self.spec.fingerprint
+        else:
+            edited = record.spec != wanted
         stale = status is not None and status.observed_spec_hash not in ("", self.spec.fingerprint)
-        if record.spec != wanted or stale:
+        if edited or stale:
             if status is not None and not status.phase.terminal:
                 # A live rollout with an edited spec: the core adopts the new spec safely.
                 self._notice("Warning", "SpecChanged", "spec differs from the stored one")

@@ -33,10 +33,11 @@ from lightkube.types import PatchType
 
 from canaryctl.core.conditions import conditions_for, step_text, verdict_text
 from canaryctl.core.models import CanarySpec, CanaryStatus, parse_spec
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, ConflictError, RolloutNotFound, SpecError
 from canaryctl.kube.canary import API_VERSION, KIND, Canary, as_mapping, flat_spec
 from canaryctl.kube.store import COMMAND, COMMANDS, Record, Source
 
+_LIST_ATTEMPTS = 10
 #: Status keys this store adds around the rollout status; not part of `CanaryStatus`.
 RESOURCE_STATUS_KEYS = ("observedGeneration", "conditions", "step", "verdict")
 
@@ -100,7 +101,7 @@ class CanaryStore:
             status,
             generation=observed,
             now=self.clock(),
-            steps=_plan_length(record.spec),
+            steps=_step_count(record.spec),
             previous=previous.get("conditions") or (),
         )
         obj = Canary.Status(
@@ -167,7 +168,7 @@ class CanaryStore:
             )
         except ApiError as exc:
             if exc.status.code == 404:
-                raise ClusterError(f"no rollout named {name} in namespace {namespace}") from exc
+                raise RolloutNotFound(f"no rollout named {name} in namespace {namespace}") from exc
             raise ClusterError(f"sending {action} to canary/{name}: {exc.status.message}") from exc
         return record_of(stored)
 
@@ -182,12 +183,19 @@ def owner_of(client: Client, spec: CanarySpec) -> str | None:
     For `canaryctl rollout`, which must not drive what the operator drives. A cluster
     without the CRD (or a user not allowed to list Canaries) has no owner to report.
     """
-    try:
-        canaries = list(client.list(Canary, namespace=spec.namespace))
-    except ApiError as exc:
-        if exc.status.code in (403, 404):
-            return None
-        raise ClusterError(f"listing canaries in {spec.namespace}: {exc.status.message}") from exc
+    for attempt in range(_LIST_ATTEMPTS):
+        try:
+            canaries = list(client.list(Canary, namespace=spec.namespace))
+            break
+        except ApiError as exc:
+            if exc.status.code in (403, 404):
+                return None
+            # A CRD that was just installed answers 503 while its storage initialises.
+            if (exc.status.code or 0) < 500 or attempt == _LIST_ATTEMPTS - 1:
+                raise ClusterError(
+                    f"listing canaries in {spec.namespace}: {exc.status.message}"
+                ) from exc
+            time.sleep(0.5)
     mine = set(spec.pair)
     for obj in canaries:
         data = as_mapping(obj)
@@ -270,9 +278,7 @@ def resource_status(
     return body
 
 
-def _plan_length(spec: Mapping[str, Any]) -> int:
-    try:
-        return parse_spec(spec).plan_length
-    except SpecError:
-        steps = spec.get("steps")
-        return len(steps) if isinstance(steps, list) else 0
+def _step_count(spec: Mapping[str, Any]) -> int:
+    """Steps of the spec, counted as the live view and `canaryctl get` count them."""
+    steps = spec.get("steps")
+    return len(steps) if isinstance(steps, list) else 0

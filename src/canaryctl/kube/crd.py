@@ -85,7 +85,7 @@ _RESOURCE_STATUS = {
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["type"],
     },
-    "step": {"type": "string", "description": "Current step over steps before promotion."},
+    "step": {"type": "string", "description": "Current step over all steps, e.g. 2/5."},
     "verdict": {"type": "string", "description": "Where the checks stand, in a word or two."},
 }
 PRINTER_COLUMNS = [

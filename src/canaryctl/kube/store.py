@@ -34,7 +34,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from canaryctl.errors import ClusterError, ConflictError
+from canaryctl.errors import ClusterError, ConflictError, RolloutNotFound
 
 PREFIX = "canaryctl-"
 COMMAND = "canaryctl.dev/command"
@@ -111,7 +111,10 @@ class RolloutStore(Protocol):
         ...
 
     def send_command(self, name: str, namespace: str, action: str, full: bool = False) -> Record:
-        """Leave a user command (promote, abort, pause, resume) for the driving process."""
+        """Leave a user command (promote, abort, pause, resume) for the driving process.
+
+        Raises RolloutNotFound when there is no record of that name.
+        """
         ...
 
     def lease_free(self, record: Record, me: str, now: float) -> bool:
@@ -228,7 +231,7 @@ class ConfigMapStore:
         for _ in range(10):
             record = self.get(name, namespace)
             if record is None:
-                raise ClusterError(f"no rollout named {name} in namespace {namespace}")
+                raise RolloutNotFound(f"no rollout named {name} in namespace {namespace}")
             record.command = command
             try:
                 return self.update(record)

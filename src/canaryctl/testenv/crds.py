@@ -160,11 +160,22 @@ def install_canaryctl(client: Client, *, timeout: float = 60.0) -> str:
     except ApiError as exc:
         raise TestenvError(f"installing CRD {name}: {exc.status.message}") from exc
     deadline = time.monotonic() + timeout
-    while not _established(client, name):
+    while not _established(client, name) or not _served(client):
         if time.monotonic() > deadline:
-            raise TestenvError(f"CRD {name} not Established within {timeout:.0f}s")
+            raise TestenvError(f"CRD {name} not Established and served within {timeout:.0f}s")
         time.sleep(0.1)
     return name
+
+
+def _served(client: Client) -> bool:
+    """Whether Canary objects can be listed (Established comes before storage is ready)."""
+    from canaryctl.kube.canary import Canary
+
+    try:
+        next(iter(client.list(Canary, namespace="default", chunk_size=1)), None)
+    except ApiError:
+        return False
+    return True
 
 
 def _established(client: Client, name: str) -> bool:
