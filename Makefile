@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv
+.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ test: system-deps binaries traefik
 # Real pods and traffic when the host can run a node (root); else the quick demo.
 demo: system-deps binaries traefik
 	$(BIN)/canaryctl demo
+
+# Operator cost at 100/300/1000 Canary resources (minutes; not part of `make test`).
+bench-operator: binaries
+	nice -n 10 $(BIN)/python -P benchmarks/operator.py
 
 # KWOK only: simulated pods, no traffic, no root needed.
 demo-quick: system-deps binaries

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import settings
 from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from prometheus_client.parser import text_string_to_metric_families
 
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import ClusterState, LocalCluster
@@ -101,6 +108,99 @@ def namespace(kube: Client) -> Iterator[str]:
     kube.delete(Namespace, name)
 
 
+# --- the operator as a real process -----------------------------------------------------
+
+
+@dataclass
+class OperatorProcess:
+    """One `canaryctl operator` process started by a test (its log in `log`)."""
+
+    proc: subprocess.Popen
+    metrics_port: int
+    health_port: int
+    log: Path
+
+    def get(self, path: str, port: int | None = None) -> tuple[int, str]:
+        """(status code, body) of one of its HTTP endpoints; (0, "") when it does not answer."""
+        try:
+            url = f"http://127.0.0.1:{port or self.metrics_port}{path}"
+            response = httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            return 0, ""
+        return response.status_code, response.text
+
+    def metric(self, metric: str, /, **labels: str) -> float | None:
+        """The value of one sample of its /metrics, None when absent."""
+        _, text = self.get("/metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return sample.value
+        return None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until its watches are up (/readyz); fail with its log if it exited."""
+        wait_until(
+            lambda: self.get("/readyz", self.health_port)[0] == 200 or self.proc.poll() is not None,
+            timeout=timeout,
+        )
+        assert self.proc.poll() is None, f"operator exited: {self.log.read_text()[-3000:]}"
+
+    def leads(self) -> bool:
+        """True while it reports itself as the acting leader."""
+        return self.metric("canaryctl_leader") == 1.0
+
+    def kill(self, sig: int = signal.SIGKILL, grace: float = 5.0) -> None:
+        """Send a signal and reap the process (SIGKILL after `grace` seconds)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def start_operator(
+    local_cluster: ClusterState, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start `canaryctl operator` processes watching one namespace; all stopped afterwards.
+
+    Short lease and tick interval keep the tests quick: `start(namespace)`.
+    """
+    started: list[OperatorProcess] = []
+    cli = str(Path(sys.executable).with_name("canaryctl"))
+
+    def start(
+        namespace: str, *extra: str, lease_seconds: float = 3.0, wait: bool = True
+    ) -> OperatorProcess:
+        metrics_port, health_port = _free_port(), _free_port()
+        log = tmp_path / f"operator-{len(started)}.log"
+        proc = subprocess.Popen(
+            [cli, "operator", "--kubeconfig", str(local_cluster.kubeconfig),
+             "--namespace", namespace, "--lease-namespace", namespace,
+             "--metrics-port", str(metrics_port), "--health-port", str(health_port),
+             "--interval", "0.5", "--lease-seconds", str(lease_seconds), *extra],
+            stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        op = OperatorProcess(proc, metrics_port, health_port, log)
+        started.append(op)
+        if wait:
+            op.wait_ready()
+        return op
+
+    yield start
+    for op in started:
+        op.kill(signal.SIGTERM if op.proc.poll() is None else signal.SIGKILL)
 @pytest.fixture(scope="session")
 def seed_app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed app (images/pulpocon-app) compiled once per session as a static binary."""

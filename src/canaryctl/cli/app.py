@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from canaryctl.cli import demo, manage, probe, rollout, testenv
+from canaryctl.cli import demo, manage, operator, probe, rollout, testenv
 
 app = typer.Typer(
     name="canaryctl",
@@ -25,6 +25,7 @@ app.command(name="abort")(manage.abort)
 app.command(name="pause")(manage.pause)
 app.command(name="resume")(manage.resume)
 app.command(name="demo")(demo.demo)
+app.command(name="operator")(operator.operator)
 app.command(name="probe")(probe.probe)
 
 

@@ -1,0 +1,273 @@
+"""Operator cost on the local control plane: N managed Canary resources (KWOK pods, 1+1
+replicas each), one `canaryctl operator` process.
+
+For each N it prints: CPU seconds per minute and API requests per minute of the operator
+while idle and during a wave of image bumps to 10% of the canaries, its peak RSS, and the
+latency from an image bump to the first weight step (p50/p99), plus the time to
+initialise all N (create every primary). API requests are counted by the operator's own
+client (`canaryctl_api_requests_total`; the long-lived watches are not requests per
+minute and are listed apart). The Flagger figures to compare with are in
+benchmarks/README.md.
+
+Run: make bench-operator, or nice -n 10 .venv/bin/python -P benchmarks/operator.py [--sizes 100]
+(-P: this file is named like the standard library module `operator`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from lightkube import Client
+from lightkube.models.apps_v1 import DeploymentSpec
+from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Namespace, Service, ServiceAccount
+from lightkube.types import PatchType
+from prometheus_client.parser import text_string_to_metric_families
+
+from canaryctl.kube.canary import Canary
+from canaryctl.kube.client import make_client
+from canaryctl.testenv import LocalCluster
+
+NS = "bench"
+CLI = str(Path(sys.executable).with_name("canaryctl"))
+PODS_PER_NODE = 250  # the testenv's KWOK nodes
+
+
+def objects(i: int) -> tuple[Service, Deployment, Any]:
+    """Service, target Deployment (1 replica) and managed Canary of canary number i."""
+    name = f"app-{i:04d}"
+    selector = {"app": name, "track": "main"}
+    svc = Service(
+        metadata=ObjectMeta(name=name, namespace=NS),
+        spec=ServiceSpec(selector={"app": name}, ports=[ServicePort(port=80)]),
+    )
+    dep = Deployment(
+        metadata=ObjectMeta(name=name, namespace=NS),
+        spec=DeploymentSpec(
+            replicas=1,
+            selector=LabelSelector(matchLabels=selector),
+            template=PodTemplateSpec(
+                metadata=ObjectMeta(labels=selector),
+                spec=PodSpec(containers=[Container(name="app", image="app:1")]),
+            ),
+        ),
+    )
+    spec = {
+        "targetRef": {"kind": "Deployment", "name": name},
+        "service": name,
+        "steps": [{"setWeight": 50}, {"pause": {"duration": "10s"}}],
+        "health": {"readyDeadline": "60s"},
+    }
+    return svc, dep, Canary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
+
+
+def parallel(fn: Any, items: list[Any], workers: int = 8) -> None:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+
+
+class Probe:
+    """The operator process seen from outside: CPU, RSS and its own request counter."""
+
+    def __init__(self, pid: int, metrics_port: int) -> None:
+        self.pid, self.port = pid, metrics_port
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def requests(self) -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "canaryctl_api_requests_total":
+                    total += sample.value
+        return total
+
+    def window(self, seconds: float) -> tuple[float, float]:
+        """(CPU seconds per minute, API requests per minute) over the next `seconds`."""
+        cpu0, req0, t0 = self.cpu(), self.requests(), time.monotonic()
+        time.sleep(seconds)
+        minutes = (time.monotonic() - t0) / 60
+        return (self.cpu() - cpu0) / minutes, (self.requests() - req0) / minutes
+
+
+def initialised(client: Client, n: int) -> int:
+    """Canaries whose primary serves and whose target is at 0."""
+    deps = {d.metadata.name: d for d in client.list(Deployment, namespace=NS)}
+    done = 0
+    for i in range(n):
+        name = f"app-{i:04d}"
+        primary, target = deps.get(f"{name}-primary"), deps.get(name)
+        if primary is None or target is None or not primary.status:
+            continue
+        done += (primary.status.readyReplicas or 0) >= 1 and target.spec.replicas == 0
+    return done
+
+
+def watch_rollouts(client: Client, names: set[str], started: dict[str, float],
+                   weighted: dict[str, float]) -> None:  # fmt: skip
+    """Watch the Canaries (a daemon thread): when each started a rollout (the operator's
+    first reaction: decision stored, canary being scaled) and reached its first weight."""
+    while True:
+        try:
+            for _, obj in client.watch(Canary, namespace=NS):
+                name, status = obj.metadata.name, obj.status or {}
+                if name not in names:
+                    continue
+                now = time.time()
+                if status.get("phase") not in (None, "Succeeded", "RolledBack"):
+                    started.setdefault(name, now)
+                if (status.get("weight") or 0) > 0:
+                    weighted.setdefault(name, now)
+        except Exception:  # a watch dropped by the server (any HTTP library error): re-watch
+            continue
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p99) of the values (nan when empty)."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[
+        min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)
+    ]
+
+
+def run_size(n: int, idle: float, wave_window: float) -> dict[str, Any]:
+    # every target has a pod until its primary serves: room for 2 pods per canary and the wave
+    nodes = max(2, math.ceil((n * 2.2 + 50) / PODS_PER_NODE))
+    cluster = LocalCluster(f"bench-operator-{n}", nodes=nodes, progress=lambda _m: None)
+    state = cluster.up(timeout=180)
+    op = None
+    try:
+        client = make_client(state.kubeconfig)
+        client.create(Namespace(metadata=ObjectMeta(name=NS)))
+        while not list(client.list(ServiceAccount, namespace=NS)):
+            time.sleep(0.1)
+        built = [objects(i) for i in range(n)]
+        parallel(lambda o: client.create(o[0], namespace=NS), built)
+        parallel(lambda o: client.create(o[1], namespace=NS), built)
+        while sum(1 for _ in client.list(Deployment, namespace=NS)) < n:
+            time.sleep(0.5)
+        parallel(lambda o: client.create(o[2], namespace=NS), built)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = open(Path(state.folder) / "operator.log", "w")  # noqa: SIM115 (kept open)
+        op = subprocess.Popen(
+            [CLI, "operator", "--kubeconfig", str(state.kubeconfig), "--namespace", NS,
+             "--lease-namespace", NS, "--metrics-port", str(port), "--health-port", "0"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        probe = Probe(op.pid, port)
+        started = time.monotonic()
+        while True:
+            time.sleep(2)
+            try:
+                if initialised(client, n) >= n:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - started > 900:
+                raise RuntimeError(f"not all {n} canaries initialised within 900 s")
+        init_s = time.monotonic() - started
+        time.sleep(5)  # let the last status writes settle
+        idle_cpu, idle_req = probe.window(idle)
+
+        bumped = [f"app-{i:04d}" for i in range(0, n, 10)]
+        started: dict[str, float] = {}
+        weighted: dict[str, float] = {}
+        threading.Thread(
+            target=watch_rollouts,
+            args=(make_client(state.kubeconfig), set(bumped), started, weighted),
+            daemon=True,
+        ).start()
+        time.sleep(1)
+        bumped_at: dict[str, float] = {}
+        cpu0, req0, t0 = probe.cpu(), probe.requests(), time.monotonic()
+        patch = {
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}
+        }
+
+        def bump(name: str) -> None:
+            bumped_at[name] = time.time()
+            client.patch(Deployment, name, patch, namespace=NS, patch_type=PatchType.STRATEGIC)
+
+        parallel(bump, bumped)
+        deadline = time.monotonic() + wave_window
+        while time.monotonic() < deadline:
+            time.sleep(1)
+        minutes = (time.monotonic() - t0) / 60
+        wave_cpu, wave_req = (probe.cpu() - cpu0) / minutes, (probe.requests() - req0) / minutes
+        react50, react99 = percentiles([started[k] - bumped_at[k] for k in started])
+        step50, step99 = percentiles([weighted[k] - bumped_at[k] for k in weighted])
+        return {
+            "n": n,
+            "init_s": init_s,
+            "idle_cpu": idle_cpu,
+            "idle_req": idle_req,
+            "wave_cpu": wave_cpu,
+            "wave_req": wave_req,
+            "rss": probe.peak_rss_mib(),
+            "reached": f"{len(weighted)}/{len(bumped)}",
+            "react": (react50, react99),
+            "step": (step50, step99),
+        }
+    finally:
+        if op is not None and op.poll() is None:
+            op.terminate()
+            op.wait(timeout=60)
+        cluster.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,300,1000")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement")
+    parser.add_argument("--wave", type=float, default=60.0, help="seconds after the bumps")
+    args = parser.parse_args()
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        row = run_size(n, args.idle, args.wave)
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    print(
+        "| N | init all | idle CPU-s/min | idle API req/min | wave CPU-s/min | wave API req/min "
+        "| peak RSS MiB | bump -> rollout started p50 / p99 | bump -> first weight step p50 / p99 "
+        "| reached |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['n']} | {r['init_s']:.0f} s | {r['idle_cpu']:.2f} | {r['idle_req']:.0f} "
+            f"| {r['wave_cpu']:.2f} | {r['wave_req']:.0f} | {r['rss']:.0f} "
+            f"| {r['react'][0]:.2f} s / {r['react'][1]:.2f} s "
+            f"| {r['step'][0]:.2f} s / {r['step'][1]:.2f} s | {r['reached']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

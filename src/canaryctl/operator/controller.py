@@ -1,0 +1,321 @@
+"""The operator process: kopf watches fill the cache and wake canaries; a small scheduler
+runs reconciles, one at a time per canary, only while this process leads.
+
+No per-canary loop exists: a canary is looked at when a watch event concerns it (its
+Canary, its Deployments, the EndpointSlices of its Service, the configs its target
+reads), and an active rollout also at the time its reconcile asked for (its cadence, or
+the end of a timed pause). A finished canary is never scheduled again until an event
+wakes it, and then costs no API request unless something is to be done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import heapq
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from lightkube import Client
+
+from canaryctl.core.models import Phase
+from canaryctl.errors import CanaryError
+from canaryctl.kube.store import identity as process_identity
+from canaryctl.operator.cache import Cache, Key
+from canaryctl.operator.events import Recorder
+from canaryctl.operator.leader import LeaderElector
+from canaryctl.operator.metrics import Metrics, count_requests, serve
+from canaryctl.operator.reconciler import Reconciler
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "canaryctl.dev", "v1alpha1", "canaries"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+#: Delays after a failed reconcile (seconds), growing with consecutive failures.
+ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: A rollout step changes a Deployment's status several times within a fraction of a
+#: second (replicas, updated, ready, observedGeneration) and its EndpointSlices after
+#: that: wake once per burst rather than once per event.
+DEBOUNCE = 0.25
+TERMINAL = frozenset(p.value for p in Phase if p.terminal)
+
+
+class Scheduler:
+    """Runs `reconcile(key)` in worker threads at the time each key is due."""
+
+    def __init__(
+        self,
+        reconcile: Any,
+        *,
+        acting: Any,
+        metrics: Metrics,
+        workers: int = 32,
+    ) -> None:
+        self._reconcile = reconcile
+        self._acting = acting
+        self._metrics = metrics
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "reconcile")
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._running: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._failures: dict[Key, int] = {}
+        self._seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.heartbeat = time.monotonic()
+
+    def wake(self, key: Key, delay: float = 0.0) -> None:
+        """Look at `key` after `delay` seconds (an earlier wish wins). Event-loop thread only."""
+        at = time.monotonic() + max(delay, 0.0)
+        if key in self._due and self._due[key] <= at:
+            return
+        self._due[key] = at
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, key))
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def wake_all(self, keys: Sequence[Key]) -> None:
+        """Look at every key now (leadership just taken: nothing may have been missed)."""
+        for key in keys:
+            self.wake(key)
+
+    async def run(self) -> None:
+        """The scheduling loop; cancelled when the operator stops."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        while True:
+            self.heartbeat = time.monotonic()
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                at, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != at:
+                    continue  # superseded by an earlier wish
+                del self._due[key]
+                if not self._acting():
+                    continue  # a standby only watches; taking the lead wakes everything
+                if key in self._running:
+                    self._dirty.add(key)
+                    continue
+                self._running.add(key)
+                task = asyncio.create_task(self._one(key))
+                self._tasks.add(task)  # keep a reference until it is done
+                task.add_done_callback(self._tasks.discard)
+            timeout = max(self._heap[0][0] - now, 0.0) if self._heap else 5.0
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=min(timeout, 5.0))
+
+    async def _one(self, key: Key) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        delay: float | None
+        try:
+            delay = await loop.run_in_executor(self._pool, self._reconcile, key)
+            self._failures.pop(key, None)
+        except CanaryError as exc:
+            delay = self._failed(key, exc)
+        except Exception as exc:  # a bug must not stop every other canary: log, back off
+            log.exception("reconcile of %s/%s crashed", *key)
+            delay = self._failed(key, exc)
+        finally:
+            self._metrics.reconcile.observe(time.perf_counter() - started)
+            self._running.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.wake(key)
+        elif delay is not None:
+            self.wake(key, delay)
+
+    def _failed(self, key: Key, exc: BaseException) -> float:
+        count = self._failures.get(key, 0)
+        self._failures[key] = count + 1
+        self._metrics.errors.labels(type(exc).__name__).inc()
+        log.warning("reconcile of %s/%s failed: %s", key[0], key[1], exc)
+        return ERROR_DELAYS[min(count, len(ERROR_DELAYS) - 1)]
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (running reconciles finish)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Options:
+    """How `canaryctl operator` runs."""
+
+    kubeconfig: str | None = None
+    namespaces: Sequence[str] = ()
+    metrics_port: int | None = 8080
+    health_port: int | None = 8081
+    interval: float = 5.0
+    workers: int = 32
+    lease_name: str = "canaryctl-operator"
+    lease_namespace: str = "default"
+    lease_seconds: float = 15.0
+    renew_deadline: float = 10.0
+    retry_seconds: float = 2.0
+    identity: str = field(default_factory=process_identity)
+
+
+class Operator:
+    """Wires the cache, the reconciler, the scheduler, leader election and kopf together."""
+
+    def __init__(self, client: Client, options: Options) -> None:
+        self.client = client
+        self.options = options
+        self.metrics = Metrics()
+        count_requests(client, self.metrics)
+        self.cache = Cache()
+        self.reconciler = Reconciler(
+            client, self.cache, metrics=self.metrics, recorder=Recorder(client),
+            identity=options.identity, interval=options.interval,
+        )  # fmt: skip
+        self.elector = LeaderElector(
+            client, name=options.lease_name, namespace=options.lease_namespace,
+            identity=options.identity, lease_seconds=options.lease_seconds,
+            renew_deadline=options.renew_deadline, retry_seconds=options.retry_seconds,
+            on_change=self._leadership_changed,
+        )  # fmt: skip
+        self.scheduler = Scheduler(
+            self.reconciler.reconcile, acting=self.elector.acting, metrics=self.metrics,
+            workers=options.workers,
+        )  # fmt: skip
+        self.ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active_keys: set[Key] = set()
+
+    # --- leadership -----------------------------------------------------------------------
+
+    def _leadership_changed(self, acting: bool) -> None:
+        self.metrics.leader.set(1 if acting else 0)
+        if acting and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.scheduler.wake_all, list(self.cache.canaries))
+
+    # --- kopf handlers --------------------------------------------------------------------
+
+    def registry(self) -> kopf.OperatorRegistry:
+        """The kopf handlers: watch events only (kopf writes nothing to our objects).
+
+        They are coroutines, so they run on the event loop with the scheduler (kopf would
+        run plain functions in threads); each only updates the cache and wakes canaries.
+        """
+        registry = kopf.OperatorRegistry()
+
+        @kopf.on.startup(registry=registry)
+        def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+            settings.posting.enabled = False  # our own Events, not kopf's log lines
+            settings.peering.standalone = True  # a coordination Lease elects the leader
+            settings.watching.server_timeout = 600
+            settings.watching.client_timeout = 660
+            settings.networking.error_backoffs = (1, 2, 5)
+
+        @kopf.on.login(registry=registry)
+        def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+            return kopf.login_with_kubeconfig(**kwargs)
+
+        @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+        async def canary_event(type: str, body: kopf.Body, **_: Any) -> None:
+            meta = body["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if type == "DELETED":
+                self.cache.drop_canary(key)
+                self.metrics.forget(*key)
+                self._count(key, None)
+            else:
+                self.cache.put_canary(body)
+                self._count(key, body)
+            self.scheduler.wake(key)
+
+        @kopf.on.event("apps", "v1", "deployments", registry=registry)
+        async def deployment_event(type: str, body: kopf.Body, **_: Any) -> None:
+            for key in self.cache.put_deployment(body, deleted=type == "DELETED"):
+                self.scheduler.wake(key, DEBOUNCE)
+
+        for kind, plural in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
+
+            async def config_event(type: str, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+                for key in self.cache.put_config(_kind, body, deleted=type == "DELETED"):
+                    self.scheduler.wake(key, DEBOUNCE)
+
+            kopf.on.event("", "v1", plural, registry=registry, id=f"{plural}-event")(config_event)
+
+        @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
+        async def endpointslice_event(body: kopf.Body, **_: Any) -> None:
+            meta = body["metadata"]
+            service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            for key in self.cache.service_woken(meta["namespace"], service):
+                if key in self._active_keys:
+                    self.scheduler.wake(key, DEBOUNCE)  # only a running rollout waits on endpoints
+
+        return registry
+
+    def _count(self, key: Key, body: Any | None) -> None:
+        """Gauges of known and active canaries, kept incrementally (O(1) per event)."""
+        phase = ((body or {}).get("status") or {}).get("phase") if body is not None else None
+        was = key in self._active_keys
+        now = phase is not None and phase not in TERMINAL
+        if now and not was:
+            self._active_keys.add(key)
+        elif was and not now:
+            self._active_keys.discard(key)
+        self.metrics.canaries.set(len(self.cache.canaries))
+        self.metrics.active.set(len(self._active_keys))
+
+    # --- running --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """The probes: /healthz (the scheduling loop turns), /readyz (watches are up)."""
+        return {
+            "/healthz": lambda: time.monotonic() - self.scheduler.heartbeat < 30,
+            "/readyz": lambda: self.ready,
+        }
+
+    async def main(self) -> None:
+        """Run until SIGINT/SIGTERM (kopf handles the signals)."""
+        self._loop = asyncio.get_running_loop()
+        servers = []
+        if self.options.metrics_port is not None:
+            servers.append(serve(self.options.metrics_port, self.metrics, self.health()))
+        if self.options.health_port is not None:
+            servers.append(serve(self.options.health_port, None, self.health()))
+        ready_flag = asyncio.Event()
+        scheduler = asyncio.create_task(self.scheduler.run())
+
+        async def mark_ready() -> None:
+            await ready_flag.wait()
+            self.ready = True
+            self.elector.start()  # compete only once the caches are filling
+
+        marker = asyncio.create_task(mark_ready())
+        try:
+            await kopf.operator(
+                registry=self.registry(),
+                clusterwide=not self.options.namespaces,
+                namespaces=list(self.options.namespaces),
+                standalone=True,
+                ready_flag=ready_flag,
+            )
+        finally:
+            marker.cancel()
+            scheduler.cancel()
+            self.elector.stop(release=True)
+            self.scheduler.shutdown()
+            for server in servers:
+                server.shutdown()
+
+
+def run(client: Client, options: Options) -> None:
+    """Run the operator in this process until it is stopped."""
+    if options.kubeconfig:
+        # kopf reads the same kubeconfig as our lightkube client
+        os.environ["KUBECONFIG"] = str(options.kubeconfig)
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    asyncio.run(Operator(client, options).main())

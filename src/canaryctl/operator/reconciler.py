@@ -1,0 +1,496 @@
+"""One reconcile of one Canary: read the watch cache, and only when there is something to do,
+call the Engine (pair mode), or keep the primary and start rollouts (managed mode).
+
+Every decision about traffic and replicas during a rollout is the Engine's, so the
+state machine in `core/` decides everything; this module only chooses *when* to tick,
+starts a rollout by resetting the stored status, and in managed mode keeps
+`<target>-primary` (create it, copy a promoted template into it, scale the target back
+to 0). Everything is level-triggered and idempotent: a process killed at any line
+resumes from what the cluster shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import PatchType
+
+from canaryctl.core.conditions import invalid_spec_conditions
+from canaryctl.core.models import CanarySpec, CanaryStatus, Phase
+from canaryctl.driver.engine import Engine, LeaseHeld
+from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.kube import workloads
+from canaryctl.kube.canary import API_VERSION, Canary, spec_of
+from canaryctl.kube.canary_store import CanaryStore
+from canaryctl.operator import managed
+from canaryctl.operator.cache import Cache, Key
+from canaryctl.operator.events import Recorder
+from canaryctl.operator.metrics import Metrics
+from canaryctl.routers import make_router
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "canaryctl.dev/finalizer"
+#: Seconds to the next look while a step waits on something no watch reports.
+RETRY_SOON = 0.5
+
+
+@dataclass
+class _Entry:
+    """The Engine of one canary, kept while its spec stays the same."""
+
+    fingerprint: str
+    engine: Engine
+
+
+def engine_spec(body: Mapping[str, Any]) -> CanarySpec:
+    """The rollout spec of a Canary resource; managed mode resolved to its two Deployments."""
+    spec = spec_of(body)
+    if spec.managed and spec.router.kind != "replicas":
+        raise SpecError(
+            "router.kind",
+            "managed mode (targetRef) works with the replicas router for now; name the "
+            "two Deployments with stable/canary to use a weight router",
+        )
+    return spec.resolved()
+
+
+def status_of(body: Mapping[str, Any]) -> CanaryStatus | None:
+    """The rollout status stored in a Canary's status (None before the first decision)."""
+    raw = body.get("status") or {}
+    if not raw.get("phase"):
+        return None
+    try:
+        return CanaryStatus.from_dict(raw)
+    except ValueError:
+        return None
+
+
+def _active(status: CanaryStatus | None) -> bool:
+    return status is not None and not status.phase.terminal
+
+
+class Reconciler:
+    """Reconciles Canaries one at a time each (the controller never runs one twice at once)."""
+
+    def __init__(
+        self,
+        client: Client,
+        cache: Cache,
+        *,
+        metrics: Metrics,
+        recorder: Recorder,
+        identity: str,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.metrics = metrics
+        self.recorder = recorder
+        self.identity = identity
+        self.interval = interval
+        self.clock = clock
+        self.store = CanaryStore(client)
+        self._engines: dict[Key, _Entry] = {}
+        self._refused: dict[Key, tuple[int, str]] = {}  # invalid spec told once per generation
+
+    # --- entry point ----------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> float | None:
+        """One pass; returns seconds until the next look, None to wait for a watch event."""
+        body = self.cache.canaries.get(key)
+        if body is None:
+            self._engines.pop(key, None)
+            self.metrics.forget(*key)
+            return None
+        meta = body["metadata"]
+        deleting = bool(meta.get("deletionTimestamp"))
+        if deleting and FINALIZER not in (meta.get("finalizers") or []):
+            return None  # already let go; the object disappears with its last finalizer
+        if not deleting and FINALIZER not in (meta.get("finalizers") or []):
+            self._set_finalizer(body, add=True)
+            return None  # the update comes back through the watch
+        try:
+            spec = engine_spec(body)
+        except SpecError as exc:
+            if deleting:  # nothing was started with an invalid spec
+                self._set_finalizer(body, add=False)
+                return None
+            self._refuse(key, body, exc)
+            return None
+        status = status_of(body)
+        if status is not None:
+            self.metrics.observe_status(key[0], key[1], status)
+        try:
+            if deleting:
+                return self._finalize(key, body, spec, status)
+            if spec.managed:
+                return self._managed(key, body, spec, status)
+            return self._pair(key, body, spec, status)
+        except SpecError as exc:
+            self._refuse(key, body, exc)
+            return None
+
+    # --- pair mode ------------------------------------------------------------------------
+
+    def _pair(
+        self, key: Key, body: dict, spec: CanarySpec, status: CanaryStatus | None
+    ) -> float | None:
+        if _active(status):
+            return self._tick(key, body, spec)
+        if status is not None and status.observed_spec_hash == spec.fingerprint:
+            return None  # finished, and the spec has not changed since: nothing to do
+        # A new Canary, or a new spec after a finished rollout: a new rollout.
+        self._engine(key, spec).validate()
+        self._reset(key, spec, "NewRollout", "starting a rollout of the spec")
+        # The first tick is a pass of its own: in a wave of changes every rollout's start is
+        # stored first, and no worker is held through a whole tick meanwhile.
+        return 0.0
+
+    # --- managed mode ---------------------------------------------------------------------
+
+    def _managed(
+        self, key: Key, body: dict, spec: CanarySpec, status: CanaryStatus | None
+    ) -> float | None:
+        ns = key[0]
+        target = self.cache.deployment(ns, spec.canary)
+        if target is None:
+            raise SpecError("targetRef.name", f"deployment/{spec.canary} not found in {ns}")
+        primary = self.cache.deployment(ns, spec.stable)
+        current = self._target_hash(ns, target)
+        if primary is None:
+            return self._initialize(key, body, spec, target, current)
+        ann = primary["metadata"].get("annotations") or {}
+        promoted, candidate = ann.get(managed.TEMPLATE_HASH), ann.get(managed.CANDIDATE_HASH)
+        failed = ann.get(managed.FAILED_HASH)
+        if _active(status):
+            if candidate and current != candidate:
+                self._supersede(key, body, spec, current)
+            return self._tick(key, body, spec)
+        phase = status.phase if status is not None else None
+        target_replicas = (target.get("spec") or {}).get("replicas", 1)
+        if phase is Phase.SUCCEEDED and promoted != candidate and current == candidate:
+            return self._hand_over(key, body, spec, target, primary, status, candidate)
+        if phase is Phase.ROLLED_BACK and candidate and failed != candidate:
+            self._annotate(primary, {managed.FAILED_HASH: candidate})
+            return None
+        if target_replicas:
+            return self._retire_target(key, spec, target, primary, status)
+        if current not in (promoted, failed):
+            # The cache may lag our own last write (a failed hash, a new template): decide
+            # to start a rollout only on a fresh read of the primary.
+            primary = self._fresh(spec.namespace, spec.stable)
+            ann = (primary or {}).get("metadata", {}).get("annotations") or {}
+            if primary is None or current in (
+                ann.get(managed.TEMPLATE_HASH),
+                ann.get(managed.FAILED_HASH),
+            ):
+                return None
+            if not _ready(primary, (primary.get("spec") or {}).get("replicas", 1)):
+                return None  # the primary's next status change wakes us
+            self._annotate(primary, {managed.CANDIDATE_HASH: current})
+            if self._reset(key, spec, "NewRevision",
+                           f"deployment/{spec.canary} changed (template {current}); "
+                           "starting a rollout with it as canary"):  # fmt: skip
+                return 0.0  # the first tick is a pass of its own (see _pair)
+        return None
+
+    def _fresh(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment read from the API (not the cache), as a plain mapping."""
+        try:
+            return self.client.get(Deployment, name, namespace=namespace).to_dict()
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise ClusterError(f"reading deployment/{name}: {exc.status.message}") from exc
+
+    def _target_hash(self, ns: str, target: Mapping[str, Any]) -> str:
+        template = (target.get("spec") or {}).get("template") or {}
+        sums = self.cache.checksums_for(ns, managed.config_refs(template))
+        return managed.template_hash(template, sums)
+
+    def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
+        svc = workloads.read_service(self.client, spec.service, spec.namespace)
+        if svc is None:
+            raise SpecError("service", f"service/{spec.service} not found in {spec.namespace}")
+        return dict(svc.spec.selector or {})
+
+    def _primary_body(
+        self, body: dict, spec: CanarySpec, target: dict, replicas: int, hash_: str, extra: dict
+    ) -> dict:
+        template = (target.get("spec") or {}).get("template") or {}
+        sums = self.cache.checksums_for(spec.namespace, managed.config_refs(template))
+        meta = body["metadata"]
+        owner = managed.Owner(API_VERSION, "Canary", meta["name"], meta.get("uid", ""))
+        return managed.primary_manifest(
+            target,
+            service_selector=self._service_selector(spec),
+            replicas=replicas,
+            hash_=hash_,
+            checksum=managed.config_checksum(template, sums),
+            owner=owner if meta.get("uid") else None,
+            annotations=extra,
+        )
+
+    def _initialize(
+        self, key: Key, body: dict, spec: CanarySpec, target: dict, current: str
+    ) -> float | None:
+        if self._fresh(spec.namespace, spec.stable) is not None:
+            return None  # created already (the watch has not shown it yet)
+        replicas = max(int((target.get("spec") or {}).get("replicas", 1) or 0), 1)
+        manifest = self._primary_body(
+            body, spec, target, replicas, current, {managed.CANDIDATE_HASH: current}
+        )
+        managed.apply_primary(self.client, manifest)
+        self.recorder.emit(body, "Normal", "Initialized",
+                           f"created deployment/{spec.stable} from deployment/{spec.canary} "
+                           f"with {replicas} replicas; it serves until the next "
+                           "change")  # fmt: skip
+        return None
+
+    def _hand_over(
+        self, key: Key, body: dict, spec: CanarySpec, target: dict, primary: dict,
+        status: CanaryStatus | None, candidate: str,
+    ) -> float | None:  # fmt: skip
+        """Promotion in managed mode: the analysed template goes into the primary."""
+        replicas = (status.baseline_replicas if status else 0) or max(
+            int((target.get("spec") or {}).get("replicas", 1) or 0), 1
+        )
+        ann = dict(primary["metadata"].get("annotations") or {})
+        extra = {k: v for k, v in ann.items() if k in (managed.CANDIDATE_HASH, managed.FAILED_HASH)}
+        manifest = self._primary_body(body, spec, target, replicas, candidate, extra)
+        managed.apply_primary(self.client, manifest)
+        self.recorder.emit(body, "Normal", "PrimaryUpdated",
+                           f"copied the promoted template into deployment/{spec.stable} "
+                           f"({replicas} replicas); deployment/{spec.canary} goes back to 0 "
+                           "once they are ready")  # fmt: skip
+        return None
+
+    def _retire_target(
+        self, key: Key, spec: CanarySpec, target: dict, primary: dict,
+        status: CanaryStatus | None,
+    ) -> float | None:  # fmt: skip
+        """No rollout runs and the target has replicas: the primary takes the traffic back
+        (at full capacity first), then the target goes to 0."""
+        primary = self._fresh(spec.namespace, spec.stable) or primary  # never act on a lag
+        want = (primary.get("spec") or {}).get("replicas") or 0
+        if not want:
+            want = (status.baseline_replicas if status else 0) or max(
+                int((target.get("spec") or {}).get("replicas", 1) or 0), 1
+            )
+            workloads.scale(self.client, spec.stable, spec.namespace, want)
+            return None
+        if not _ready(primary, want):
+            return None  # the primary's status changes wake us
+        workloads.scale(self.client, spec.canary, spec.namespace, 0,
+                        generation=target["metadata"].get("generation"))  # fmt: skip
+        return None
+
+    def _supersede(self, key: Key, body: dict, spec: CanarySpec, current: str) -> None:
+        """A newer template arrived mid-rollout: roll this one back; the next rollout takes
+        the newest template (the analysis restarts, two versions are never mixed)."""
+        primary = self._fresh(spec.namespace, spec.stable)  # the cache may lag our write
+        ann = (primary or {}).get("metadata", {}).get("annotations") or {}
+        if ann.get(managed.CANDIDATE_HASH) == current:
+            return
+        record = self.store.get(*reversed(key))
+        if record is None:
+            return
+        status = CanaryStatus.from_dict(record.status) if record.status else None
+        if status is None or status.phase in (Phase.ROLLING_BACK,) or status.phase.terminal:
+            return
+        pending = record.command and (record.command.get("id") != status.last_command_id)
+        if pending and record.command.get("action") == "abort":
+            return
+        self.store.send_command(key[1], key[0], "abort")
+        self.recorder.emit(body, "Normal", "Superseded",
+                           "the target changed again during the rollout; rolling back to "
+                           "restart the analysis on the newest template")  # fmt: skip
+
+    def _annotate(self, primary: dict, values: dict[str, str]) -> None:
+        meta = primary["metadata"]
+        managed.annotate(self.client, meta["name"], meta["namespace"],
+                         meta.get("generation", 0), values)  # fmt: skip
+
+    # --- deletion -------------------------------------------------------------------------
+
+    def _finalize(
+        self, key: Key, body: dict, spec: CanarySpec, status: CanaryStatus | None
+    ) -> float | None:
+        """Back to the stable at full capacity, remove what canaryctl created, let go."""
+        if _active(status):
+            record = self.store.get(key[1], key[0])
+            if record is not None and record.status:
+                st = CanaryStatus.from_dict(record.status)
+                pending = record.command and record.command.get("id") != st.last_command_id
+                if not st.phase.terminal and st.phase is not Phase.ROLLING_BACK and not pending:
+                    self.store.send_command(key[1], key[0], "abort")
+                    self.recorder.emit(body, "Warning", "Deleting",
+                                       "Canary deleted mid-rollout: rolling back to the stable "
+                                       "before letting it go")  # fmt: skip
+            return self._tick(key, body, spec)
+        baseline = (status.baseline_replicas if status else 0) or 1
+        make_router(self.client, spec, baseline).cleanup()
+        if spec.managed:
+            delay = self._release_target(spec, status)
+            if delay is not None:
+                return delay
+        # told before letting go: the Event would otherwise name a Canary already gone
+        self.recorder.emit(body, "Normal", "Finalized", "traffic on the stable; objects removed")
+        self._set_finalizer(body, add=False)
+        return None
+
+    def _release_target(self, spec: CanarySpec, status: CanaryStatus | None) -> float | None:
+        """Managed mode: the target takes over the primary's capacity, then the primary goes."""
+        ns = spec.namespace
+        primary = workloads.read_deployment(self.client, spec.stable, ns)
+        if not primary.exists:
+            return None
+        target = workloads.read_deployment(self.client, spec.canary, ns)
+        want = max(primary.desired_replicas, (status.baseline_replicas if status else 0), 1)
+        if target.exists:
+            if target.desired_replicas < want:
+                workloads.scale(self.client, spec.canary, ns, want)
+                return RETRY_SOON
+            if target.ready_replicas < want:
+                return RETRY_SOON
+        workloads.delete_deployment(self.client, spec.stable, ns)
+        return None
+
+    # --- engine ---------------------------------------------------------------------------
+
+    def _engine(self, key: Key, spec: CanarySpec) -> Engine:
+        entry = self._engines.get(key)
+        if entry is None or entry.fingerprint != spec.fingerprint:
+            engine = Engine(
+                self.client, spec, store=self.store, identity=self.identity,
+                sink=_EventSink(self.recorder, self.cache, key), record_events=False,
+            )  # fmt: skip
+            entry = _Entry(spec.fingerprint, engine)
+            self._engines[key] = entry
+        return entry.engine
+
+    def _reset(self, key: Key, spec: CanarySpec, reason: str, message: str) -> bool:
+        """Start a rollout: a fresh Pending status (keeping the last command acted on).
+
+        Decided on the cache, so checked again on a fresh read: a rollout already running
+        (the watch had not shown it yet) is never restarted. Returns whether it started.
+        """
+        record = self.store.get(key[1], key[0])
+        if record is None:
+            raise ClusterError(f"canary {key[0]}/{key[1]} disappeared")
+        old = CanaryStatus.from_dict(record.status) if record.status else None
+        if _active(old):
+            return False
+        if not spec.managed and old is not None and old.observed_spec_hash == spec.fingerprint:
+            return False
+        fresh = CanaryStatus(last_command_id=old.last_command_id if old else None)
+        record.status = fresh.to_dict()
+        self.store.update(record)
+        self._engines.pop(key, None)  # a new rollout starts with fresh analysis state
+        body = self.cache.canaries.get(key)
+        if body is not None:
+            self.recorder.emit(body, "Normal", reason, message)
+        return True
+
+    def _tick(self, key: Key, body: dict, spec: CanarySpec) -> float | None:
+        engine = self._engine(key, spec)
+        before = status_of(body)
+        seen = before.history[-1].time if before and before.history else None
+        try:
+            result = engine.tick()
+        except LeaseHeld:
+            return 1.0
+        except ConflictError:
+            return 0.2
+        st = result.status
+        self.metrics.observe_status(key[0], key[1], st)
+        self.metrics.count_checks(key[0], key[1], seen, st)
+        if st.phase.terminal:
+            if before is None or not before.phase.terminal:
+                started = st.started_at or (before.started_at if before else None)
+                if started:
+                    self.metrics.duration.labels(key[0], key[1], st.phase.value).observe(
+                        max(self.clock() - started, 0.0)
+                    )
+            # Managed mode continues (hand-over, marking a failed template) when the watch
+            # brings this status back: deciding on the cache before that would be stale.
+            return None
+        delay = self.interval
+        if st.pause_until is not None:
+            delay = min(delay, max(st.pause_until - self.clock(), 0.05))
+        return delay
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _refuse(self, key: Key, body: dict, exc: SpecError) -> None:
+        generation = body["metadata"].get("generation", 0)
+        told = self._refused.get(key)
+        if told == (generation, str(exc)):
+            return
+        self._refused[key] = (generation, str(exc))
+        self.recorder.emit(body, "Warning", "InvalidSpec", f"{exc}; nothing was changed")
+        previous = (body.get("status") or {}).get("conditions") or ()
+        conditions = invalid_spec_conditions(
+            exc.field, exc.reason, generation, self.clock(), previous
+        )
+        try:
+            self.store.write_conditions(key[1], key[0], conditions, generation)
+        except ClusterError as err:
+            log.warning("could not report the invalid spec of %s/%s: %s", *key, err)
+
+    def _set_finalizer(self, body: dict, *, add: bool) -> None:
+        meta = body["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = [*current, FINALIZER] if add else [f for f in current if f != FINALIZER]
+        if wanted == current:
+            return
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/finalizers", "value": wanted},
+        ]
+        try:
+            self.client.patch(
+                Canary, meta["name"], ops, namespace=meta["namespace"],
+                patch_type=PatchType.JSON,
+            )  # fmt: skip
+        except ApiError as exc:
+            if exc.status.code in (404, 409, 422):
+                return  # changed or gone meanwhile: the watch brings the new version
+            raise ClusterError(f"updating finalizers of canary {meta['name']}: {exc}") from exc
+
+
+def _ready(dep: Mapping[str, Any], replicas: int) -> bool:
+    """All `replicas` pods of the current template are ready (from the watched status)."""
+    meta, status = dep.get("metadata") or {}, dep.get("status") or {}
+    spec_replicas = (dep.get("spec") or {}).get("replicas", 1)
+    return (
+        status.get("observedGeneration", 0) >= meta.get("generation", 0)
+        and spec_replicas >= replicas
+        and (status.get("updatedReplicas") or 0) >= replicas
+        and (status.get("readyReplicas") or 0) >= replicas
+        and (status.get("replicas") or 0) <= spec_replicas
+    )
+
+
+class _EventSink:
+    """Receives the Engine's notices and records them as Events on the Canary."""
+
+    def __init__(self, recorder: Recorder, cache: Cache, key: Key) -> None:
+        self.recorder, self.cache, self.key = recorder, cache, key
+
+    def notice(self, notice: Any) -> None:
+        body = self.cache.canaries.get(self.key)
+        if body is not None:
+            self.recorder.emit(body, notice.type, notice.reason, notice.message)
+
+    def snapshot(self, snap: Any) -> None:
+        return

@@ -1,0 +1,345 @@
+"""`canaryctl operator` as a real process on the real control plane: pair and managed mode,
+rollback, deletion mid-rollout, a killed operator, two operators with one leader."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.models.apps_v1 import DeploymentSpec
+from lightkube.models.core_v1 import (
+    Container,
+    PodSpec,
+    PodTemplateSpec,
+    ServicePort,
+    ServiceSpec,
+)
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Event, Service
+from lightkube.types import PatchType
+
+from canaryctl.kube.canary import Canary
+from canaryctl.testenv import ClusterState
+from helpers import wait_until
+
+pytestmark = pytest.mark.integration
+CLI = str(Path(sys.executable).with_name("canaryctl"))
+CRASH = {"canaryctl.dev/simulate": "crashloop"}
+FAST_HEALTH = {"readyDeadline": "20s"}
+
+
+# --- objects ----------------------------------------------------------------------------
+
+
+def deploy(kube: Client, ns: str, name: str, replicas: int, track: str, image: str = "app:1",
+           extra_labels: dict[str, str] | None = None) -> None:  # fmt: skip
+    """A Deployment of the `app` Service: pods {app: app, track: <track>}."""
+    selector = {"app": "app", "track": track}
+    kube.create(
+        Deployment(
+            metadata=ObjectMeta(name=name, namespace=ns),
+            spec=DeploymentSpec(
+                replicas=replicas,
+                selector=LabelSelector(matchLabels=selector),
+                template=PodTemplateSpec(
+                    metadata=ObjectMeta(labels={**selector, **(extra_labels or {})}),
+                    spec=PodSpec(containers=[Container(name="app", image=image)]),
+                ),
+            ),
+        ),
+        namespace=ns,
+    )
+
+
+def service(kube: Client, ns: str) -> None:
+    kube.create(
+        Service(
+            metadata=ObjectMeta(name="app", namespace=ns),
+            spec=ServiceSpec(selector={"app": "app"}, ports=[ServicePort(port=80)]),
+        ),
+        namespace=ns,
+    )
+
+
+def canary(kube: Client, ns: str, spec: dict[str, Any], name: str = "app") -> None:
+    kube.create(Canary(metadata=ObjectMeta(name=name, namespace=ns), spec=spec), namespace=ns)
+
+
+def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
+    """(desired, ready) of a Deployment, None when it does not exist."""
+    try:
+        dep = kube.get(Deployment, name, namespace=ns)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
+
+
+def status(kube: Client, ns: str, name: str = "app") -> dict[str, Any]:
+    try:
+        obj = kube.get(Canary, name, namespace=ns)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return {"gone": True}
+        raise
+    return dict(obj.status or {})
+
+
+def phase(kube: Client, ns: str, name: str = "app") -> str | None:
+    return status(kube, ns, name).get("phase")
+
+
+def canary_events(kube: Client, ns: str, name: str = "app") -> list[str]:
+    """Reasons of the Events on a Canary, oldest first."""
+    events = [
+        e
+        for e in kube.list(Event, namespace=ns)
+        if e.involvedObject.kind == "Canary" and e.involvedObject.name == name
+    ]
+    events.sort(key=lambda e: (e.firstTimestamp, e.metadata.creationTimestamp))
+    return [e.reason for e in events]
+
+
+def set_image(kube: Client, ns: str, name: str, image: str,
+              labels: dict[str, str] | None = None) -> None:  # fmt: skip
+    """What Flux or Argo CD do: a new pod template on the Deployment."""
+    patch: dict[str, Any] = {
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}
+    }
+    if labels:
+        patch["spec"]["template"]["metadata"] = {"labels": labels}
+    kube.patch(Deployment, name, patch, namespace=ns, patch_type=PatchType.STRATEGIC)
+
+
+def image_of(kube: Client, ns: str, name: str) -> str:
+    return kube.get(Deployment, name, namespace=ns).spec.template.spec.containers[0].image
+
+
+def pair_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "stable": "app-v1",
+        "canary": "app-v2",
+        "service": "app",
+        "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
+        "health": FAST_HEALTH,
+    }
+
+
+def managed_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "targetRef": {"kind": "Deployment", "name": "app"},
+        "service": "app",
+        "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
+        "health": FAST_HEALTH,
+    }
+
+
+def pair_setup(kube: Client, ns: str, canary_labels: dict[str, str] | None = None) -> None:
+    service(kube, ns)
+    deploy(kube, ns, "app-v1", 2, "v1")
+    wait_until(lambda: replicas(kube, ns, "app-v1") == (2, 2), timeout=30)
+    deploy(kube, ns, "app-v2", 0, "v2", "app:2", canary_labels)
+
+
+def managed_setup(kube: Client, ns: str) -> None:
+    """A GitOps'd app: `app` (2 replicas) behind `app`; the operator creates app-primary."""
+    service(kube, ns)
+    deploy(kube, ns, "app", 2, "main")
+
+
+# --- pair mode --------------------------------------------------------------------------
+
+
+def test_pair_mode_promotes_a_healthy_canary_with_events_metrics_and_get(
+    kube: Client, namespace: str, start_operator, local_cluster: ClusterState
+) -> None:
+    pair_setup(kube, namespace)
+    op = start_operator(namespace)
+    canary(kube, namespace, pair_spec())
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    assert replicas(kube, namespace, "app-v2") == (2, 2)
+    assert replicas(kube, namespace, "app-v1") is None  # onPromotion: delete
+    st = status(kube, namespace)
+    assert st["observedGeneration"] == 1
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Promoted"] == "True"
+    reasons = wait_until(
+        lambda: "Succeeded" in canary_events(kube, namespace) and canary_events(kube, namespace),
+        timeout=10,
+    )
+    assert reasons.count("Succeeded") == 1 and "WeightSet" in reasons
+    assert op.metric("canaryctl_canary_weight", namespace=namespace, name="app") == 100
+    assert op.metric("canaryctl_canary_phase", namespace=namespace, phase="Succeeded") == 1
+    assert op.metric("canaryctl_canary_duration_seconds_count", namespace=namespace) == 1
+    assert op.get("/healthz", op.health_port)[0] == 200
+    out = subprocess.run(
+        [CLI, "get", "app", "-n", namespace, "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(local_cluster.kubeconfig)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Succeeded" in out.stdout
+
+
+def test_pair_mode_rolls_back_a_crashlooping_canary(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    pair_setup(kube, namespace, canary_labels=CRASH)
+    start_operator(namespace)
+    canary(kube, namespace, pair_spec())
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    assert replicas(kube, namespace, "app-v1") == (2, 2)
+    assert replicas(kube, namespace, "app-v2") == (0, 0)
+    wait_until(lambda: "RolledBack" in canary_events(kube, namespace), timeout=10)
+
+
+def test_an_invalid_canary_is_refused_naming_the_field(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    with pytest.raises(ApiError) as err:  # the API server's schema
+        canary(kube, namespace, {**pair_spec([{"setWeight": 0}])}, name="bad")
+    assert "setWeight" in err.value.status.message
+    start_operator(namespace)
+    # valid for the schema, refused by the operator: the Deployments do not exist
+    canary(kube, namespace, pair_spec())
+
+    def refused() -> str:
+        conditions = status(kube, namespace).get("conditions") or []
+        ready = next((c for c in conditions if c["type"] == "Ready"), {})
+        return ready.get("reason") == "InvalidSpec" and ready["message"]
+
+    assert wait_until(refused, timeout=30).startswith("stable")
+    assert "InvalidSpec" in canary_events(kube, namespace)
+
+
+# --- managed mode -----------------------------------------------------------------------
+
+
+def test_managed_mode_an_image_bump_rolls_out_is_copied_into_the_primary_and_handed_back(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    # initialised: the primary serves with the target's template, the target is at 0
+    wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert phase(kube, namespace) is None  # nothing to roll out yet
+    set_image(kube, namespace, "app", "app:2")  # no CLI: a GitOps change
+    wait_until(lambda: phase(kube, namespace) in ("Progressing", "Paused", "Promoting"), 20)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    wait_until(lambda: image_of(kube, namespace, "app-primary") == "app:2", timeout=30)
+    wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    reasons = canary_events(kube, namespace)
+    assert reasons.count("NewRevision") == 1 and "PrimaryUpdated" in reasons
+    # deleting the Canary hands the target back: it serves at full capacity, the primary goes
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert replicas(kube, namespace, "app") == (2, 2)
+    wait_until(lambda: replicas(kube, namespace, "app-primary") is None, timeout=30)
+
+
+def test_managed_mode_rolls_back_a_bad_image_and_keeps_the_primary(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    time.sleep(2)  # the failed template is not tried again
+    assert phase(kube, namespace) == "RolledBack"
+    assert canary_events(kube, namespace).count("NewRevision") == 1
+
+
+# --- deletion, crashes, leadership ------------------------------------------------------
+
+
+def test_deleting_a_canary_mid_rollout_restores_the_stable_then_lets_it_go(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    pair_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, pair_spec([{"setWeight": 50}, {"pause": {}}]))
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert replicas(kube, namespace, "app-v1") == (1, 1)
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert replicas(kube, namespace, "app-v1") == (2, 2)
+    assert replicas(kube, namespace, "app-v2") == (0, 0)
+    reasons = canary_events(kube, namespace)
+    assert "Deleting" in reasons and "Finalized" in reasons  # recorded before letting go
+
+
+def _steps_once(kube: Client, ns: str) -> None:
+    """Every transition of the rollout was recorded exactly once (none repeated)."""
+    # Events are recorded right after the decision they tell of is stored: wait for the last
+    wait_until(lambda: "Succeeded" in canary_events(kube, ns), timeout=10)
+    counts = Counter(canary_events(kube, ns))
+    # steps [setWeight 50, pause {}]: one weight step, then the promotion's 100%
+    expected = {"Started": 1, "StepStarted": 1, "WeightSet": 2, "Promoting": 1, "Succeeded": 1}
+    assert {reason: counts[reason] for reason in expected} == expected, counts
+
+
+def test_operator_killed_mid_rollout_resumes_where_it_was(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    pair_setup(kube, namespace)
+    op = start_operator(namespace)
+    canary(kube, namespace, pair_spec([{"setWeight": 50}, {"pause": {}}]))
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    op.kill(signal.SIGKILL)
+    before = status(kube, namespace)
+    start_operator(namespace)
+    time.sleep(1)  # the new process finds the rollout paused, and leaves it so
+    assert phase(kube, namespace) == "Paused"
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    assert before["stepIndex"] == 1
+    _steps_once(kube, namespace)
+
+
+def _promote(kube: Client, ns: str) -> None:
+    """`canaryctl promote` writes this annotation; written directly to stay CLI-agnostic."""
+    command = {"action": "promote", "full": False, "id": f"t{time.time_ns()}"}
+    patch = {"metadata": {"annotations": {"canaryctl.dev/command": json.dumps(command)}}}
+    kube.patch(Canary, "app", patch, namespace=ns, patch_type=PatchType.MERGE)
+
+
+def test_two_operators_exactly_one_acts_and_the_other_takes_over_when_it_is_killed(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    pair_setup(kube, namespace)
+    first = start_operator(namespace, wait=False)
+    second = start_operator(namespace, wait=False)
+    first.wait_ready()
+    second.wait_ready()
+    wait_until(lambda: first.leads() or second.leads(), timeout=20)
+    leader, standby = (first, second) if first.leads() else (second, first)
+    assert not standby.leads()
+    canary(kube, namespace, pair_spec([{"setWeight": 50}, {"pause": {}}]))
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert (standby.metric("canaryctl_reconcile_duration_seconds_count") or 0) == 0
+    leader.kill(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(standby.leads, timeout=20)
+    assert time.monotonic() - killed_at < 3.0 + 3.0  # lease time plus one renewal round
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    _steps_once(kube, namespace)
