@@ -201,6 +201,8 @@ def start_operator(
     yield start
     for op in started:
         op.kill(signal.SIGTERM if op.proc.poll() is None else signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def seed_app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed app (images/pulpocon-app) compiled once per session as a static binary."""
