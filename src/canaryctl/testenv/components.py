@@ -87,14 +87,21 @@ def alive(pid: int, folder: str) -> bool:
     """
     if not pid:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    if stat.split(") ", 1)[-1].startswith("Z"):
-        return False  # a zombie has exited
-    return folder in cmdline
+    # A child caught between fork and exec still shows its parent's command line (or an
+    # empty one): look again for a moment before calling a live process someone else's.
+    for attempt in range(20):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return False
+        if stat.split(") ", 1)[-1].startswith("Z"):
+            return False  # a zombie has exited
+        if folder in cmdline:
+            return True
+        if attempt < 19:
+            time.sleep(0.05)
+    return False
 
 
 def rss_bytes(pid: int) -> int:
