@@ -32,6 +32,19 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that run a real node of their own go first.
+
+    Only one real node can run on a host, and the session's ``dataplane_cluster`` holds it
+    from the first test that asks for it to the end of the session; a test that brings its
+    own node up and down must run before that (whatever the file names sort as).
+    """
+    own = [item for item in items if item.get_closest_marker("own_node")]
+    if own:
+        rest = [item for item in items if not item.get_closest_marker("own_node")]
+        items[:] = own + rest
+
+
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[ClusterState]:
     """A real control plane for the whole session (built from Go modules if not cached).

@@ -1,7 +1,8 @@
 """`testenv down` puts the host back: rules, sysctls, mounts, interfaces, files, cgroups.
 
-Runs its own real node from up to down (only one real node can run on a host, so this
-module sorts before the ones that use the session's ``dataplane_cluster``).
+Runs its own real node from up to down. Only one real node can run on a host, so these
+tests are marked ``own_node`` and the root conftest runs them before anything starts the
+session's ``dataplane_cluster``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from canaryctl.testenv import LocalCluster, dataplane, host
 from helpers import wait_until
 from realnode import apply, available, cluster_ip, deployment, load_echo, service, split
 
-pytestmark = [pytest.mark.dataplane, pytest.mark.integration]
+pytestmark = [pytest.mark.dataplane, pytest.mark.integration, pytest.mark.own_node]
 
 
 def _diff(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
