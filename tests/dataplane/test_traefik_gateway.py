@@ -134,11 +134,12 @@ def test_gateway_rollback_through_traefik_returns_all_traffic_to_stable(
         assert not load.phases[phase].failures, (phase, load.phases[phase])
 
 
-def test_gateway_weight_on_a_canary_without_ready_endpoints_is_answered_503_by_traefik(
+def test_gateway_weight_is_withdrawn_from_a_canary_without_ready_endpoints(
     kube: Client, host_app: HostApp, traefik
 ) -> None:
-    """Traefik keeps the canary's share of a weighted backendRef set when the canary
-    Service has no ready endpoint and answers it 503; canaryctl refuses to raise it."""
+    """Traefik answers 503 for the share of a weighted backendRef whose Service has no
+    ready endpoint (measured here); canaryctl, asked for any weight then, writes 0, and
+    the failures stop once Traefik applies it."""
     app = host_app
     http_route(app)
     wait_for_answers(app.url, app.host, "v1")
@@ -151,14 +152,18 @@ def test_gateway_weight_on_a_canary_without_ready_endpoints_is_answered_503_by_t
         wait_until(lambda: not router.backends.ready("canary"), timeout=10)
         settle(load, "canary unready", 1.0)
         unready = pause_measurement(load, "10%, canary unready")
-        # canaryctl does not move weight onto a canary without ready endpoints.
+        load.phase = "withdrawing"
         router.set_weight(50)
-        refused_at = router.get_weight()
+        withdrawn_at = router.get_weight()
+        wait_proxy_weight(traefik.api, app.namespace, "app-canary", 0)
+        withdrawn = pause_measurement(load, "canary unready, weight 0")
     report("gateway, canary without ready endpoints", load)
 
     assert abs(healthy.share("v2") - 0.10) <= 0.02, healthy
-    assert refused_at == 10
-    # What Traefik does (measured): the canary's share is answered 503, the rest by v1.
+    # What Traefik does with weight left on such a canary: its share is answered 503.
     assert unready.versions.keys() == {"v1"}, unready
     assert unready.failures.keys() == {"HTTP 503"}, unready
     assert abs(unready.failures["HTTP 503"] / unready.total - 0.10) <= 0.02, unready
+    # canaryctl never keeps weight on a canary without ready endpoints.
+    assert withdrawn_at == 0
+    assert withdrawn.versions.keys() == {"v1"} and not withdrawn.failures, withdrawn
