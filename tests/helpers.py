@@ -7,6 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +27,17 @@ def wait_until(probe: Callable[[], T], timeout: float = 60.0, interval: float = 
         time.sleep(interval)
         last = probe()
     return last
+
+
+def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
+    """(desired, ready) of a Deployment, None when it does not exist."""
+    try:
+        dep = kube.get(Deployment, name, namespace=ns)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
 
 
 def app_service() -> dict[str, Any]:

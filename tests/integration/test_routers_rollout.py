@@ -22,7 +22,7 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from helpers import app_deployment, app_ingress, app_service, wait_until
+from helpers import app_deployment, app_ingress, app_service, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -165,13 +165,7 @@ class Scene:
         return any(r.get("name") == "canaryctl-app" for r in routes)
 
     def replicas(self, name: str) -> tuple[int, int] | None:
-        try:
-            dep = self.kube.get(Deployment, name, namespace=self.namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
+        return replicas(self.kube, self.namespace, name)
 
     def selector(self) -> dict[str, str]:
         return dict(self.kube.get(Service, "app", namespace=self.namespace).spec.selector)
