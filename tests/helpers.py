@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from lightkube import Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
 
 T = TypeVar("T")
 
@@ -23,3 +27,73 @@ def wait_until(probe: Callable[[], T], timeout: float = 60.0, interval: float = 
         time.sleep(interval)
         last = probe()
     return last
+
+
+def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
+    """(desired, ready) of a Deployment, None when it does not exist."""
+    try:
+        dep = kube.get(Deployment, name, namespace=ns)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
+
+
+def app_service() -> dict[str, Any]:
+    """Service `app`: port 80 to 8080 on every pod labelled app=app (both versions)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "app"},
+        "spec": {"selector": {"app": "app"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+
+
+def app_deployment(
+    name: str,
+    version: str,
+    replicas: int,
+    container: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Deployment `name` of one version, pods labelled app=app and version; `container`
+    adds fields to its one container (image app:<version>), `annotations` go on its pods."""
+    labels = {"app": "app", "version": version}
+    pod_meta: dict[str, Any] = {"labels": labels}
+    if annotations is not None:
+        pod_meta["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": pod_meta,
+                "spec": {
+                    "containers": [{"name": "app", "image": f"app:{version}", **(container or {})}]
+                },
+            },
+        },
+    }
+
+
+def app_ingress() -> dict[str, Any]:
+    """The user's Ingress `app` (class nginx, host app.example.com, / to Service app:80)."""
+    backend = {"service": {"name": "app", "port": {"number": 80}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "app"},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "app.example.com",
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                }
+            ],
+        },
+    }

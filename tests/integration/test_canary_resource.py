@@ -17,7 +17,6 @@ import yaml
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
 from canaryctl.core.conditions import invalid_spec_conditions
@@ -29,7 +28,7 @@ from canaryctl.kube.canary import Canary, flat_spec
 from canaryctl.kube.canary_store import CanaryStore
 from canaryctl.kube.store import COMMAND, ConfigMapStore, Record
 from canaryctl.testenv import ClusterState
-from helpers import EXAMPLES, wait_until
+from helpers import EXAMPLES, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 SEED = EXAMPLES / "pulpocon-app"
@@ -52,16 +51,6 @@ def canary(name: str = "pulpocon-app", **spec: Any) -> dict[str, Any]:
 
 def create(kube: Client, doc: dict[str, Any], ns: str) -> Any:
     return kube.create(Canary.from_dict(doc), namespace=ns)
-
-
-def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
-    try:
-        dep = kube.get(Deployment, name, namespace=ns)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dep.spec.replicas, dep.status.readyReplicas or 0
 
 
 def deploy_seed(kube: Client, ns: str) -> None:

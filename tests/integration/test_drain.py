@@ -31,8 +31,7 @@ from canaryctl.kube import workloads
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute
-from canaryctl.testenv import crds
-from helpers import wait_until
+from helpers import app_deployment, app_ingress, app_service, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,67 +43,20 @@ GRACE = "3s"  # how long a deleted stable pod keeps serving (simulated preStop)
 POLL_SLACK = 1.0
 
 
-@pytest.fixture(scope="module")
-def installed_crds(kube: Client) -> list[str]:
-    return crds.install(kube, progress=lambda _: None)
-
-
-def _deployment(name: str, version: str, replicas: int, **annotations: str) -> dict[str, Any]:
-    labels = {"app": "app", "version": version}
+def _objects(kind: str) -> list[dict[str, Any]]:
+    # Ready only when probed, and a preStop sleep: what graceful scale-down needs.
     container = {
-        "name": "app",
-        "image": f"app:{version}",
         "ports": [{"containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
         "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {"containers": [container]},
-            },
-        },
-    }
-
-
-def _objects(kind: str) -> list[dict[str, Any]]:
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "app"},
-        "spec": {"selector": {"app": "app"}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }
     docs = [
-        service,
-        _deployment("app-v1", "v1", 2, **{"canaryctl.dev/simulate-termination": GRACE}),
-        _deployment("app-v2", "v2", 0),
+        app_service(),
+        app_deployment("app-v1", "v1", 2, container, {"canaryctl.dev/simulate-termination": GRACE}),
+        app_deployment("app-v2", "v2", 0, container, {}),
     ]
     if kind == "nginx":
-        backend = {"service": {"name": "app", "port": {"number": 80}}}
-        docs.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "ingressClassName": "nginx",
-                    "rules": [
-                        {
-                            "host": "app.example.com",
-                            "http": {
-                                "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]
-                            },
-                        }
-                    ],
-                },
-            }
-        )
+        docs.append(app_ingress())
     elif kind == "gateway":
         docs.append(
             {

@@ -31,7 +31,7 @@ from lightkube.types import PatchType
 
 from canaryctl.kube.canary import Canary
 from canaryctl.testenv import ClusterState
-from helpers import wait_until
+from helpers import replicas, wait_until
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -74,17 +74,6 @@ def service(kube: Client, ns: str) -> None:
 
 def canary(kube: Client, ns: str, spec: dict[str, Any], name: str = "app") -> None:
     kube.create(Canary(metadata=ObjectMeta(name=name, namespace=ns), spec=spec), namespace=ns)
-
-
-def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
-    """(desired, ready) of a Deployment, None when it does not exist."""
-    try:
-        dep = kube.get(Deployment, name, namespace=ns)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
 
 
 def status(kube: Client, ns: str, name: str = "app") -> dict[str, Any]:

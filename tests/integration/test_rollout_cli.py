@@ -19,7 +19,7 @@ from lightkube.resources.core_v1 import ConfigMap, Event
 
 from canaryctl.kube import manifests
 from canaryctl.testenv import ClusterState
-from helpers import EXAMPLES, wait_until
+from helpers import EXAMPLES, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 SEED = EXAMPLES / "pulpocon-app"
@@ -46,17 +46,6 @@ def spawn(cluster: ClusterState, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [CLI, *args], env=_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-
-def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
-    """(desired, ready) of a Deployment, None when it does not exist."""
-    try:
-        dep = kube.get(Deployment, name, namespace=ns)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
-    return dep.spec.replicas, dep.status.readyReplicas or 0
 
 
 def stored_status(kube: Client, ns: str, name: str = "pulpocon-app") -> dict:

@@ -22,58 +22,17 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from canaryctl.testenv import crds
-from helpers import wait_until
+from helpers import app_deployment, app_ingress, app_service, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
 MANUAL = {"pause": {}}
 
 
-@pytest.fixture(scope="module")
-def installed_crds(kube: Client) -> list[str]:
-    return crds.install(kube, progress=lambda _: None)
-
-
-def _deployment(name: str, version: str, replicas: int) -> dict[str, Any]:
-    labels = {"app": "app", "version": version}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": f"app:{version}"}]},
-            },
-        },
-    }
-
-
 def _route_objects(kind: str) -> list[dict[str, Any]]:
     """The user's routing objects for a router kind, each with an unrelated route."""
     if kind == "nginx":
-        backend = {"service": {"name": "app", "port": {"number": 80}}}
-        return [
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "ingressClassName": "nginx",
-                    "rules": [
-                        {
-                            "host": "app.example.com",
-                            "http": {
-                                "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]
-                            },
-                        }
-                    ],
-                },
-            }
-        ]
+        return [app_ingress()]
     if kind == "istio":
         return [
             {
@@ -206,13 +165,7 @@ class Scene:
         return any(r.get("name") == "canaryctl-app" for r in routes)
 
     def replicas(self, name: str) -> tuple[int, int] | None:
-        try:
-            dep = self.kube.get(Deployment, name, namespace=self.namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise
-        return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
+        return replicas(self.kube, self.namespace, name)
 
     def selector(self) -> dict[str, str]:
         return dict(self.kube.get(Service, "app", namespace=self.namespace).spec.selector)
@@ -225,16 +178,10 @@ class Scene:
 def scene(
     request: pytest.FixtureRequest, kube: Client, namespace: str, installed_crds: list[str]
 ) -> Scene:
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "app"},
-        "spec": {"selector": {"app": "app"}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }
     docs = [
-        service,
-        _deployment("app-v1", "v1", 2),
-        _deployment("app-v2", "v2", 0),
+        app_service(),
+        app_deployment("app-v1", "v1", 2),
+        app_deployment("app-v2", "v2", 0),
         *_route_objects(request.param),
     ]
     for doc in docs:

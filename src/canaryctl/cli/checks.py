@@ -111,7 +111,8 @@ def history_states(
     ]
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
+    """A measured value for a table cell: blank when missing, floats to 4 significant digits."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -146,8 +147,8 @@ def current_table(rows: Sequence[Row], now: float | None = None) -> Table:
         table.add_row(
             str(rec.get("name", "")),
             Text(row.state, style=STYLE.get(row.state, "")),
-            _fmt(rec.get("value")),
-            _fmt(rec.get("threshold")),
+            fmt_value(rec.get("value")),
+            fmt_value(rec.get("threshold")),
             _ago(rec.get("time"), now),
             str(row.records),
             str(rec.get("message", ""))[:70],
@@ -165,8 +166,8 @@ def history_table(history: Sequence[Mapping[str, Any]], *, phase: str = "", reas
             time.strftime("%H:%M:%S", time.localtime(float(rec.get("time") or 0))),
             str(rec.get("name", "")),
             Text(state, style=STYLE.get(state, "")),
-            _fmt(rec.get("value")),
-            _fmt(rec.get("threshold")),
+            fmt_value(rec.get("value")),
+            fmt_value(rec.get("threshold")),
             str(rec.get("message", ""))[:80],
         )
     return table

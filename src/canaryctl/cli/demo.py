@@ -65,11 +65,10 @@ def demo(
 
 def _quick(name: str, namespace: str, output: str, keep: bool) -> None:
     """Local cluster, seed app v1 x10, a good canary promoted and a faulty one rolled back."""
-    from lightkube.models.meta_v1 import ObjectMeta
-    from lightkube.resources.core_v1 import Namespace
     from rich.console import Console
     from rich.table import Table
 
+    from canaryctl.cli import demo_dataplane
     from canaryctl.cli.views import make_view
     from canaryctl.core.models import quick_spec
     from canaryctl.driver.engine import Engine
@@ -82,7 +81,7 @@ def _quick(name: str, namespace: str, output: str, keep: bool) -> None:
     with exits.errors_to_exit_codes():
         state = cluster.up()
         client = make_client(state.kubeconfig)
-        _fresh_namespace(client, namespace, Namespace, ObjectMeta)
+        demo_dataplane.recreate_namespace(client, namespace)
         service, v1, v2 = manifests.load(_examples_dir() / f for f in SEED)
         manifests.apply(client, [service, v1], namespace)
         _say("1. pulpocon-app-v1: 10 replicas behind Service pulpocon-app")
@@ -114,20 +113,6 @@ def _quick(name: str, namespace: str, output: str, keep: bool) -> None:
         cluster.down()
     ok = results[0][1] == "Succeeded" and results[1][1] == "RolledBack"
     raise typer.Exit(0 if ok else 1)
-
-
-def _fresh_namespace(client, namespace, Namespace, ObjectMeta) -> None:
-    from lightkube.core.exceptions import ApiError
-
-    try:
-        client.delete(Namespace, namespace)
-        _say(f"removing the previous demo namespace {namespace}")
-        while True:
-            client.get(Namespace, namespace)
-            time.sleep(0.5)
-    except ApiError:
-        pass
-    client.create(Namespace(metadata=ObjectMeta(name=namespace)))
 
 
 def _wait_ready(client, namespace: str, name: str, want: int, timeout: float = 90) -> None:

@@ -261,21 +261,28 @@ def as_version(deployment: Any, name: str, version: str, replicas: int) -> Any:
     return copy_
 
 
-def fresh_namespace(client: Client, namespace: str) -> None:
-    """Delete the namespace if a previous run left it, then create it."""
+def recreate_namespace(client: Client, namespace: str) -> None:
+    """Delete the namespace if a previous run left it, wait until it is gone, create it."""
     from lightkube.core.exceptions import ApiError
     from lightkube.models.meta_v1 import ObjectMeta
-    from lightkube.resources.core_v1 import Namespace, ServiceAccount
+    from lightkube.resources.core_v1 import Namespace
 
     try:
         client.delete(Namespace, namespace)
-        say(f"removing the previous {namespace}")
+        say(f"removing the previous namespace {namespace}")
         while True:
             client.get(Namespace, namespace)
             time.sleep(0.5)
     except ApiError:
         pass
     client.create(Namespace(metadata=ObjectMeta(name=namespace)))
+
+
+def fresh_namespace(client: Client, namespace: str) -> None:
+    """A new, empty namespace whose default service account exists (pods can be created)."""
+    from lightkube.resources.core_v1 import ServiceAccount
+
+    recreate_namespace(client, namespace)
     _wait(lambda: list(client.list(ServiceAccount, namespace=namespace)), 30, "service account")
 
 

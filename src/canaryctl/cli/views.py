@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from canaryctl.cli import checks
+from canaryctl.cli.checks import fmt_value
 from canaryctl.driver.report import Notice, Snapshot
 
 PHASE_STYLE = {
@@ -103,27 +104,21 @@ def _analysis_table(analysis: dict[str, Any]) -> Table:
         table.add_row(
             name if bound is None else f"{name} (> {bound:g} s)",
             str(v.get("decision")),
-            f"{_fmt(v.get('rollbackEvalue'))} / {_fmt(v.get('rollbackThreshold'))}",
-            f"{_fmt(v.get('promoteEvalue'))} / {_fmt(v.get('promoteThreshold'))}",
+            f"{fmt_value(v.get('rollbackEvalue'))} / {fmt_value(v.get('rollbackThreshold'))}",
+            f"{fmt_value(v.get('promoteEvalue'))} / {fmt_value(v.get('promoteThreshold'))}",
             f"{t.get('canaryErrors', 0):.0f}/{t.get('canaryRequests', 0):.0f}",
             f"{t.get('stableErrors', 0):.0f}/{t.get('stableRequests', 0):.0f}",
         )
         # Per-pod evidence: one row per canary pod, its e-value against the pod threshold.
         for pod, evalue in sorted((v.get("pods") or {}).items()):
             table.add_row(
-                f"  pod {pod}", "", f"{_fmt(evalue)} / {_fmt(v.get('rollbackThreshold'))}"
+                f"  pod {pod}",
+                "",
+                f"{fmt_value(evalue)} / {fmt_value(v.get('rollbackThreshold'))}",
             )
     if analysis.get("warning"):
         table.caption = f"warning: {analysis['warning']}"
     return table
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 class LiveView:

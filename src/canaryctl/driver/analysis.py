@@ -387,13 +387,7 @@ class Analysis:
     def _fetch(
         self, window: float, now: float, versions: tuple[str, str]
     ) -> dict[str, Batch | None]:
-        stable_version, canary_version = versions
-        target = Target(
-            namespace=self.spec.namespace,
-            app=self.config.app or self.spec.service,
-            canary=canary_version,
-            stable=stable_version,
-        )
+        target = self._target(versions)
         seconds = max(1, round(window))
         out: dict[str, Batch | None] = {"errors": error_batch(self.source, target, seconds, at=now)}
         if self.config.latency_threshold is not None:
@@ -439,6 +433,7 @@ class Analysis:
         return None
 
     def _target(self, versions: tuple[str, str]) -> Target:
+        """Whose series the queries select: this rollout's app, (stable, canary) versions."""
         stable_version, canary_version = versions
         return Target(
             namespace=self.spec.namespace,
@@ -452,13 +447,7 @@ class Analysis:
     ) -> tuple[Histogram, Histogram] | None:
         if not hasattr(self.source, "query_by"):
             raise AnalysisError("relative latency needs a Prometheus source (grouped queries)")
-        stable_version, canary_version = versions
-        target = Target(
-            namespace=self.spec.namespace,
-            app=self.config.app or self.spec.service,
-            canary=canary_version,
-            stable=stable_version,
-        )
+        target = self._target(versions)
         return fetch_histograms(self.source, target, max(1, round(window)), at=now)  # type: ignore[arg-type]
 
     def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:

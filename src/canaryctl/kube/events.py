@@ -1,4 +1,8 @@
-"""Kubernetes Events about a rollout, attached to the canary Deployment."""
+"""Kubernetes Events about a rollout: one builder for any involved object.
+
+The engine attaches Events to the canary Deployment; the operator attaches them to the Canary
+resource. Both go through `build` so an Event looks the same whoever records it.
+"""
 
 from __future__ import annotations
 
@@ -14,28 +18,43 @@ from lightkube.resources.core_v1 import Event
 from canaryctl.errors import ClusterError
 
 COMPONENT = "canaryctl"
+MAX_MESSAGE = 1024  # the API server rejects longer Event messages
+
+
+def build(
+    involved: ObjectReference,
+    type_: str,
+    reason: str,
+    message: str,
+    component: str = COMPONENT,
+) -> Event:
+    """An Event about `involved` (which must name its namespace), stamped now, count 1."""
+    now = dt.datetime.now(dt.UTC)
+    return Event(
+        # A random suffix: several Events about one object must not collide by name.
+        metadata=ObjectMeta(
+            name=f"{involved.name}.{uuid.uuid4().hex[:12]}", namespace=involved.namespace
+        ),
+        involvedObject=involved,
+        type=type_,
+        reason=reason,
+        message=message[:MAX_MESSAGE],
+        source=EventSource(component=component),
+        firstTimestamp=now,
+        lastTimestamp=now,
+        count=1,
+        reportingComponent=component,
+    )
 
 
 def emit(
     client: Client, namespace: str, deployment: str, type_: str, reason: str, message: str
 ) -> None:
     """Record one Event (shown by `kubectl describe deploy` and `kubectl get events`)."""
-    now = dt.datetime.now(dt.UTC)
-    event = Event(
-        metadata=ObjectMeta(name=f"{deployment}.{uuid.uuid4().hex[:10]}", namespace=namespace),
-        involvedObject=ObjectReference(
-            apiVersion="apps/v1", kind="Deployment", name=deployment, namespace=namespace
-        ),
-        type=type_,
-        reason=reason,
-        message=message[:1024],
-        source=EventSource(component=COMPONENT),
-        firstTimestamp=now,
-        lastTimestamp=now,
-        count=1,
-        reportingComponent=COMPONENT,
+    involved = ObjectReference(
+        apiVersion="apps/v1", kind="Deployment", name=deployment, namespace=namespace
     )
     try:
-        client.create(event, namespace=namespace)
+        client.create(build(involved, type_, reason, message), namespace=namespace)
     except ApiError as exc:
         raise ClusterError(f"recording event {reason}: {exc.status.message}") from exc

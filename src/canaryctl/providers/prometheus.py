@@ -228,12 +228,9 @@ class PrometheusClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def query(self, promql: str, *, at: float | None = None) -> float | None:
-        """Evaluate `promql` at `at` (unix seconds; server time if None).
-
-        Returns the single finite value, or None when there is no data (empty
-        vector, NaN, +/-Inf). Raises AnalysisError for anything else.
-        """
+    def _evaluate(self, promql: str, at: float | None) -> tuple[httpx.Response, str | None]:
+        """POST an instant query; returns the response and the Authorization value sent
+        (so parsing can keep it out of error messages)."""
         headers = {"Accept": "application/json"}
         secret = None
         if self._auth is not None:
@@ -243,6 +240,15 @@ class PrometheusClient:
         if at is not None:
             form["time"] = f"{at:.3f}"
         response = self._post(promql, form, headers)
+        return response, secret
+
+    def query(self, promql: str, *, at: float | None = None) -> float | None:
+        """Evaluate `promql` at `at` (unix seconds; server time if None).
+
+        Returns the single finite value, or None when there is no data (empty
+        vector, NaN, +/-Inf). Raises AnalysisError for anything else.
+        """
+        response, secret = self._evaluate(promql, at)
         value = self._parse(promql, response, secret)
         log.debug("prometheus %s: %s -> %s", self.url, promql, value)
         return value
@@ -254,15 +260,7 @@ class PrometheusClient:
         empty vector is an empty mapping (no data). A series without the label, two
         series with the same value of it, or a non-vector answer is an AnalysisError.
         """
-        headers = {"Accept": "application/json"}
-        secret = None
-        if self._auth is not None:
-            secret = self._auth.authorization(self._secrets)
-            headers["Authorization"] = secret
-        form = {"query": promql}
-        if at is not None:
-            form["time"] = f"{at:.3f}"
-        response = self._post(promql, form, headers)
+        response, secret = self._evaluate(promql, at)
         out: dict[str, float] = {}
         for sample in self._parse_vector(promql, response, secret):
             metric = sample.get("metric")

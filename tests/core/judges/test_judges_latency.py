@@ -8,16 +8,7 @@ import pytest
 
 from canaryctl.core.judges.latency import Histogram, RelativeLatencyJudge, tail_bound
 from canaryctl.errors import SpecError
-
-# The plain e-process: no per-look cap, no dispersion prior, no promotion warm-up.
-PLAIN = {
-    "min_decisive_looks": 1,
-    "dispersion_prior": 1.0,
-    "promote_warmup_looks": 0,
-    "promote_warmup_errors": 0,
-    "min_canary_requests": 0,
-    "max_canary_error_rate": None,
-}
+from core.judges.sampling import PLAIN
 
 BOUNDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 

@@ -11,17 +11,7 @@ import pytest
 from canaryctl.core.judges import Batch, Panel, PodOutlierJudge, SequentialJudge
 from canaryctl.core.judges._dispersion import DispersionEstimate
 from canaryctl.errors import SpecError
-
-
-def poisson(lam: float, rng: random.Random) -> int:
-    """Poisson draw by inversion; fine for the small means used in tests."""
-    u, k, p = rng.random(), 0, math.exp(-lam)
-    cdf = p
-    while u > cdf and p > 0:
-        k += 1
-        p *= lam / k
-        cdf += p
-    return k
+from core.judges.sampling import poisson
 
 
 def look(rng: random.Random, *, bad_pod: float | None = None, burst: int = 0) -> Batch:

@@ -14,17 +14,7 @@ from hypothesis import strategies as st
 
 from canaryctl.core.judges import Batch, SequentialJudge
 from canaryctl.errors import SpecError
-
-
-def poisson(lam: float, rng: random.Random) -> int:
-    """Poisson draw by inversion; fine for the small means used in tests."""
-    u, k, p = rng.random(), 0, math.exp(-lam)
-    cdf = p
-    while u > cdf and p > 0:
-        k += 1
-        p *= lam / k
-        cdf += p
-    return k
+from core.judges.sampling import PLAIN, poisson
 
 
 def poisson_stream(
@@ -46,16 +36,6 @@ def poisson_stream(
             poisson(stable_requests * stable_rate, rng),
         )
 
-
-# The plain e-process: no per-look cap, no dispersion prior, no promotion warm-up.
-PLAIN = {
-    "min_decisive_looks": 1,
-    "dispersion_prior": 1.0,
-    "promote_warmup_looks": 0,
-    "promote_warmup_errors": 0,
-    "min_canary_requests": 0,
-    "max_canary_error_rate": None,
-}
 
 INVALID_BATCHES = st.one_of(
     st.builds(
