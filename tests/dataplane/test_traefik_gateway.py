@@ -11,7 +11,7 @@ from lightkube import Client, codecs
 from canaryctl.routers import GatewayRouter
 from canaryctl.testenv.traefik import GATEWAY, NAMESPACE
 from dataplane.hostapp import Load, wait_for_answers
-from dataplane.proxy import pause_measurement, report, settle
+from dataplane.proxy import pause_measurement, report, settle, wait_proxy_weight
 from dataplane.traefik_fixtures import HostApp, host_app, traefik, traefik_binary
 from dataplane.traefik_harness import HEADER, promote, roll_back, start_at_10
 from helpers import wait_until
