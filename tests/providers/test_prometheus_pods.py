@@ -98,14 +98,19 @@ def test_pods_are_discovered_scraped_and_labelled_for_the_builtin_queries(
             httpx.Client(timeout=5) as http,
         ):
             try:
-                targets = wait_until(lambda: _pod_targets(prom.url, up_only=True), timeout=30)
+                # Prometheus scrapes each target on its own schedule: wait for both pods,
+                # not the first one up.
+                targets = wait_until(
+                    lambda: len(found := _pod_targets(prom.url, up_only=True)) >= 2 and found,
+                    timeout=30,
+                )
             except AssertionError:
                 assert prom.workdir is not None
                 found = (prom.workdir / PodDiscovery.TARGETS_FILE).read_text()
                 seen = httpx.get(f"{prom.url}/api/v1/targets", timeout=5).json()["data"]
                 error = prom.discovery_error
                 raise AssertionError(
-                    f"no pod scraped ({error}); targets: {found}; {seen}"
+                    f"not both pods scraped ({error}); targets: {found}; {seen}"
                 ) from None
             assert sorted(t["labels"]["pod"] for t in targets) == ["app-v1-a", "app-v2-a"]
             assert len(_pod_targets(prom.url, up_only=False)) == 2, "one target per pod"
