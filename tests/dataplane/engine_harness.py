@@ -233,7 +233,7 @@ def _abort_after(
             return
 
 
-def assert_split(share: demo.StepShare, minimum: int = 200) -> None:
+def assert_split(share: demo.StepShare, minimum: int = 150) -> None:
     """The canary's share is inside the 99.9% binomial interval of the step's weight."""
     p = share.weight / 100
     sd = math.sqrt(share.total * p * (1 - p))
