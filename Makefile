@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik istioctl istio-analyze test demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -30,6 +30,15 @@ binaries: install
 # Traefik (the L7 proxy of the data-plane tests) from its Go module, with local shims (once).
 traefik: install
 	$(BIN)/canaryctl testenv build --traefik
+
+# istioctl from the istio.io/istio Go module, no replace directives (once; long: see README).
+istioctl: install
+	$(BIN)/canaryctl testenv build --istioctl
+
+# `istioctl analyze` of the Istio router's objects at every step of a rollout. Not a
+# prerequisite of `make test` (the first build is long); once built, `make test` runs it too.
+istio-analyze: binaries istioctl
+	$(BIN)/pytest tests/routers/test_istio_analyze.py
 
 test: system-deps binaries traefik
 	$(BIN)/pytest

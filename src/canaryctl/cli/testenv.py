@@ -49,6 +49,9 @@ def build(
     traefik: Annotated[
         bool, typer.Option("--traefik", help="Also Traefik (without the real node's binaries).")
     ] = False,
+    istioctl: Annotated[
+        bool, typer.Option("--istioctl", help="Also istioctl (for `istioctl analyze`).")
+    ] = False,
 ) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries, versions
@@ -63,6 +66,10 @@ def build(
             from canaryctl.testenv import traefik_build
 
             found = {**found, "traefik": traefik_build.ensure(progress)}
+        if istioctl:
+            from canaryctl.testenv import istioctl_build
+
+            found = {**found, "istioctl": istioctl_build.ensure(progress)}
     for name, path in found.items():
         print(f"{name}: {path}")
 

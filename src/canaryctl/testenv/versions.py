@@ -62,3 +62,12 @@ LEGO_DNS_PROVIDERS_WITHOUT_SDK = (
     "ucloud",
     "yandexcloud",
 )
+
+#: istioctl, for `istioctl analyze` of the Istio router's objects (there is no Envoy here).
+#: Istio tags its releases without the "v" Go needs ("1.32.0"), so the Go module proxy
+#: serves istio.io/istio only as pseudo-versions, and only a few of them. This is the newest
+#: served (2026-08-27, the 1.31 line: it requires istio.io/api v1.31.0-rc); our CRDs come
+#: from istio.io/api v1.32.0, whose networking v1 schema the analyzers check the same way.
+ISTIO_MODULE = "istio.io/istio"
+ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
+ISTIOCTL_PACKAGE = "istio.io/istio/istioctl/cmd/istioctl"
