@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import Client
+from lightkube import Client, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.core_v1 import (
@@ -27,11 +27,13 @@ from lightkube.models.core_v1 import (
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
 from canaryctl.kube.canary import Canary
+from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
-from helpers import replicas, wait_until
+from helpers import app_ingress, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -126,12 +128,13 @@ def pair_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     }
 
 
-def managed_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def managed_spec(steps: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "targetRef": {"kind": "Deployment", "name": "app"},
         "service": "app",
         "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
         "health": FAST_HEALTH,
+        **extra,
     }
 
 
@@ -332,3 +335,126 @@ def test_two_operators_exactly_one_acts_and_the_other_takes_over_when_it_is_kill
     _promote(kube, namespace)
     wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
     _steps_once(kube, namespace)
+
+
+# --- managed mode with the weight routers ----------------------------------------------
+
+WEIGHT_ROUTERS = {
+    "nginx": {"kind": "nginx", "ingress": "app"},
+    "istio": {"kind": "istio", "virtualService": "app"},
+    "gateway": {"kind": "gateway", "httproute": "app"},
+}
+
+
+def route_object(kind: str) -> dict[str, Any]:
+    """The user's routing object, naming the Service `app` (as Flagger users write it)."""
+    if kind == "nginx":
+        return app_ingress()
+    if kind == "istio":
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "app"},
+            "spec": {"hosts": ["app"], "http": [{"name": "main",
+                                                 "route": [{"destination": {"host": "app"}}]}]},
+        }  # fmt: skip
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "app"},
+        "spec": {"parentRefs": [{"name": "public"}],
+                 "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]},
+    }  # fmt: skip
+
+
+def backends(kube: Client, ns: str, kind: str) -> dict[str, int]:
+    """Service -> percent of traffic, as the routing objects in the cluster say."""
+    if kind == "nginx":
+        rule = kube.get(Ingress, "app", namespace=ns).spec.rules[0]
+        out = {rule.http.paths[0].backend.service.name: 100}
+        try:
+            can = kube.get(Ingress, "app-canary", namespace=ns)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return out
+            raise
+        weight = int(can.metadata.annotations["nginx.ingress.kubernetes.io/canary-weight"])
+        name = can.spec.rules[0].http.paths[0].backend.service.name
+        return {next(iter(out)): 100 - weight, name: weight}
+    if kind == "istio":
+        route = kube.get(VirtualService, "app", namespace=ns).to_dict()["spec"]["http"][-1]
+        pairs = [(d["destination"]["host"].split(".")[0], d.get("weight")) for d in route["route"]]
+    else:
+        rule = kube.get(HTTPRoute, "app", namespace=ns).to_dict()["spec"]["rules"][-1]
+        pairs = [(b["name"], b.get("weight")) for b in rule["backendRefs"]]
+    if len(pairs) == 1:
+        return {pairs[0][0]: 100}  # a lone backend takes everything, whatever its weight
+    return {name: weight or 0 for name, weight in pairs}
+
+
+def selector(kube: Client, ns: str, name: str) -> dict[str, str] | None:
+    try:
+        return dict(kube.get(Service, name, namespace=ns).spec.selector or {})
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+PRIMARY_PODS = {"app": "app", "track": "main-primary"}
+TARGET_PODS = {"app": "app", "track": "main"}
+
+
+@pytest.mark.parametrize("kind", list(WEIGHT_ROUTERS))
+def test_managed_mode_with_a_weight_router_routes_primary_and_target_at_each_step(
+    kube: Client, namespace: str, start_operator, installed_crds: list[str], kind: str
+) -> None:
+    """A bad image rolls back, a good one is promoted, the routes name the primary's
+    Service (`app`, pointed at the primary) and `app-canary` (the target) at each step."""
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object(kind)), namespace=namespace)
+    start_operator(namespace)
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], router=WEIGHT_ROUTERS[kind],
+                        drainDelay="0s")  # fmt: skip
+    canary(kube, namespace, spec)
+    # initialised: `app` selects the primary's pods, the target is drained and at 0
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    assert selector(kube, namespace, "app-primary") == PRIMARY_PODS
+    assert selector(kube, namespace, "app-canary") == TARGET_PODS
+    assert backends(kube, namespace, kind) == {"app": 100}
+
+    # a crash-looping image fails the health gate: back to the primary, which kept app:1
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    assert backends(kube, namespace, kind) == {"app": 100}
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+
+    # a good image: 50% to the target through app-canary, the rest to the primary
+    set_image(kube, namespace, "app", "app:2", labels={"canaryctl.dev/simulate": None})
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert backends(kube, namespace, kind) == {"app": 50, "app-canary": 50}
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    # promoted: the template is copied into the primary, `app` routed back to it, the
+    # target drained and scaled to 0
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert image_of(kube, namespace, "app-primary") == "app:2"
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    assert backends(kube, namespace, kind) == {"app": 100}
+    reasons = canary_events(kube, namespace)
+    assert reasons.count("NewRevision") == 2 and reasons.count("PrimaryUpdated") == 1
+
+    # deleting the Canary: the target serves, `app` selects as the user wrote it
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert replicas(kube, namespace, "app") == (2, 2)
+    assert selector(kube, namespace, "app") == {"app": "app"}
+    assert selector(kube, namespace, "app-primary") is None
+    assert selector(kube, namespace, "app-canary") is None
+    assert backends(kube, namespace, kind) == {"app": 100}

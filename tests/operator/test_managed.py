@@ -67,8 +67,42 @@ def test_primary_pods_are_told_apart_by_a_selector_key_the_service_does_not_use(
     assert body["spec"]["replicas"] == 3
     assert body["metadata"]["annotations"][managed.TEMPLATE_HASH] == "h"
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    # the copy is the target's template: same containers
-    assert body["spec"]["template"]["spec"] == _target()["spec"]["template"]["spec"]
+    # the copy is the target's template, reading the primary's copies of its configs
+    spec = body["spec"]["template"]["spec"]
+    assert spec == managed.with_config_copies(_target()["spec"]["template"])["spec"]
+    assert spec["containers"][0]["image"] == "app:1"
+
+
+def test_the_primary_reads_copies_of_every_config_and_nothing_else_changes() -> None:
+    template = _target()["spec"]["template"]
+    template["spec"]["volumes"].append(
+        {"name": "p", "projected": {"sources": [{"secret": {"name": "certs"}}]}}
+    )
+    copied = managed.with_config_copies(template)
+    assert managed.config_refs(copied) == {
+        (kind, f"{name}-primary") for kind, name in managed.config_refs(template)
+    }
+    assert ("Secret", "certs-primary") in managed.config_refs(copied)
+    assert copied["metadata"] == template["metadata"]
+    assert managed.config_refs(template) == managed.config_refs(_target()["spec"]["template"]) | {
+        ("Secret", "certs")
+    }  # the target's own template is left as it was
+
+
+def test_a_config_copy_has_the_data_the_owner_and_the_label_for_cleanup() -> None:
+    source = {
+        "metadata": {"name": "app-token", "namespace": "ns", "resourceVersion": "7",
+                     "uid": "u", "labels": {"team": "a"}},
+        "type": "Opaque",
+        "data": {"t": "c2VjcmV0"},
+    }  # fmt: skip
+    owner = managed.Owner("canaryctl.dev/v1alpha1", "Canary", "app", "uid-1")
+    body = managed.config_copy("Secret", source, "app", owner)
+    assert body["metadata"]["name"] == "app-token-primary"
+    assert body["metadata"]["labels"][managed.PRIMARY_OF] == "app"
+    assert body["data"] == source["data"] and body["type"] == "Opaque"
+    assert "resourceVersion" not in body["metadata"] and "uid" not in body["metadata"]
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
 def test_a_target_selected_only_by_service_keys_is_refused_naming_target_ref() -> None:
@@ -98,3 +132,12 @@ def test_cache_wakes_the_canaries_that_read_a_config() -> None:
     assert cache.put_config("ConfigMap", unread) == set()
     cache.drop_canary(key)
     assert cache.put_deployment(_target()) == set()
+
+
+def test_the_users_selector_is_what_it_was_before_pointing_it_at_the_primary() -> None:
+    svc = {
+        "metadata": {"annotations": {managed.PRIMARY_SELECTOR: "track"}},
+        "spec": {"selector": {"app": "app", "track": "main"}},  # as repointed at promotion
+    }
+    assert managed.user_selector(svc) == {"app": "app"}
+    assert managed.user_selector({"spec": {"selector": {"app": "app"}}}) == {"app": "app"}

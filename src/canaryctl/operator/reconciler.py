@@ -53,11 +53,12 @@ class _Entry:
 def engine_spec(body: Mapping[str, Any]) -> CanarySpec:
     """The rollout spec of a Canary resource; managed mode resolved to its two Deployments."""
     spec = spec_of(body)
-    if spec.managed and spec.router.kind != "replicas":
+    if spec.managed and spec.router.destination_rule is not None:
         raise SpecError(
-            "router.kind",
-            "managed mode (targetRef) works with the replicas router for now; name the "
-            "two Deployments with stable/canary to use a weight router",
+            "router.destinationRule",
+            "managed mode routes through Services (the primary's behind the user's Service, "
+            "the target's behind <service>-canary), not DestinationRule subsets: remove "
+            "destinationRule, or name the two Deployments with stable/canary",
         )
     return spec.resolved()
 
@@ -101,6 +102,9 @@ class Reconciler:
         self.store = CanaryStore(client)
         self._engines: dict[Key, _Entry] = {}
         self._refused: dict[Key, tuple[int, str]] = {}  # invalid spec told once per generation
+        # Managed mode, weight routers: since when the target's pods are out of the Service
+        # (in memory: a restarted operator only waits the drain delay once more).
+        self._drained_since: dict[Key, float] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -138,6 +142,8 @@ class Reconciler:
         except SpecError as exc:
             self._refuse(key, body, exc)
             return None
+        except ConflictError:
+            return 0.2  # someone wrote in between: decide again on what is there now
 
     # --- pair mode ------------------------------------------------------------------------
 
@@ -183,7 +189,7 @@ class Reconciler:
             self._annotate(primary, {managed.FAILED_HASH: candidate})
             return None
         if target_replicas:
-            return self._retire_target(key, spec, target, primary, status)
+            return self._retire_target(key, body, spec, target, primary, status)
         if current not in (promoted, failed):
             # The cache may lag our own last write (a failed hash, a new template): decide
             # to start a rollout only on a fresh read of the primary.
@@ -217,26 +223,37 @@ class Reconciler:
         sums = self.cache.checksums_for(ns, managed.config_refs(template))
         return managed.template_hash(template, sums)
 
-    def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
+    def _service(self, spec: CanarySpec) -> dict[str, Any]:
         svc = workloads.read_service(self.client, spec.service, spec.namespace)
         if svc is None:
             raise SpecError("service", f"service/{spec.service} not found in {spec.namespace}")
-        return dict(svc.spec.selector or {})
+        return svc.to_dict()
+
+    def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
+        """The user's own selector (without what pointing it at the primary added)."""
+        return managed.user_selector(self._service(spec))
+
+    def _owner(self, body: dict) -> managed.Owner | None:
+        meta = body["metadata"]
+        if not meta.get("uid"):
+            return None
+        return managed.Owner(API_VERSION, "Canary", meta["name"], meta["uid"])
 
     def _primary_body(
         self, body: dict, spec: CanarySpec, target: dict, replicas: int, hash_: str, extra: dict
     ) -> dict:
         template = (target.get("spec") or {}).get("template") or {}
         sums = self.cache.checksums_for(spec.namespace, managed.config_refs(template))
-        meta = body["metadata"]
-        owner = managed.Owner(API_VERSION, "Canary", meta["name"], meta.get("uid", ""))
+        # The configs first: the primary's new template reads their copies.
+        managed.copy_configs(self.client, spec.namespace, template, spec.canary,
+                             self._owner(body))  # fmt: skip
         return managed.primary_manifest(
             target,
             service_selector=self._service_selector(spec),
             replicas=replicas,
             hash_=hash_,
             checksum=managed.config_checksum(template, sums),
-            owner=owner if meta.get("uid") else None,
+            owner=self._owner(body),
             annotations=extra,
         )
 
@@ -275,7 +292,7 @@ class Reconciler:
         return None
 
     def _retire_target(
-        self, key: Key, spec: CanarySpec, target: dict, primary: dict,
+        self, key: Key, body: dict, spec: CanarySpec, target: dict, primary: dict,
         status: CanaryStatus | None,
     ) -> float | None:  # fmt: skip
         """No rollout runs and the target has replicas: the primary takes the traffic back
@@ -290,9 +307,43 @@ class Reconciler:
             return None
         if not _ready(primary, want):
             return None  # the primary's status changes wake us
+        service = self._service(spec)
+        for side in managed.side_services(service, primary, target, self._owner(body)):
+            managed.apply_service(self.client, side)
+        if spec.router.kind != "replicas":
+            delay = self._route_to_primary(key, body, spec, service, target, primary)
+            if delay is not None:
+                return delay
         workloads.scale(self.client, spec.canary, spec.namespace, 0,
                         generation=target["metadata"].get("generation"))  # fmt: skip
+        self._drained_since.pop(key, None)
         return None
+
+    def _route_to_primary(
+        self, key: Key, body: dict, spec: CanarySpec, service: dict, target: dict,
+        primary: dict,
+    ) -> float | None:  # fmt: skip
+        """Weight routers: the user's Service (which the routes name) selects the primary's
+        pods; the target keeps its pods until no endpoint of that Service lists them as
+        serving and `drainDelay` has passed. Returns seconds to wait, None once drained."""
+        selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        keys = managed.rewritten_keys(selector, managed.user_selector(service))
+        if managed.point_at_primary(self.client, service, primary, keys):
+            self._drained_since.pop(key, None)
+            self.recorder.emit(body, "Normal", "RoutedToPrimary",
+                               f"service/{spec.service} selects the pods of deployment/"
+                               f"{spec.stable}; deployment/{spec.canary} goes to 0 once "
+                               "drained")  # fmt: skip
+            return RETRY_SOON
+        serving = workloads.count_serving(
+            self.client, [(spec.service, spec.namespace)], spec.namespace, selector
+        )
+        if serving:
+            self._drained_since.pop(key, None)
+            return RETRY_SOON  # EndpointSlices of a finished rollout wake nobody: look again
+        since = self._drained_since.setdefault(key, self.clock())
+        left = since + spec.drain_delay - self.clock()
+        return left if left > 0 else None
 
     def _supersede(self, key: Key, body: dict, spec: CanarySpec, current: str) -> None:
         """A newer template arrived mid-rollout: roll this one back; the next rollout takes
@@ -352,17 +403,23 @@ class Reconciler:
         """Managed mode: the target takes over the primary's capacity, then the primary goes."""
         ns = spec.namespace
         primary = workloads.read_deployment(self.client, spec.stable, ns)
-        if not primary.exists:
-            return None
         target = workloads.read_deployment(self.client, spec.canary, ns)
         want = max(primary.desired_replicas, (status.baseline_replicas if status else 0), 1)
-        if target.exists:
+        if primary.exists and target.exists:
             if target.desired_replicas < want:
                 workloads.scale(self.client, spec.canary, ns, want)
                 return RETRY_SOON
             if target.ready_replicas < want:
                 return RETRY_SOON
-        workloads.delete_deployment(self.client, spec.stable, ns)
+        # The user's Service selects both again (as it was) before the primary goes.
+        service = workloads.read_service(self.client, spec.service, ns)
+        if service is not None and managed.restore_service(self.client, service.to_dict()):
+            return RETRY_SOON
+        if primary.exists:
+            workloads.delete_deployment(self.client, spec.stable, ns)
+        for suffix in ("-primary", "-canary"):
+            managed.delete_service(self.client, f"{spec.service}{suffix}", ns)
+        managed.delete_config_copies(self.client, ns, spec.canary)
         return None
 
     # --- engine ---------------------------------------------------------------------------
