@@ -26,7 +26,7 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
@@ -258,6 +258,64 @@ def test_managed_mode_rolls_back_a_bad_image_and_keeps_the_primary(
     time.sleep(2)  # the failed template is not tried again
     assert phase(kube, namespace) == "RolledBack"
     assert canary_events(kube, namespace).count("NewRevision") == 1
+
+
+def _data(kube: Client, ns: str, res: Any, name: str) -> dict[str, str] | None:
+    try:
+        return dict(kube.get(res, name, namespace=ns).data or {})
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+def test_managed_mode_a_config_change_reaches_only_the_canary_until_promotion(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """The primary reads `-primary` copies of the target's ConfigMap and Secret; a change
+    of the ConfigMap starts a rollout, reaches the primary's copy only at promotion, and
+    the copies go with the Canary."""
+    service(kube, namespace)
+    kube.create(ConfigMap(metadata=ObjectMeta(name="app-config"), data={"MODE": "v1"}),
+                namespace=namespace)  # fmt: skip
+    kube.create(Secret(metadata=ObjectMeta(name="app-token"), stringData={"t": "s3cret"}),
+                namespace=namespace)  # fmt: skip
+    container = {
+        "name": "app", "image": "app:1",
+        "envFrom": [{"configMapRef": {"name": "app-config"}}],
+        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "app-token", "key": "t"}}}],
+    }  # fmt: skip
+    labels = {"app": "app", "track": "main"}
+    kube.create(codecs.from_dict({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
+    }), namespace=namespace)  # fmt: skip
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec([{"setWeight": 50}, {"pause": {}}]))
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    primary = kube.get(Deployment, "app-primary", namespace=namespace).spec.template.spec
+    assert primary.containers[0].envFrom[0].configMapRef.name == "app-config-primary"
+    assert primary.containers[0].env[0].valueFrom.secretKeyRef.name == "app-token-primary"
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
+    assert _data(kube, namespace, Secret, "app-token-primary") == _data(
+        kube, namespace, Secret, "app-token"
+    )
+
+    kube.patch(ConfigMap, "app-config", {"data": {"MODE": "v2"}}, namespace=namespace)
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v2"}
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") is None
+    assert _data(kube, namespace, Secret, "app-token-primary") is None
+    assert _data(kube, namespace, ConfigMap, "app-config") == {"MODE": "v2"}
 
 
 # --- deletion, crashes, leadership ------------------------------------------------------
