@@ -171,6 +171,9 @@ def test_pair_mode_promotes_a_healthy_canary_with_events_metrics_and_get(
         timeout=10,
     )
     assert reasons.count("Succeeded") == 1 and "WeightSet" in reasons
+    # posted by the Event worker, none dropped (its queue is far from full)
+    assert (op.metric("canaryctl_events_total", result="posted") or 0) >= len(reasons)
+    assert not op.metric("canaryctl_events_total", result="dropped")
     assert op.metric("canaryctl_canary_weight", namespace=namespace, name="app") == 100
     assert op.metric("canaryctl_canary_phase", namespace=namespace, phase="Succeeded") == 1
     assert op.metric("canaryctl_canary_duration_seconds_count", namespace=namespace) == 1

@@ -396,6 +396,7 @@ class Reconciler:
                 return delay
         # told before letting go: the Event would otherwise name a Canary already gone
         self.recorder.emit(body, "Normal", "Finalized", "traffic on the stable; objects removed")
+        self.recorder.flush()
         self._set_finalizer(body, add=False)
         return None
 
