@@ -7,6 +7,7 @@ import pytest
 from canaryctl.errors import SpecError
 from canaryctl.operator import managed
 from canaryctl.operator.cache import Cache
+from canaryctl.operator.reconciler import engine_spec
 
 
 def _target(image: str = "app:1", env_from: str | None = "app-config") -> dict:
@@ -141,3 +142,32 @@ def test_the_users_selector_is_what_it_was_before_pointing_it_at_the_primary() -
     }
     assert managed.user_selector(svc) == {"app": "app"}
     assert managed.user_selector({"spec": {"selector": {"app": "app"}}}) == {"app": "app"}
+
+
+def _managed_canary(router: dict) -> dict:
+    return {
+        "metadata": {"name": "app", "namespace": "ns"},
+        "spec": {"targetRef": {"kind": "Deployment", "name": "app"}, "service": "app",
+                 "router": router, "steps": [{"setWeight": 50}]},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        {"kind": "nginx", "ingress": "app"},
+        {"kind": "istio", "virtualService": "app"},
+        {"kind": "gateway", "httproute": "app"},
+    ],
+)
+def test_managed_mode_runs_with_each_weight_router_primary_as_stable(router: dict) -> None:
+    spec = engine_spec(_managed_canary(router))
+    assert (spec.stable, spec.canary, spec.router.kind) == ("app-primary", "app", router["kind"])
+    assert spec.on_promotion == "scale-to-zero"  # the operator copies the template over
+
+
+def test_managed_mode_refuses_destination_rule_subsets_naming_the_field() -> None:
+    router = {"kind": "istio", "virtualService": "app", "destinationRule": "app"}
+    with pytest.raises(SpecError) as err:
+        engine_spec(_managed_canary(router))
+    assert err.value.field == "router.destinationRule"

@@ -202,6 +202,14 @@ class Reconciler:
                 return None
             if not _ready(primary, (primary.get("spec") or {}).get("replicas", 1)):
                 return None  # the primary's next status change wakes us
+            if spec.router.kind != "replicas":
+                # The routes' stable backend is the user's Service: it must select only the
+                # primary (a GitOps tool may have written its selector back meanwhile).
+                selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels")
+                service = self._service(spec)
+                keys = managed.rewritten_keys(selector or {}, managed.user_selector(service))
+                if managed.point_at_primary(self.client, service, primary, keys):
+                    return RETRY_SOON
             self._annotate(primary, {managed.CANDIDATE_HASH: current})
             if self._reset(key, spec, "NewRevision",
                            f"deployment/{spec.canary} changed (template {current}); "
