@@ -339,18 +339,43 @@ def _owner_ref(owner: Owner) -> dict[str, Any]:
     }
 
 
-def apply_service(client: Client, body: dict[str, Any]) -> None:
-    """Create or update a Service canaryctl owns (server-side apply)."""
+def _read_service(client: Client, name: str, namespace: str) -> dict[str, Any] | None:
     try:
-        client.apply(Service.from_dict(body), namespace=body["metadata"]["namespace"], force=True)
+        return client.get(Service, name, namespace=namespace).to_dict()
     except ApiError as exc:
-        raise ClusterError(
-            f"applying service/{body['metadata']['name']}: {exc.status.message}"
-        ) from exc
+        if exc.status.code == 404:
+            return None
+        raise ClusterError(f"reading service/{name}: {exc.status.message}") from exc
 
 
-def delete_service(client: Client, name: str, namespace: str) -> None:
-    """Delete a Service canaryctl owns (gone already is fine)."""
+def _ours(obj: Mapping[str, Any], target: str) -> bool:
+    meta = obj.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    return all(labels.get(k) == v for k, v in OWNED.items()) and (
+        annotations.get(PRIMARY_OF) == target
+    )
+
+
+def apply_service(client: Client, body: dict[str, Any]) -> bool:
+    """Create or update a Service canaryctl owns (server-side apply). A Service of that
+    name that someone else made is left alone (the router checks it fits); returns
+    whether ours was written."""
+    meta = body["metadata"]
+    existing = _read_service(client, meta["name"], meta["namespace"])
+    if existing is not None and not _ours(existing, meta["annotations"][PRIMARY_OF]):
+        return False
+    try:
+        client.apply(Service.from_dict(body), namespace=meta["namespace"], force=True)
+    except ApiError as exc:
+        raise ClusterError(f"applying service/{meta['name']}: {exc.status.message}") from exc
+    return True
+
+
+def delete_service(client: Client, name: str, namespace: str, target: str) -> None:
+    """Delete a Service canaryctl made for the primary of `target` (gone already is fine)."""
+    existing = _read_service(client, name, namespace)
+    if existing is None or not _ours(existing, target):
+        return
     try:
         client.delete(Service, name, namespace=namespace)
     except ApiError as exc:

@@ -427,7 +427,7 @@ class Reconciler:
         if primary.exists:
             workloads.delete_deployment(self.client, spec.stable, ns)
         for suffix in ("-primary", "-canary"):
-            managed.delete_service(self.client, f"{spec.service}{suffix}", ns)
+            managed.delete_service(self.client, f"{spec.service}{suffix}", ns, spec.canary)
         managed.delete_config_copies(self.client, ns, spec.canary)
         return None
 
