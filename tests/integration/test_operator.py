@@ -488,7 +488,8 @@ def test_managed_mode_with_a_weight_router_routes_primary_and_target_at_each_ste
     # a crash-looping image fails the health gate: back to the primary, which kept app:1
     set_image(kube, namespace, "app", "app:bad", labels=CRASH)
     wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
-    assert backends(kube, namespace, kind) == {"app": 100}
+    # the status is stored before the router's cleanup removes the canary backend
+    wait_until(lambda: backends(kube, namespace, kind) == {"app": 100}, timeout=15)
     assert selector(kube, namespace, "app") == PRIMARY_PODS
     assert image_of(kube, namespace, "app-primary") == "app:1"
     assert replicas(kube, namespace, "app-primary") == (2, 2)
@@ -507,8 +508,10 @@ def test_managed_mode_with_a_weight_router_routes_primary_and_target_at_each_ste
     assert image_of(kube, namespace, "app-primary") == "app:2"
     assert replicas(kube, namespace, "app-primary") == (2, 2)
     assert selector(kube, namespace, "app") == PRIMARY_PODS
-    assert backends(kube, namespace, kind) == {"app": 100}
-    reasons = canary_events(kube, namespace)
+    wait_until(lambda: backends(kube, namespace, kind) == {"app": 100}, timeout=15)
+    reasons = wait_until(
+        lambda: "PrimaryUpdated" in (r := canary_events(kube, namespace)) and r, timeout=10
+    )
     assert reasons.count("NewRevision") == 2 and reasons.count("PrimaryUpdated") == 1
 
     # deleting the Canary: the target serves, `app` selects as the user wrote it
