@@ -105,6 +105,7 @@ class Reconciler:
         # Managed mode, weight routers: since when the target's pods are out of the Service
         # (in memory: a restarted operator only waits the drain delay once more).
         self._drained_since: dict[Key, float] = {}
+        self._sides_written: dict[Key, tuple[Any, Any]] = {}  # <service>-primary/-canary
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -113,6 +114,8 @@ class Reconciler:
         body = self.cache.canaries.get(key)
         if body is None:
             self._engines.pop(key, None)
+            self._drained_since.pop(key, None)
+            self._sides_written.pop(key, None)
             self.metrics.forget(*key)
             return None
         meta = body["metadata"]
@@ -316,8 +319,12 @@ class Reconciler:
         if not _ready(primary, want):
             return None  # the primary's status changes wake us
         service = self._service(spec)
-        for side in managed.side_services(service, primary, target, self._owner(body)):
-            managed.apply_service(self.client, side)
+        # Written once per primary/target generation, not on every pass of a drain wait.
+        seen = (primary["metadata"].get("generation"), target["metadata"].get("generation"))
+        if self._sides_written.get(key) != seen:
+            for side in managed.side_services(service, primary, target, self._owner(body)):
+                managed.apply_service(self.client, side)
+            self._sides_written[key] = seen
         if spec.router.kind != "replicas":
             delay = self._route_to_primary(key, body, spec, service, target, primary)
             if delay is not None:
