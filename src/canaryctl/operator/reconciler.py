@@ -29,7 +29,7 @@ from canaryctl.errors import ClusterError, ConflictError, SpecError
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
-from canaryctl.operator import managed
+from canaryctl.operator import configs, managed, owned, services
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.metrics import Metrics
@@ -210,8 +210,8 @@ class Reconciler:
                 # primary (a GitOps tool may have written its selector back meanwhile).
                 selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels")
                 service = self._service(spec)
-                keys = managed.rewritten_keys(selector or {}, managed.user_selector(service))
-                if managed.point_at_primary(self.client, service, primary, keys):
+                keys = managed.rewritten_keys(selector or {}, services.user_selector(service))
+                if services.point_at_primary(self.client, service, primary, keys):
                     return RETRY_SOON
             self._annotate(primary, {managed.CANDIDATE_HASH: current})
             if self._reset(key, spec, "NewRevision",
@@ -231,7 +231,7 @@ class Reconciler:
 
     def _target_hash(self, ns: str, target: Mapping[str, Any]) -> str:
         template = (target.get("spec") or {}).get("template") or {}
-        sums = self.cache.checksums_for(ns, managed.config_refs(template))
+        sums = self.cache.checksums_for(ns, configs.config_refs(template))
         return managed.template_hash(template, sums)
 
     def _service(self, spec: CanarySpec) -> dict[str, Any]:
@@ -242,21 +242,21 @@ class Reconciler:
 
     def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
         """The user's own selector (without what pointing it at the primary added)."""
-        return managed.user_selector(self._service(spec))
+        return services.user_selector(self._service(spec))
 
-    def _owner(self, body: dict) -> managed.Owner | None:
+    def _owner(self, body: dict) -> owned.Owner | None:
         meta = body["metadata"]
         if not meta.get("uid"):
             return None
-        return managed.Owner(API_VERSION, "Canary", meta["name"], meta["uid"])
+        return owned.Owner(API_VERSION, "Canary", meta["name"], meta["uid"])
 
     def _primary_body(
         self, body: dict, spec: CanarySpec, target: dict, replicas: int, hash_: str, extra: dict
     ) -> dict:
         template = (target.get("spec") or {}).get("template") or {}
-        sums = self.cache.checksums_for(spec.namespace, managed.config_refs(template))
+        sums = self.cache.checksums_for(spec.namespace, configs.config_refs(template))
         # The configs first: the primary's new template reads their copies.
-        managed.copy_configs(self.client, spec.namespace, template, spec.canary,
+        configs.copy_configs(self.client, spec.namespace, template, spec.canary,
                              self._owner(body))  # fmt: skip
         return managed.primary_manifest(
             target,
@@ -322,8 +322,8 @@ class Reconciler:
         # Written once per primary/target generation, not on every pass of a drain wait.
         seen = (primary["metadata"].get("generation"), target["metadata"].get("generation"))
         if self._sides_written.get(key) != seen:
-            for side in managed.side_services(service, primary, target, self._owner(body)):
-                managed.apply_service(self.client, side)
+            for side in services.side_services(service, primary, target, self._owner(body)):
+                services.apply_service(self.client, side)
             self._sides_written[key] = seen
         if spec.router.kind != "replicas":
             delay = self._route_to_primary(key, body, spec, service, target, primary)
@@ -342,8 +342,8 @@ class Reconciler:
         pods; the target keeps its pods until no endpoint of that Service lists them as
         serving and `drainDelay` has passed. Returns seconds to wait, None once drained."""
         selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        keys = managed.rewritten_keys(selector, managed.user_selector(service))
-        if managed.point_at_primary(self.client, service, primary, keys):
+        keys = managed.rewritten_keys(selector, services.user_selector(service))
+        if services.point_at_primary(self.client, service, primary, keys):
             self._drained_since.pop(key, None)
             self.recorder.emit(body, "Normal", "RoutedToPrimary",
                                f"service/{spec.service} selects the pods of deployment/"
@@ -429,13 +429,13 @@ class Reconciler:
                 return RETRY_SOON
         # The user's Service selects both again (as it was) before the primary goes.
         service = workloads.read_service(self.client, spec.service, ns)
-        if service is not None and managed.restore_service(self.client, service.to_dict()):
+        if service is not None and services.restore_service(self.client, service.to_dict()):
             return RETRY_SOON
         if primary.exists:
             workloads.delete_deployment(self.client, spec.stable, ns)
         for suffix in ("-primary", "-canary"):
-            managed.delete_service(self.client, f"{spec.service}{suffix}", ns, spec.canary)
-        managed.delete_config_copies(self.client, ns, spec.canary)
+            services.delete_service(self.client, f"{spec.service}{suffix}", ns, spec.canary)
+        configs.delete_config_copies(self.client, ns, spec.canary)
         return None
 
     # --- engine ---------------------------------------------------------------------------
