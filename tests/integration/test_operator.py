@@ -30,6 +30,7 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
+from canaryctl.kube import workloads
 from canaryctl.kube.canary import Canary
 from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
@@ -522,3 +523,36 @@ def test_managed_mode_with_a_weight_router_routes_primary_and_target_at_each_ste
     assert selector(kube, namespace, "app-primary") is None
     assert selector(kube, namespace, "app-canary") is None
     assert backends(kube, namespace, kind) == {"app": 100}
+
+
+def test_deleting_a_canary_after_a_rollback_keeps_the_good_primary_serving(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A rolled-back target still carries the crash-looping template: the finalizer does
+    not wait for it. The Canary goes at once, the primary (the good version) keeps serving
+    behind `app` and outlives the Canary, the target stays at 0."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    kube.delete(Canary, "app", namespace=namespace)
+    asked = time.monotonic()
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    # well within health.readyDeadline (20s): no wait on the version known bad
+    assert time.monotonic() - asked < 10
+    primary = kube.get(Deployment, "app-primary", namespace=namespace)
+    assert not primary.metadata.ownerReferences  # the garbage collector leaves it
+    time.sleep(2)  # ... which it would have done by now
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app") == (0, 0)
+    # the user's Service serves from the good version only
+    assert selector(kube, namespace, "app") == {"app": "app"}
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, TARGET_PODS) == 0
+    assert selector(kube, namespace, "app-primary") is None
+    assert selector(kube, namespace, "app-canary") is None
+    reasons = canary_events(kube, namespace)
+    assert "PrimaryKept" in reasons and "Finalized" in reasons

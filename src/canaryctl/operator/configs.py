@@ -20,7 +20,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from canaryctl.errors import ClusterError
-from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref
+from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref, release
 
 
 def _ref_slots(template: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], str]]:
@@ -134,3 +134,16 @@ def delete_config_copies(client: Client, namespace: str, target: str) -> None:
         except ApiError as exc:
             if exc.status.code != 404:
                 raise ClusterError(f"deleting {kind} copies: {exc.status.message}") from exc
+
+
+def release_config_copies(client: Client, namespace: str, target: str, owner_uid: str) -> None:
+    """Keep the config copies of the primary of `target` when the Canary goes (a primary
+    left serving reads them): take the Canary's ownerReference off each."""
+    labels = {**OWNED, PRIMARY_OF: target}
+    for kind, res in _CONFIG_KINDS.items():
+        try:
+            copies = [obj.to_dict() for obj in client.list(res, namespace=namespace, labels=labels)]
+        except ApiError as exc:
+            raise ClusterError(f"listing {kind} copies: {exc.status.message}") from exc
+        for obj in copies:
+            release(client, res, obj, owner_uid)

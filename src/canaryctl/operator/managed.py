@@ -18,7 +18,9 @@ What the primary remembers (its own annotations, an object canaryctl owns):
 - `canaryctl.dev/template-hash`: hash of the target template (and config) it runs;
 - `canaryctl.dev/candidate-hash`: the target template the latest rollout tried;
 - `canaryctl.dev/failed-hash`: a candidate that was rolled back (not tried again until
-  the target changes once more).
+  the target changes once more);
+- `canaryctl.dev/kept-for`: the uid of a deleted Canary whose finalizer left the primary
+  serving, because the target could not take over (see the reconciler's finalizer).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ TEMPLATE_HASH = "canaryctl.dev/template-hash"
 CANDIDATE_HASH = "canaryctl.dev/candidate-hash"
 FAILED_HASH = "canaryctl.dev/failed-hash"
 CONFIG_CHECKSUM = "canaryctl.dev/config-checksum"
+KEPT_FOR = "canaryctl.dev/kept-for"
 
 
 def primary_name(target: str) -> str:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lightkube import Client
@@ -405,38 +406,124 @@ class Reconciler:
             return self._tick(key, body, spec)
         baseline = (status.baseline_replicas if status else 0) or 1
         make_router(self.client, spec, baseline).cleanup()
+        told = "traffic on the stable; objects removed"
         if spec.managed:
-            delay = self._release_target(spec, status)
+            delay, kept = self._release_target(body, spec, status)
             if delay is not None:
                 return delay
+            if kept:
+                told = (f"traffic on deployment/{spec.stable}, left serving and no longer owned "
+                        f"by this Canary; deployment/{spec.canary} at 0; other objects "
+                        "removed")  # fmt: skip
         # told before letting go: the Event would otherwise name a Canary already gone
-        self.recorder.emit(body, "Normal", "Finalized", "traffic on the stable; objects removed")
+        self.recorder.emit(body, "Normal", "Finalized", told)
         self.recorder.flush()
         self._set_finalizer(body, add=False)
         return None
 
-    def _release_target(self, spec: CanarySpec, status: CanaryStatus | None) -> float | None:
-        """Managed mode: the target takes over the primary's capacity, then the primary goes."""
-        ns = spec.namespace
-        primary = workloads.read_deployment(self.client, spec.stable, ns)
-        target = workloads.read_deployment(self.client, spec.canary, ns)
-        want = max(primary.desired_replicas, (status.baseline_replicas if status else 0), 1)
-        if primary.exists and target.exists:
-            if target.desired_replicas < want:
-                workloads.scale(self.client, spec.canary, ns, want)
-                return RETRY_SOON
-            if target.ready_replicas < want:
-                return RETRY_SOON
+    def _release_target(
+        self, body: dict, spec: CanarySpec, status: CanaryStatus | None
+    ) -> tuple[float | None, bool]:
+        """Managed mode: hand the workloads back to the user's objects, serving.
+
+        Normally the target takes over the primary's capacity and, once ready, the primary
+        goes with everything else canaryctl made. Deletion never waits on a version known
+        bad, nor for ever: a target whose template was rolled back is not scaled up, and
+        one not ready `health.readyDeadline` after the deletion is given up on. Then the
+        primary keeps serving behind the user's Service, released from the Canary, and the
+        target stays at 0 (`_keep_primary`). Returns (seconds to wait or None, whether the
+        primary was kept).
+        """
+        ns, uid = spec.namespace, body["metadata"].get("uid") or ""
+        primary = self._fresh(ns, spec.stable)
+        target = self._fresh(ns, spec.canary)
+        if primary is not None and target is not None:
+            ann = primary["metadata"].get("annotations") or {}
+            if not uid or ann.get(managed.KEPT_FOR) != uid:
+                wait, why = self._hand_back(body, spec, status, primary, target)
+                if wait is not None:
+                    return wait, False
+                if why:
+                    self.recorder.emit(body, "Warning", "PrimaryKept",
+                                       f"deployment/{spec.canary} is not handed back: {why}; "
+                                       f"deployment/{spec.stable} keeps serving behind "
+                                       f"service/{spec.service} and stays after the Canary "
+                                       f"goes (with its config copies); deployment/"
+                                       f"{spec.canary} stays at 0. Fix its template, scale it "
+                                       f"up, then delete deployment/{spec.stable}, or create "
+                                       "the Canary again")  # fmt: skip
+                    # The decision first (a restarted operator carries it on): released
+                    # from the Canary, so the garbage collector leaves it serving.
+                    owned.release(self.client, Deployment, primary, uid, {managed.KEPT_FOR: uid})
+                    return self._keep_primary(spec, target, uid), True
+            else:
+                return self._keep_primary(spec, target, uid), True
         # The user's Service selects both again (as it was) before the primary goes.
         service = workloads.read_service(self.client, spec.service, ns)
         if service is not None and services.restore_service(self.client, service.to_dict()):
-            return RETRY_SOON
-        if primary.exists:
+            return RETRY_SOON, False
+        if primary is not None:
             workloads.delete_deployment(self.client, spec.stable, ns)
-        for suffix in ("-primary", "-canary"):
-            services.delete_service(self.client, f"{spec.service}{suffix}", ns, spec.canary)
+        self._delete_side_services(spec)
         configs.delete_config_copies(self.client, ns, spec.canary)
+        return None, False
+
+    def _hand_back(
+        self, body: dict, spec: CanarySpec, status: CanaryStatus | None, primary: dict,
+        target: dict,
+    ) -> tuple[float | None, str]:  # fmt: skip
+        """The target takes over the primary's capacity: (seconds to wait, None) while it
+        becomes ready, (None, "") once it is, (None, why) when it cannot take over."""
+        current = self._target_hash(spec.namespace, target)
+        ann = primary["metadata"].get("annotations") or {}
+        # Rolled back: marked on the primary, or (the deletion came before that mark) the
+        # stored verdict. A rollback the deletion itself asked for ("Aborted") proves
+        # nothing about the version: that one gets the bounded wait.
+        rolled_back = status is not None and status.phase is Phase.ROLLED_BACK
+        if current == ann.get(managed.FAILED_HASH) or (
+            rolled_back
+            and status.reason != "Aborted"
+            and current == ann.get(managed.CANDIDATE_HASH)
+        ):
+            why = f"its template ({current}) was rolled back"
+            if rolled_back and status.message:
+                why += f" ({status.reason}: {status.message})"
+            return None, why
+        want = max(int((primary.get("spec") or {}).get("replicas") or 0),
+                   status.baseline_replicas if status else 0, 1)  # fmt: skip
+        if int((target.get("spec") or {}).get("replicas") or 0) < want:
+            workloads.scale(self.client, spec.canary, spec.namespace, want,
+                            generation=target["metadata"].get("generation"))  # fmt: skip
+            return RETRY_SOON, ""
+        if _ready(target, want):
+            return None, ""
+        left = _deleted_at(body, self.clock()) + spec.health.ready_deadline - self.clock()
+        if left > 0:
+            return min(RETRY_SOON, left), ""
+        ready = (target.get("status") or {}).get("readyReplicas") or 0
+        return None, (f"{ready}/{want} of its replicas were ready "
+                      f"{spec.health.ready_deadline:g}s after the deletion "
+                      "(health.readyDeadline)")  # fmt: skip
+
+    def _keep_primary(self, spec: CanarySpec, target: dict, uid: str) -> float | None:
+        """The primary stays serving: its config copies stay with it, the target goes to 0
+        before the user's Service selects both again (no unproven pod takes traffic), and
+        the Services canaryctl made go. Idempotent; None when done."""
+        ns = spec.namespace
+        configs.release_config_copies(self.client, ns, spec.canary, uid)
+        if (target.get("spec") or {}).get("replicas"):
+            workloads.scale(self.client, spec.canary, ns, 0,
+                            generation=target["metadata"].get("generation"))  # fmt: skip
+        service = workloads.read_service(self.client, spec.service, ns)
+        if service is not None and services.restore_service(self.client, service.to_dict()):
+            return RETRY_SOON
+        self._delete_side_services(spec)
         return None
+
+    def _delete_side_services(self, spec: CanarySpec) -> None:
+        for suffix in ("-primary", "-canary"):
+            services.delete_service(self.client, f"{spec.service}{suffix}", spec.namespace,
+                                    spec.canary)  # fmt: skip
 
     # --- engine ---------------------------------------------------------------------------
 
@@ -539,6 +626,14 @@ class Reconciler:
             if exc.status.code in (404, 409, 422):
                 return  # changed or gone meanwhile: the watch brings the new version
             raise ClusterError(f"updating finalizers of canary {meta['name']}: {exc}") from exc
+
+
+def _deleted_at(body: Mapping[str, Any], default: float) -> float:
+    """When deletion of the object was asked (epoch seconds; `default` if not set)."""
+    stamp = (body.get("metadata") or {}).get("deletionTimestamp")
+    if not stamp:
+        return default
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
 def _ready(dep: Mapping[str, Any], replicas: int) -> bool:
