@@ -556,3 +556,36 @@ def test_deleting_a_canary_after_a_rollback_keeps_the_good_primary_serving(
     assert selector(kube, namespace, "app-canary") is None
     reasons = canary_events(kube, namespace)
     assert "PrimaryKept" in reasons and "Finalized" in reasons
+
+
+def test_a_restarted_operator_keeps_the_drain_wait_of_the_target_from_the_status(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """Managed mode, weight router: the target's drain wait before it goes back to 0 starts
+    once, kept in the Canary's status; an operator killed meanwhile and started after
+    drainDelay scales the target down at once instead of waiting drainDelay again."""
+    drain = 15.0
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object("nginx")), namespace=namespace)
+    op = start_operator(namespace)
+    spec = managed_spec(router=WEIGHT_ROUTERS["nginx"], drainDelay="0s")
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    patch = {"spec": {"drainDelay": f"{drain:g}s"}}
+    kube.patch(Canary, "app", patch, namespace=namespace, patch_type=PatchType.MERGE)
+    # a GitOps tool writes the target's replicas back: the operator drains and retires it
+    kube.patch(Deployment, "app", {"spec": {"replicas": 2}}, namespace=namespace)
+    since = wait_until(lambda: status(kube, namespace).get("drainedSince"), timeout=30)
+    op.kill(signal.SIGKILL)
+    assert replicas(kube, namespace, "app")[0] == 2  # still waiting when killed
+    time.sleep(max(since + drain + 1 - time.time(), 0))
+    start_operator(namespace)
+    restarted = time.monotonic()
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert time.monotonic() - restarted < drain / 2  # not a second drainDelay
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    # cleared once the target is at 0 (the next retirement waits afresh)
+    wait_until(lambda: "drainedSince" not in status(kube, namespace), timeout=10)

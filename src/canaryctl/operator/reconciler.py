@@ -103,9 +103,10 @@ class Reconciler:
         self.store = CanaryStore(client)
         self._engines: dict[Key, _Entry] = {}
         self._refused: dict[Key, tuple[int, str]] = {}  # invalid spec told once per generation
-        # Managed mode, weight routers: since when the target's pods are out of the Service
-        # (in memory: a restarted operator only waits the drain delay once more).
-        self._drained_since: dict[Key, float] = {}
+        # Managed mode, weight routers: since when the target's pods are out of the Service.
+        # Kept in the Canary's status once a rollout has run (a restarted operator does not
+        # wait the drain delay again); this process's own view, None when it cleared it.
+        self._drained_since: dict[Key, float | None] = {}
         self._sides_written: dict[Key, tuple[Any, Any]] = {}  # <service>-primary/-canary
 
     # --- entry point ----------------------------------------------------------------------
@@ -327,17 +328,17 @@ class Reconciler:
                 services.apply_service(self.client, side)
             self._sides_written[key] = seen
         if spec.router.kind != "replicas":
-            delay = self._route_to_primary(key, body, spec, service, target, primary)
+            delay = self._route_to_primary(key, body, spec, status, service, target, primary)
             if delay is not None:
                 return delay
         workloads.scale(self.client, spec.canary, spec.namespace, 0,
                         generation=target["metadata"].get("generation"))  # fmt: skip
-        self._drained_since.pop(key, None)
+        self._keep_drained_since(key, status, None)
         return None
 
     def _route_to_primary(
-        self, key: Key, body: dict, spec: CanarySpec, service: dict, target: dict,
-        primary: dict,
+        self, key: Key, body: dict, spec: CanarySpec, status: CanaryStatus | None,
+        service: dict, target: dict, primary: dict,
     ) -> float | None:  # fmt: skip
         """Weight routers: the user's Service (which the routes name) selects the primary's
         pods; the target keeps its pods until no endpoint of that Service lists them as
@@ -345,7 +346,7 @@ class Reconciler:
         selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         keys = managed.rewritten_keys(selector, services.user_selector(service))
         if services.point_at_primary(self.client, service, primary, keys):
-            self._drained_since.pop(key, None)
+            self._keep_drained_since(key, status, None)
             self.recorder.emit(body, "Normal", "RoutedToPrimary",
                                f"service/{spec.service} selects the pods of deployment/"
                                f"{spec.stable}; deployment/{spec.canary} goes to 0 once "
@@ -355,11 +356,37 @@ class Reconciler:
             self.client, [(spec.service, spec.namespace)], spec.namespace, selector
         )
         if serving:
-            self._drained_since.pop(key, None)
+            self._keep_drained_since(key, status, None)
             return RETRY_SOON  # EndpointSlices of a finished rollout wake nobody: look again
-        since = self._drained_since.setdefault(key, self.clock())
+        if key in self._drained_since:
+            since = self._drained_since[key]
+        else:  # this process has not looked yet (e.g. restarted): what the status says
+            since = status.drained_since if status is not None else None
+        if since is None:
+            since = self.clock()
+        self._keep_drained_since(key, status, since)
         left = since + spec.drain_delay - self.clock()
         return left if left > 0 else None
+
+    def _keep_drained_since(
+        self, key: Key, status: CanaryStatus | None, since: float | None
+    ) -> None:
+        """Remember since when the target is drained (None: not drained, or done): here,
+        and in the finished rollout's status, the field the state machine uses for the
+        same wait during a rollout and leaves empty once it is over. Before the first
+        rollout there is no status to keep it in. Writes only when the value changes."""
+        self._drained_since[key] = since
+        if status is None or not status.phase.terminal or status.drained_since == since:
+            return
+        record = self.store.get(key[1], key[0])  # the cache may lag our own last write
+        if record is None or not record.status:
+            return
+        stored = CanaryStatus.from_dict(record.status)
+        if not stored.phase.terminal or stored.drained_since == since:
+            return  # a new rollout owns the field now, or it is there already
+        stored.drained_since = since
+        record.status = stored.to_dict()
+        self.store.update(record)
 
     def _supersede(self, key: Key, body: dict, spec: CanarySpec, current: str) -> None:
         """A newer template arrived mid-rollout: roll this one back; the next rollout takes
@@ -556,6 +583,7 @@ class Reconciler:
         record.status = fresh.to_dict()
         self.store.update(record)
         self._engines.pop(key, None)  # a new rollout starts with fresh analysis state
+        self._drained_since.pop(key, None)  # and with the status' own (empty) drain time
         body = self.cache.canaries.get(key)
         if body is not None:
             self.recorder.emit(body, "Normal", reason, message)
