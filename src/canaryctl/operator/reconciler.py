@@ -499,7 +499,7 @@ class Reconciler:
         self, body: dict, spec: CanarySpec, status: CanaryStatus | None, primary: dict,
         target: dict,
     ) -> tuple[float | None, str]:  # fmt: skip
-        """The target takes over the primary's capacity: (seconds to wait, None) while it
+        """The target takes over the primary's capacity: (seconds to wait, "") while it
         becomes ready, (None, "") once it is, (None, why) when it cannot take over."""
         current = self._target_hash(spec.namespace, target)
         ann = primary["metadata"].get("annotations") or {}
