@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import Client
+from lightkube import Client, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.core_v1 import (
@@ -26,12 +26,15 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
+from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
+from canaryctl.kube import workloads
 from canaryctl.kube.canary import Canary
+from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
-from helpers import replicas, wait_until
+from helpers import app_ingress, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -126,12 +129,13 @@ def pair_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     }
 
 
-def managed_spec(steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def managed_spec(steps: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
     return {
         "targetRef": {"kind": "Deployment", "name": "app"},
         "service": "app",
         "steps": steps or [{"setWeight": 50}, {"pause": {"duration": "1s"}}],
         "health": FAST_HEALTH,
+        **extra,
     }
 
 
@@ -168,6 +172,9 @@ def test_pair_mode_promotes_a_healthy_canary_with_events_metrics_and_get(
         timeout=10,
     )
     assert reasons.count("Succeeded") == 1 and "WeightSet" in reasons
+    # posted by the Event worker, none dropped (its queue is far from full)
+    assert (op.metric("canaryctl_events_total", result="posted") or 0) >= len(reasons)
+    assert not op.metric("canaryctl_events_total", result="dropped")
     assert op.metric("canaryctl_canary_weight", namespace=namespace, name="app") == 100
     assert op.metric("canaryctl_canary_phase", namespace=namespace, phase="Succeeded") == 1
     assert op.metric("canaryctl_canary_duration_seconds_count", namespace=namespace) == 1
@@ -257,6 +264,64 @@ def test_managed_mode_rolls_back_a_bad_image_and_keeps_the_primary(
     assert canary_events(kube, namespace).count("NewRevision") == 1
 
 
+def _data(kube: Client, ns: str, res: Any, name: str) -> dict[str, str] | None:
+    try:
+        return dict(kube.get(res, name, namespace=ns).data or {})
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+def test_managed_mode_a_config_change_reaches_only_the_canary_until_promotion(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """The primary reads `-primary` copies of the target's ConfigMap and Secret; a change
+    of the ConfigMap starts a rollout, reaches the primary's copy only at promotion, and
+    the copies go with the Canary."""
+    service(kube, namespace)
+    kube.create(ConfigMap(metadata=ObjectMeta(name="app-config"), data={"MODE": "v1"}),
+                namespace=namespace)  # fmt: skip
+    kube.create(Secret(metadata=ObjectMeta(name="app-token"), stringData={"t": "s3cret"}),
+                namespace=namespace)  # fmt: skip
+    container = {
+        "name": "app", "image": "app:1",
+        "envFrom": [{"configMapRef": {"name": "app-config"}}],
+        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "app-token", "key": "t"}}}],
+    }  # fmt: skip
+    labels = {"app": "app", "track": "main"}
+    kube.create(codecs.from_dict({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
+    }), namespace=namespace)  # fmt: skip
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec([{"setWeight": 50}, {"pause": {}}]))
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    primary = kube.get(Deployment, "app-primary", namespace=namespace).spec.template.spec
+    assert primary.containers[0].envFrom[0].configMapRef.name == "app-config-primary"
+    assert primary.containers[0].env[0].valueFrom.secretKeyRef.name == "app-token-primary"
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
+    assert _data(kube, namespace, Secret, "app-token-primary") == _data(
+        kube, namespace, Secret, "app-token"
+    )
+
+    kube.patch(ConfigMap, "app-config", {"data": {"MODE": "v2"}}, namespace=namespace)
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v2"}
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert _data(kube, namespace, ConfigMap, "app-config-primary") is None
+    assert _data(kube, namespace, Secret, "app-token-primary") is None
+    assert _data(kube, namespace, ConfigMap, "app-config") == {"MODE": "v2"}
+
+
 # --- deletion, crashes, leadership ------------------------------------------------------
 
 
@@ -332,3 +397,195 @@ def test_two_operators_exactly_one_acts_and_the_other_takes_over_when_it_is_kill
     _promote(kube, namespace)
     wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
     _steps_once(kube, namespace)
+
+
+# --- managed mode with the weight routers ----------------------------------------------
+
+WEIGHT_ROUTERS = {
+    "nginx": {"kind": "nginx", "ingress": "app"},
+    "istio": {"kind": "istio", "virtualService": "app"},
+    "gateway": {"kind": "gateway", "httproute": "app"},
+}
+
+
+def route_object(kind: str) -> dict[str, Any]:
+    """The user's routing object, naming the Service `app` (as Flagger users write it)."""
+    if kind == "nginx":
+        return app_ingress()
+    if kind == "istio":
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "app"},
+            "spec": {"hosts": ["app"], "http": [{"name": "main",
+                                                 "route": [{"destination": {"host": "app"}}]}]},
+        }  # fmt: skip
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "app"},
+        "spec": {"parentRefs": [{"name": "public"}],
+                 "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]},
+    }  # fmt: skip
+
+
+def backends(kube: Client, ns: str, kind: str) -> dict[str, int]:
+    """Service -> percent of traffic, as the routing objects in the cluster say."""
+    if kind == "nginx":
+        rule = kube.get(Ingress, "app", namespace=ns).spec.rules[0]
+        out = {rule.http.paths[0].backend.service.name: 100}
+        try:
+            can = kube.get(Ingress, "app-canary", namespace=ns)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return out
+            raise
+        weight = int(can.metadata.annotations["nginx.ingress.kubernetes.io/canary-weight"])
+        name = can.spec.rules[0].http.paths[0].backend.service.name
+        return {next(iter(out)): 100 - weight, name: weight}
+    if kind == "istio":
+        route = kube.get(VirtualService, "app", namespace=ns).to_dict()["spec"]["http"][-1]
+        pairs = [(d["destination"]["host"].split(".")[0], d.get("weight")) for d in route["route"]]
+    else:
+        rule = kube.get(HTTPRoute, "app", namespace=ns).to_dict()["spec"]["rules"][-1]
+        pairs = [(b["name"], b.get("weight")) for b in rule["backendRefs"]]
+    if len(pairs) == 1:
+        return {pairs[0][0]: 100}  # a lone backend takes everything, whatever its weight
+    return {name: weight or 0 for name, weight in pairs}
+
+
+def selector(kube: Client, ns: str, name: str) -> dict[str, str] | None:
+    try:
+        return dict(kube.get(Service, name, namespace=ns).spec.selector or {})
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+
+
+PRIMARY_PODS = {"app": "app", "track": "main-primary"}
+TARGET_PODS = {"app": "app", "track": "main"}
+
+
+@pytest.mark.parametrize("kind", list(WEIGHT_ROUTERS))
+def test_managed_mode_with_a_weight_router_routes_primary_and_target_at_each_step(
+    kube: Client, namespace: str, start_operator, installed_crds: list[str], kind: str
+) -> None:
+    """A bad image rolls back, a good one is promoted, the routes name the primary's
+    Service (`app`, pointed at the primary) and `app-canary` (the target) at each step."""
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object(kind)), namespace=namespace)
+    start_operator(namespace)
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], router=WEIGHT_ROUTERS[kind],
+                        drainDelay="0s")  # fmt: skip
+    canary(kube, namespace, spec)
+    # initialised: `app` selects the primary's pods, the target is drained and at 0
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    assert selector(kube, namespace, "app-primary") == PRIMARY_PODS
+    assert selector(kube, namespace, "app-canary") == TARGET_PODS
+    assert backends(kube, namespace, kind) == {"app": 100}
+
+    # a crash-looping image fails the health gate: back to the primary, which kept app:1
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    # the status is stored before the router's cleanup removes the canary backend
+    wait_until(lambda: backends(kube, namespace, kind) == {"app": 100}, timeout=15)
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+
+    # a good image: 50% to the target through app-canary, the rest to the primary
+    set_image(kube, namespace, "app", "app:2", labels={"canaryctl.dev/simulate": None})
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert backends(kube, namespace, kind) == {"app": 50, "app-canary": 50}
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    # promoted: the template is copied into the primary, `app` routed back to it, the
+    # target drained and scaled to 0
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert image_of(kube, namespace, "app-primary") == "app:2"
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    wait_until(lambda: backends(kube, namespace, kind) == {"app": 100}, timeout=15)
+    reasons = wait_until(
+        lambda: "PrimaryUpdated" in (r := canary_events(kube, namespace)) and r, timeout=10
+    )
+    assert reasons.count("NewRevision") == 2 and reasons.count("PrimaryUpdated") == 1
+
+    # deleting the Canary: the target serves, `app` selects as the user wrote it
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert replicas(kube, namespace, "app") == (2, 2)
+    assert selector(kube, namespace, "app") == {"app": "app"}
+    assert selector(kube, namespace, "app-primary") is None
+    assert selector(kube, namespace, "app-canary") is None
+    assert backends(kube, namespace, kind) == {"app": 100}
+
+
+def test_deleting_a_canary_after_a_rollback_keeps_the_good_primary_serving(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A rolled-back target still carries the crash-looping template: the finalizer does
+    not wait for it. The Canary goes at once, the primary (the good version) keeps serving
+    behind `app` and outlives the Canary, the target stays at 0."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    kube.delete(Canary, "app", namespace=namespace)
+    asked = time.monotonic()
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    # well within health.readyDeadline (20s): no wait on the version known bad
+    assert time.monotonic() - asked < 10
+    primary = kube.get(Deployment, "app-primary", namespace=namespace)
+    assert not primary.metadata.ownerReferences  # the garbage collector leaves it
+    time.sleep(2)  # ... which it would have done by now
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app") == (0, 0)
+    # the user's Service serves from the good version only
+    assert selector(kube, namespace, "app") == {"app": "app"}
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, TARGET_PODS) == 0
+    assert selector(kube, namespace, "app-primary") is None
+    assert selector(kube, namespace, "app-canary") is None
+    reasons = canary_events(kube, namespace)
+    assert "PrimaryKept" in reasons and "Finalized" in reasons
+
+
+def test_a_restarted_operator_keeps_the_drain_wait_of_the_target_from_the_status(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """Managed mode, weight router: the target's drain wait before it goes back to 0 starts
+    once, kept in the Canary's status; an operator killed meanwhile and started after
+    drainDelay scales the target down at once instead of waiting drainDelay again."""
+    drain = 15.0
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object("nginx")), namespace=namespace)
+    op = start_operator(namespace)
+    spec = managed_spec(router=WEIGHT_ROUTERS["nginx"], drainDelay="0s")
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:bad", labels=CRASH)
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    patch = {"spec": {"drainDelay": f"{drain:g}s"}}
+    kube.patch(Canary, "app", patch, namespace=namespace, patch_type=PatchType.MERGE)
+    # a GitOps tool writes the target's replicas back: the operator drains and retires it
+    kube.patch(Deployment, "app", {"spec": {"replicas": 2}}, namespace=namespace)
+    since = wait_until(lambda: status(kube, namespace).get("drainedSince"), timeout=30)
+    op.kill(signal.SIGKILL)
+    assert replicas(kube, namespace, "app")[0] == 2  # still waiting when killed
+    time.sleep(max(since + drain + 1 - time.time(), 0))
+    start_operator(namespace)
+    restarted = time.monotonic()
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert time.monotonic() - restarted < drain / 2  # not a second drainDelay
+    assert selector(kube, namespace, "app") == PRIMARY_PODS
+    # cleared once the target is at 0 (the next retirement waits afresh)
+    wait_until(lambda: "drainedSince" not in status(kube, namespace), timeout=10)

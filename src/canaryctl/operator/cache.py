@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from canaryctl.operator import managed
+from canaryctl.operator.configs import config_refs, data_checksum
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -101,7 +102,7 @@ class Cache:
             dep = self.deployments.get((key[0], target["name"]))
             if dep is not None:
                 template = (dep.get("spec") or {}).get("template") or {}
-                configs = [(key[0], k, n) for k, n in sorted(managed.config_refs(template))]
+                configs = [(key[0], k, n) for k, n in sorted(config_refs(template))]
         for c in configs:
             self._configs[c].add(key)
         self._interest[key] = (deps, services, configs)
@@ -131,7 +132,7 @@ class Cache:
             if deleted:
                 self.checksums.pop(key, None)
             else:
-                self.checksums[key] = managed.data_checksum(body)
+                self.checksums[key] = data_checksum(body)
             if self.checksums.get(key) == before:
                 return set()
             return set(self._configs.get(key, ()))

@@ -174,8 +174,9 @@ class Operator:
         self.metrics = Metrics()
         count_requests(client, self.metrics)
         self.cache = Cache()
+        self.recorder = Recorder(client, counter=self.metrics.events)
         self.reconciler = Reconciler(
-            client, self.cache, metrics=self.metrics, recorder=Recorder(client),
+            client, self.cache, metrics=self.metrics, recorder=self.recorder,
             identity=options.identity, interval=options.interval,
         )  # fmt: skip
         self.elector = LeaderElector(
@@ -308,6 +309,7 @@ class Operator:
             scheduler.cancel()
             self.elector.stop(release=True)
             self.scheduler.shutdown()
+            self.recorder.close()  # what the last reconciles told is still posted
             for server in servers:
                 server.shutdown()
 

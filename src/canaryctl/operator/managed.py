@@ -10,11 +10,17 @@ target's selector that the Service does not select on gets the value `<value>-pr
 So the Service selects the pods of both Deployments (the replicas router needs that) and
 neither Deployment selects the other's pods.
 
+Services and config copies: `services.py` (`<service>-primary`/`-canary`, pointing the
+user's Service at the primary) and `configs.py` (`<name>-primary` copies of the
+ConfigMaps and Secrets the target reads); what marks an object as canaryctl's: `owned.py`.
+
 What the primary remembers (its own annotations, an object canaryctl owns):
 - `canaryctl.dev/template-hash`: hash of the target template (and config) it runs;
 - `canaryctl.dev/candidate-hash`: the target template the latest rollout tried;
 - `canaryctl.dev/failed-hash`: a candidate that was rolled back (not tried again until
-  the target changes once more).
+  the target changes once more);
+- `canaryctl.dev/kept-for`: the uid of a deleted Canary whose finalizer left the primary
+  serving, because the target could not take over (see the reconciler's finalizer).
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from lightkube import Client
@@ -32,55 +37,19 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.operator.configs import config_refs, with_config_copies
+from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref
 
-SUFFIX = "-primary"
 TEMPLATE_HASH = "canaryctl.dev/template-hash"
 CANDIDATE_HASH = "canaryctl.dev/candidate-hash"
 FAILED_HASH = "canaryctl.dev/failed-hash"
 CONFIG_CHECKSUM = "canaryctl.dev/config-checksum"
-PRIMARY_OF = "canaryctl.dev/primary-of"
-OWNED = {"app.kubernetes.io/managed-by": "canaryctl"}
+KEPT_FOR = "canaryctl.dev/kept-for"
 
 
 def primary_name(target: str) -> str:
     """The Deployment canaryctl creates and owns for a target."""
     return f"{target}{SUFFIX}"
-
-
-def config_refs(template: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """The ConfigMaps and Secrets a pod template reads: {("ConfigMap"|"Secret", name)}."""
-    spec = template.get("spec") or {}
-    refs: set[tuple[str, str]] = set()
-    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-    for c in containers:
-        for env in c.get("env") or []:
-            source = env.get("valueFrom") or {}
-            if (ref := source.get("configMapKeyRef")) and ref.get("name"):
-                refs.add(("ConfigMap", ref["name"]))
-            if (ref := source.get("secretKeyRef")) and ref.get("name"):
-                refs.add(("Secret", ref["name"]))
-        for env_from in c.get("envFrom") or []:
-            if (ref := env_from.get("configMapRef")) and ref.get("name"):
-                refs.add(("ConfigMap", ref["name"]))
-            if (ref := env_from.get("secretRef")) and ref.get("name"):
-                refs.add(("Secret", ref["name"]))
-    for volume in spec.get("volumes") or []:
-        if (ref := volume.get("configMap")) and ref.get("name"):
-            refs.add(("ConfigMap", ref["name"]))
-        if (ref := volume.get("secret")) and ref.get("secretName"):
-            refs.add(("Secret", ref["secretName"]))
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if (ref := source.get("configMap")) and ref.get("name"):
-                refs.add(("ConfigMap", ref["name"]))
-            if (ref := source.get("secret")) and ref.get("name"):
-                refs.add(("Secret", ref["name"]))
-    return refs
-
-
-def data_checksum(obj: Mapping[str, Any]) -> str:
-    """Checksum of a ConfigMap's or Secret's data (the data itself is never kept or logged)."""
-    data = {k: obj.get(k) for k in ("data", "binaryData", "stringData") if obj.get(k)}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _strip(template: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,16 +105,6 @@ def _suffixed(labels: Mapping[str, str] | None, keys: Iterable[str]) -> dict[str
     return out
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The Canary that owns the primary (ownerReference: the primary goes with it)."""
-
-    api_version: str
-    kind: str
-    name: str
-    uid: str
-
-
 def primary_manifest(
     target: Mapping[str, Any],
     *,
@@ -161,7 +120,7 @@ def primary_manifest(
     spec = target["spec"]
     selector = dict((spec.get("selector") or {}).get("matchLabels") or {})
     keys = rewritten_keys(selector, service_selector)
-    template = copy.deepcopy(spec["template"])
+    template = with_config_copies(spec["template"])
     tmeta = template.setdefault("metadata", {})
     tmeta["labels"] = _suffixed(tmeta.get("labels"), keys)
     tmeta["annotations"] = {**(tmeta.get("annotations") or {}), CONFIG_CHECKSUM: checksum}
@@ -188,16 +147,7 @@ def primary_manifest(
         if spec.get(key) is not None:
             body["spec"][key] = spec[key]
     if owner is not None:
-        body["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner.api_version,
-                "kind": owner.kind,
-                "name": owner.name,
-                "uid": owner.uid,
-                "controller": True,
-                "blockOwnerDeletion": False,
-            }
-        ]
+        body["metadata"]["ownerReferences"] = [owner_ref(owner)]
     return body
 
 

@@ -62,6 +62,10 @@ class Metrics:
             "canaryctl_api_requests_total", "Requests to the Kubernetes API (watches excluded)",
             ["verb"], registry=r,
         )  # fmt: skip
+        self.events = Counter(
+            "canaryctl_events_total", "Kubernetes Events by result (posted, dropped, failed)",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.leader = Gauge(
             "canaryctl_leader", "1 while this process is the acting leader", registry=r
         )

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lightkube import Client
@@ -29,7 +30,7 @@ from canaryctl.errors import ClusterError, ConflictError, SpecError
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
-from canaryctl.operator import managed
+from canaryctl.operator import configs, managed, owned, services
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.metrics import Metrics
@@ -53,11 +54,12 @@ class _Entry:
 def engine_spec(body: Mapping[str, Any]) -> CanarySpec:
     """The rollout spec of a Canary resource; managed mode resolved to its two Deployments."""
     spec = spec_of(body)
-    if spec.managed and spec.router.kind != "replicas":
+    if spec.managed and spec.router.destination_rule is not None:
         raise SpecError(
-            "router.kind",
-            "managed mode (targetRef) works with the replicas router for now; name the "
-            "two Deployments with stable/canary to use a weight router",
+            "router.destinationRule",
+            "managed mode routes through Services (the primary's behind the user's Service, "
+            "the target's behind <service>-canary), not DestinationRule subsets: remove "
+            "destinationRule, or name the two Deployments with stable/canary",
         )
     return spec.resolved()
 
@@ -101,6 +103,11 @@ class Reconciler:
         self.store = CanaryStore(client)
         self._engines: dict[Key, _Entry] = {}
         self._refused: dict[Key, tuple[int, str]] = {}  # invalid spec told once per generation
+        # Managed mode, weight routers: since when the target's pods are out of the Service.
+        # Kept in the Canary's status once a rollout has run (a restarted operator does not
+        # wait the drain delay again); this process's own view, None when it cleared it.
+        self._drained_since: dict[Key, float | None] = {}
+        self._sides_written: dict[Key, tuple[Any, Any]] = {}  # <service>-primary/-canary
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -109,6 +116,8 @@ class Reconciler:
         body = self.cache.canaries.get(key)
         if body is None:
             self._engines.pop(key, None)
+            self._drained_since.pop(key, None)
+            self._sides_written.pop(key, None)
             self.metrics.forget(*key)
             return None
         meta = body["metadata"]
@@ -138,6 +147,8 @@ class Reconciler:
         except SpecError as exc:
             self._refuse(key, body, exc)
             return None
+        except ConflictError:
+            return 0.2  # someone wrote in between: decide again on what is there now
 
     # --- pair mode ------------------------------------------------------------------------
 
@@ -183,7 +194,7 @@ class Reconciler:
             self._annotate(primary, {managed.FAILED_HASH: candidate})
             return None
         if target_replicas:
-            return self._retire_target(key, spec, target, primary, status)
+            return self._retire_target(key, body, spec, target, primary, status)
         if current not in (promoted, failed):
             # The cache may lag our own last write (a failed hash, a new template): decide
             # to start a rollout only on a fresh read of the primary.
@@ -196,6 +207,14 @@ class Reconciler:
                 return None
             if not _ready(primary, (primary.get("spec") or {}).get("replicas", 1)):
                 return None  # the primary's next status change wakes us
+            if spec.router.kind != "replicas":
+                # The routes' stable backend is the user's Service: it must select only the
+                # primary (a GitOps tool may have written its selector back meanwhile).
+                selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels")
+                service = self._service(spec)
+                keys = managed.rewritten_keys(selector or {}, services.user_selector(service))
+                if services.point_at_primary(self.client, service, primary, keys):
+                    return RETRY_SOON
             self._annotate(primary, {managed.CANDIDATE_HASH: current})
             if self._reset(key, spec, "NewRevision",
                            f"deployment/{spec.canary} changed (template {current}); "
@@ -214,29 +233,40 @@ class Reconciler:
 
     def _target_hash(self, ns: str, target: Mapping[str, Any]) -> str:
         template = (target.get("spec") or {}).get("template") or {}
-        sums = self.cache.checksums_for(ns, managed.config_refs(template))
+        sums = self.cache.checksums_for(ns, configs.config_refs(template))
         return managed.template_hash(template, sums)
 
-    def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
+    def _service(self, spec: CanarySpec) -> dict[str, Any]:
         svc = workloads.read_service(self.client, spec.service, spec.namespace)
         if svc is None:
             raise SpecError("service", f"service/{spec.service} not found in {spec.namespace}")
-        return dict(svc.spec.selector or {})
+        return svc.to_dict()
+
+    def _service_selector(self, spec: CanarySpec) -> dict[str, str]:
+        """The user's own selector (without what pointing it at the primary added)."""
+        return services.user_selector(self._service(spec))
+
+    def _owner(self, body: dict) -> owned.Owner | None:
+        meta = body["metadata"]
+        if not meta.get("uid"):
+            return None
+        return owned.Owner(API_VERSION, "Canary", meta["name"], meta["uid"])
 
     def _primary_body(
         self, body: dict, spec: CanarySpec, target: dict, replicas: int, hash_: str, extra: dict
     ) -> dict:
         template = (target.get("spec") or {}).get("template") or {}
-        sums = self.cache.checksums_for(spec.namespace, managed.config_refs(template))
-        meta = body["metadata"]
-        owner = managed.Owner(API_VERSION, "Canary", meta["name"], meta.get("uid", ""))
+        sums = self.cache.checksums_for(spec.namespace, configs.config_refs(template))
+        # The configs first: the primary's new template reads their copies.
+        configs.copy_configs(self.client, spec.namespace, template, spec.canary,
+                             self._owner(body))  # fmt: skip
         return managed.primary_manifest(
             target,
             service_selector=self._service_selector(spec),
             replicas=replicas,
             hash_=hash_,
             checksum=managed.config_checksum(template, sums),
-            owner=owner if meta.get("uid") else None,
+            owner=self._owner(body),
             annotations=extra,
         )
 
@@ -275,7 +305,7 @@ class Reconciler:
         return None
 
     def _retire_target(
-        self, key: Key, spec: CanarySpec, target: dict, primary: dict,
+        self, key: Key, body: dict, spec: CanarySpec, target: dict, primary: dict,
         status: CanaryStatus | None,
     ) -> float | None:  # fmt: skip
         """No rollout runs and the target has replicas: the primary takes the traffic back
@@ -290,9 +320,73 @@ class Reconciler:
             return None
         if not _ready(primary, want):
             return None  # the primary's status changes wake us
+        service = self._service(spec)
+        # Written once per primary/target generation, not on every pass of a drain wait.
+        seen = (primary["metadata"].get("generation"), target["metadata"].get("generation"))
+        if self._sides_written.get(key) != seen:
+            for side in services.side_services(service, primary, target, self._owner(body)):
+                services.apply_service(self.client, side)
+            self._sides_written[key] = seen
+        if spec.router.kind != "replicas":
+            delay = self._route_to_primary(key, body, spec, status, service, target, primary)
+            if delay is not None:
+                return delay
         workloads.scale(self.client, spec.canary, spec.namespace, 0,
                         generation=target["metadata"].get("generation"))  # fmt: skip
+        self._keep_drained_since(key, status, None)
         return None
+
+    def _route_to_primary(
+        self, key: Key, body: dict, spec: CanarySpec, status: CanaryStatus | None,
+        service: dict, target: dict, primary: dict,
+    ) -> float | None:  # fmt: skip
+        """Weight routers: the user's Service (which the routes name) selects the primary's
+        pods; the target keeps its pods until no endpoint of that Service lists them as
+        serving and `drainDelay` has passed. Returns seconds to wait, None once drained."""
+        selector = ((target.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        keys = managed.rewritten_keys(selector, services.user_selector(service))
+        if services.point_at_primary(self.client, service, primary, keys):
+            self._keep_drained_since(key, status, None)
+            self.recorder.emit(body, "Normal", "RoutedToPrimary",
+                               f"service/{spec.service} selects the pods of deployment/"
+                               f"{spec.stable}; deployment/{spec.canary} goes to 0 once "
+                               "drained")  # fmt: skip
+            return RETRY_SOON
+        serving = workloads.count_serving(
+            self.client, [(spec.service, spec.namespace)], spec.namespace, selector
+        )
+        if serving:
+            self._keep_drained_since(key, status, None)
+            return RETRY_SOON  # EndpointSlices of a finished rollout wake nobody: look again
+        if key in self._drained_since:
+            since = self._drained_since[key]
+        else:  # this process has not looked yet (e.g. restarted): what the status says
+            since = status.drained_since if status is not None else None
+        if since is None:
+            since = self.clock()
+        self._keep_drained_since(key, status, since)
+        left = since + spec.drain_delay - self.clock()
+        return left if left > 0 else None
+
+    def _keep_drained_since(
+        self, key: Key, status: CanaryStatus | None, since: float | None
+    ) -> None:
+        """Remember since when the target is drained (None: not drained, or done): here,
+        and in the finished rollout's status, the field the state machine uses for the
+        same wait during a rollout and leaves empty once it is over. Before the first
+        rollout there is no status to keep it in. Writes only when the value changes."""
+        self._drained_since[key] = since
+        if status is None or not status.phase.terminal or status.drained_since == since:
+            return
+        record = self.store.get(key[1], key[0])  # the cache may lag our own last write
+        if record is None or not record.status:
+            return
+        stored = CanaryStatus.from_dict(record.status)
+        if not stored.phase.terminal or stored.drained_since == since:
+            return  # a new rollout owns the field now, or it is there already
+        stored.drained_since = since
+        record.status = stored.to_dict()
+        self.store.update(record)
 
     def _supersede(self, key: Key, body: dict, spec: CanarySpec, current: str) -> None:
         """A newer template arrived mid-rollout: roll this one back; the next rollout takes
@@ -339,31 +433,124 @@ class Reconciler:
             return self._tick(key, body, spec)
         baseline = (status.baseline_replicas if status else 0) or 1
         make_router(self.client, spec, baseline).cleanup()
+        told = "traffic on the stable; objects removed"
         if spec.managed:
-            delay = self._release_target(spec, status)
+            delay, kept = self._release_target(body, spec, status)
             if delay is not None:
                 return delay
+            if kept:
+                told = (f"traffic on deployment/{spec.stable}, left serving and no longer owned "
+                        f"by this Canary; deployment/{spec.canary} at 0; other objects "
+                        "removed")  # fmt: skip
         # told before letting go: the Event would otherwise name a Canary already gone
-        self.recorder.emit(body, "Normal", "Finalized", "traffic on the stable; objects removed")
+        self.recorder.emit(body, "Normal", "Finalized", told)
+        self.recorder.flush()
         self._set_finalizer(body, add=False)
         return None
 
-    def _release_target(self, spec: CanarySpec, status: CanaryStatus | None) -> float | None:
-        """Managed mode: the target takes over the primary's capacity, then the primary goes."""
+    def _release_target(
+        self, body: dict, spec: CanarySpec, status: CanaryStatus | None
+    ) -> tuple[float | None, bool]:
+        """Managed mode: hand the workloads back to the user's objects, serving.
+
+        Normally the target takes over the primary's capacity and, once ready, the primary
+        goes with everything else canaryctl made. Deletion never waits on a version known
+        bad, nor for ever: a target whose template was rolled back is not scaled up, and
+        one not ready `health.readyDeadline` after the deletion is given up on. Then the
+        primary keeps serving behind the user's Service, released from the Canary, and the
+        target stays at 0 (`_keep_primary`). Returns (seconds to wait or None, whether the
+        primary was kept).
+        """
+        ns, uid = spec.namespace, body["metadata"].get("uid") or ""
+        primary = self._fresh(ns, spec.stable)
+        target = self._fresh(ns, spec.canary)
+        if primary is not None and target is not None:
+            ann = primary["metadata"].get("annotations") or {}
+            if not uid or ann.get(managed.KEPT_FOR) != uid:
+                wait, why = self._hand_back(body, spec, status, primary, target)
+                if wait is not None:
+                    return wait, False
+                if why:
+                    self.recorder.emit(body, "Warning", "PrimaryKept",
+                                       f"deployment/{spec.canary} is not handed back: {why}; "
+                                       f"deployment/{spec.stable} keeps serving behind "
+                                       f"service/{spec.service} and stays after the Canary "
+                                       f"goes (with its config copies); deployment/"
+                                       f"{spec.canary} stays at 0. Fix its template, scale it "
+                                       f"up, then delete deployment/{spec.stable}, or create "
+                                       "the Canary again")  # fmt: skip
+                    # The decision first (a restarted operator carries it on): released
+                    # from the Canary, so the garbage collector leaves it serving.
+                    owned.release(self.client, Deployment, primary, uid, {managed.KEPT_FOR: uid})
+                    return self._keep_primary(spec, target, uid), True
+            else:
+                return self._keep_primary(spec, target, uid), True
+        # The user's Service selects both again (as it was) before the primary goes.
+        service = workloads.read_service(self.client, spec.service, ns)
+        if service is not None and services.restore_service(self.client, service.to_dict()):
+            return RETRY_SOON, False
+        if primary is not None:
+            workloads.delete_deployment(self.client, spec.stable, ns)
+        self._delete_side_services(spec)
+        configs.delete_config_copies(self.client, ns, spec.canary)
+        return None, False
+
+    def _hand_back(
+        self, body: dict, spec: CanarySpec, status: CanaryStatus | None, primary: dict,
+        target: dict,
+    ) -> tuple[float | None, str]:  # fmt: skip
+        """The target takes over the primary's capacity: (seconds to wait, "") while it
+        becomes ready, (None, "") once it is, (None, why) when it cannot take over."""
+        current = self._target_hash(spec.namespace, target)
+        ann = primary["metadata"].get("annotations") or {}
+        # Rolled back: marked on the primary, or (the deletion came before that mark) the
+        # stored verdict. A rollback the deletion itself asked for ("Aborted") proves
+        # nothing about the version: that one gets the bounded wait.
+        rolled_back = status is not None and status.phase is Phase.ROLLED_BACK
+        if current == ann.get(managed.FAILED_HASH) or (
+            rolled_back
+            and status.reason != "Aborted"
+            and current == ann.get(managed.CANDIDATE_HASH)
+        ):
+            why = f"its template ({current}) was rolled back"
+            if rolled_back and status.message:
+                why += f" ({status.reason}: {status.message})"
+            return None, why
+        want = max(int((primary.get("spec") or {}).get("replicas") or 0),
+                   status.baseline_replicas if status else 0, 1)  # fmt: skip
+        if int((target.get("spec") or {}).get("replicas") or 0) < want:
+            workloads.scale(self.client, spec.canary, spec.namespace, want,
+                            generation=target["metadata"].get("generation"))  # fmt: skip
+            return RETRY_SOON, ""
+        if _ready(target, want):
+            return None, ""
+        left = _deleted_at(body, self.clock()) + spec.health.ready_deadline - self.clock()
+        if left > 0:
+            return min(RETRY_SOON, left), ""
+        ready = (target.get("status") or {}).get("readyReplicas") or 0
+        return None, (f"{ready}/{want} of its replicas were ready "
+                      f"{spec.health.ready_deadline:g}s after the deletion "
+                      "(health.readyDeadline)")  # fmt: skip
+
+    def _keep_primary(self, spec: CanarySpec, target: dict, uid: str) -> float | None:
+        """The primary stays serving: its config copies stay with it, the target goes to 0
+        before the user's Service selects both again (no unproven pod takes traffic), and
+        the Services canaryctl made go. Idempotent; None when done."""
         ns = spec.namespace
-        primary = workloads.read_deployment(self.client, spec.stable, ns)
-        if not primary.exists:
-            return None
-        target = workloads.read_deployment(self.client, spec.canary, ns)
-        want = max(primary.desired_replicas, (status.baseline_replicas if status else 0), 1)
-        if target.exists:
-            if target.desired_replicas < want:
-                workloads.scale(self.client, spec.canary, ns, want)
-                return RETRY_SOON
-            if target.ready_replicas < want:
-                return RETRY_SOON
-        workloads.delete_deployment(self.client, spec.stable, ns)
+        configs.release_config_copies(self.client, ns, spec.canary, uid)
+        if (target.get("spec") or {}).get("replicas"):
+            workloads.scale(self.client, spec.canary, ns, 0,
+                            generation=target["metadata"].get("generation"))  # fmt: skip
+        service = workloads.read_service(self.client, spec.service, ns)
+        if service is not None and services.restore_service(self.client, service.to_dict()):
+            return RETRY_SOON
+        self._delete_side_services(spec)
         return None
+
+    def _delete_side_services(self, spec: CanarySpec) -> None:
+        for suffix in ("-primary", "-canary"):
+            services.delete_service(self.client, f"{spec.service}{suffix}", spec.namespace,
+                                    spec.canary)  # fmt: skip
 
     # --- engine ---------------------------------------------------------------------------
 
@@ -396,6 +583,7 @@ class Reconciler:
         record.status = fresh.to_dict()
         self.store.update(record)
         self._engines.pop(key, None)  # a new rollout starts with fresh analysis state
+        self._drained_since.pop(key, None)  # and with the status' own (empty) drain time
         body = self.cache.canaries.get(key)
         if body is not None:
             self.recorder.emit(body, "Normal", reason, message)
@@ -466,6 +654,14 @@ class Reconciler:
             if exc.status.code in (404, 409, 422):
                 return  # changed or gone meanwhile: the watch brings the new version
             raise ClusterError(f"updating finalizers of canary {meta['name']}: {exc}") from exc
+
+
+def _deleted_at(body: Mapping[str, Any], default: float) -> float:
+    """When deletion of the object was asked (epoch seconds; `default` if not set)."""
+    stamp = (body.get("metadata") or {}).get("deletionTimestamp")
+    if not stamp:
+        return default
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
 def _ready(dep: Mapping[str, Any], replicas: int) -> bool:
