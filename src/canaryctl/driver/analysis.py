@@ -302,8 +302,16 @@ class Analysis:
                         del rows[:-MAX_LOOKS]
             state["lastLook"] = now
             state["looks"] = looks
-            if warning is None and any(b is None for b in fresh.values()):
+            missing = any(b is None for b in fresh.values())
+            if warning is None and missing:
                 warning = "no data from Prometheus for this look (empty, NaN or Inf)"
+            # The look's own counts were missing or invalid (not only a side test's):
+            # no promotion until a look brings good data, whatever earlier looks said.
+            state["invalidLook"] = bool(self.source is not None and (not fetched or missing))
+            state["warning"] = warning
+        else:
+            # Between looks the last look's trouble stays on record (status, CLI, events).
+            warning = state.get("warning")
         verdicts = self._replay(looks)
         if PODS in dict(self._judges()):
             verdicts[PODS] = _pod_verdict(state)
@@ -524,6 +532,10 @@ class Analysis:
             return Result(None, state, summary or None, warning)
         voting = [v for v in voters.values() if v is not None]
         complete = len(voting) == len(voters) and voting
+        if state.get("invalidLook"):
+            # Earlier evidence may already suffice, but the latest answer was garbage or
+            # missing: hold (never promote on it) until a look brings valid data.
+            return Result(None, state, summary, warning)
         if complete and all(v.decision == "promote" for v in voting):
             reason = "; ".join(v.message for v in voting)
             return Result(Verdict(decision="promote", reason=reason, checks=tuple(checks)),
