@@ -126,3 +126,28 @@ def test_the_analysis_holds_on_each_fault_names_it_and_resumes_on_good_data(
         assert not state["invalidLook"]
         assert verdict is None or verdict.decision != "rollback", "equal error rates"
     assert len(state["looks"]["errors"]) == len(faults), "one good look after each fault"
+
+
+def test_a_counter_reset_by_an_app_restart_is_counted_not_negative(
+    app: FakeApp, prometheus: PrometheusServer
+) -> None:
+    """The app restarts (its counters start again from 0) inside a look's window: the
+    real Prometheus' increase() reads the drop as a reset, so the look is a plausible
+    count, never negative garbage and never an error."""
+    host, port = app.address.rsplit(":", 1)
+    before = app.totals("v2")[0]
+    app.stop()
+    fresh = FakeApp(app.traffic(), seed=4, host=host, port=int(port)).start()
+    try:
+        assert fresh.totals("v2")[0] < before, "the counters really started again"
+        with PrometheusClient(prometheus.url) as prom:
+            restarted = f'resets(http_requests_total{{namespace="{NAMESPACE}",version="v2"}}[20s])'
+            wait_until(lambda: (prom.query(f"sum({restarted})") or 0) >= 1, timeout=20)
+            time.sleep(2)  # two scrapes after the reset
+            batch = error_batch(prom, TARGET, "10s")
+        assert batch is not None and batch.problem() is None
+        # 400 requests/s over 10 s, within extrapolation slack.
+        assert 2000 < batch.canary_requests < 6000, batch
+        assert batch.canary_errors <= batch.canary_requests
+    finally:
+        fresh.stop()
