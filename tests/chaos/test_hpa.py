@@ -131,3 +131,22 @@ def test_a_weight_router_leaves_replicas_to_the_hpas_and_never_fights_them(
     assert status.phase is Phase.SUCCEEDED, status.message
     assert scene.replicas("app-v1") is None
     assert scene.replicas("app-v2")[1] >= 2, "full capacity on the new version"
+
+
+@pytest.mark.usefixtures("installed_crds")
+def test_a_canary_hpa_capped_below_the_stable_is_refused_by_name(
+    kube: Client, namespace: str
+) -> None:
+    """Measured before the fix: with maxReplicas 1 on the canary (stable: 2) the rollout
+    promoted, then the HPA scaled the new version to 1 pod serving all traffic."""
+    _scene(kube, namespace, "istio")
+    kube.create(codecs.from_dict(hpa("app-v2", 1, 1)), namespace=namespace)
+    engine = Engine(kube, _spec(namespace, "istio", [{"setWeight": 50}]), record_events=False)
+    with pytest.raises(SpecError) as refused:
+        engine.start()
+    assert refused.value.field == "canary"
+    assert "horizontalpodautoscaler/app-v2 keeps deployment/app-v2 at 1 replica(s) at most" in (
+        str(refused.value)
+    )
+    assert "raise its maxReplicas to at least 2" in str(refused.value)
+    assert Store(kube).get("app", namespace) is None
