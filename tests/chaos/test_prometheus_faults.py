@@ -9,16 +9,21 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from lightkube import Client, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.analysis import Analysis, parse_analysis
+from canaryctl.driver.engine import Engine
 from canaryctl.errors import AnalysisError
 from canaryctl.providers.prometheus import PrometheusClient
 from canaryctl.providers.templates import Target, error_batch
 from canaryctl.testenv.fakeapp import FakeApp, Traffic
 from canaryctl.testenv.prometheus import PrometheusServer, ScrapeTarget
 from chaos.promfaults import FAULTS, FaultProxy, fault_proxy
-from helpers import wait_until
+from helpers import app_deployment, app_service, replicas, wait_until
 
 pytestmark = pytest.mark.prometheus
 NAMESPACE, APP = "faults", "app"
@@ -151,3 +156,79 @@ def test_a_counter_reset_by_an_app_restart_is_counted_not_negative(
         assert batch.canary_errors <= batch.canary_requests
     finally:
         fresh.stop()
+
+
+@pytest.mark.chaos
+@pytest.mark.integration
+def test_a_rollout_never_promotes_through_faults_and_finishes_when_data_returns(
+    kube: Client, proxy: FaultProxy
+) -> None:
+    """The whole engine on the local cluster (replica router, KWOK pods), its analysis
+    reading the real Prometheus through the proxy: every fault in turn for two looks
+    while the last pause runs out, then good data."""
+    namespace = NAMESPACE  # the series carry namespace="faults" (the scrape's label)
+    try:
+        kube.delete(Namespace, namespace)
+        wait_until(lambda: not _exists(kube, namespace), timeout=60)
+    except ApiError:
+        pass
+    kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
+    try:
+        wait_until(lambda: list(kube.list(ServiceAccount, namespace=namespace)), timeout=30)
+        for doc in (
+            app_service(),
+            app_deployment("app-v1", "v1", 2),
+            app_deployment("app-v2", "v2", 0),
+        ):
+            kube.create(codecs.from_dict(doc), namespace=namespace)
+        wait_until(lambda: replicas(kube, namespace, "app-v1") == (2, 2), timeout=60)
+        spec = parse_spec(
+            {
+                "name": "app",
+                "namespace": namespace,
+                "stable": "app-v1",
+                "canary": "app-v2",
+                "service": APP,
+                "steps": [{"setWeight": 50}, {"pause": "10s"}, {"setWeight": 100}],
+                "analysis": {
+                    "prometheus": {"url": proxy.url, "timeout": 1},
+                    "interval": "2s",
+                    "judge": "threshold",
+                },
+            }
+        )
+        engine = Engine(kube, spec, record_events=False)
+        engine.start()
+        seen: dict[str, str] = {}
+        promoted_during_fault: list[str] = []
+        for fault in FAULTS:
+            proxy.set(fault)
+            until = time.monotonic() + 5  # two looks or more
+            while time.monotonic() < until:
+                status = engine.tick().status
+                if status.phase in (Phase.PROMOTING, Phase.SUCCEEDED):
+                    promoted_during_fault.append(fault)
+                warning = (status.last_verdict or {}).get("warning") or ""
+                if re.search(NAMED[fault], warning):
+                    seen[fault] = warning
+                time.sleep(0.3)
+        assert not promoted_during_fault, promoted_during_fault
+        assert set(seen) == set(FAULTS), f"faults not named: {set(FAULTS) - set(seen)}"
+        proxy.set(None)
+        deadline = time.monotonic() + 120
+        status = engine.tick().status
+        while not status.phase.terminal and time.monotonic() < deadline:
+            time.sleep(0.3)
+            status = engine.tick().status
+        print({"faults named": len(seen), "final": status.phase, "reason": status.reason})
+        assert status.phase is Phase.SUCCEEDED, status.message
+    finally:
+        kube.delete(Namespace, namespace)
+
+
+def _exists(kube: Client, name: str) -> bool:
+    try:
+        kube.get(Namespace, name)
+        return True
+    except ApiError:
+        return False
