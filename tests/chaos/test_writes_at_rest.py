@@ -89,10 +89,16 @@ LONG = [
 ]
 
 
-def _scene(kube: Client, namespace: str, kind: str) -> Scene:
+def _scene(kube: Client, namespace: str, kind: str, subsets: bool = True) -> Scene:
     docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
     if kind != "replicas":
         docs += _route_objects(kind)
+    if kind == "istio" and not subsets:
+        # Two Services: the main route leads to Service `app` itself, no DestinationRule.
+        docs = [d for d in docs if d["kind"] != "DestinationRule"]
+        for route in next(d for d in docs if d["kind"] == "VirtualService")["spec"]["http"]:
+            if route["name"] == "main":
+                route["route"] = [{"destination": {"host": "app"}}]
     for doc in docs:
         kube.create(codecs.from_dict(doc), namespace=namespace)
     scene = Scene(kube, namespace, kind)
@@ -130,7 +136,8 @@ def hold_and_count(
 ) -> list[dict[str, Any]]:
     """Run the case's rollout, hold each pause for `hold` seconds and at least `min_ticks`
     engine ticks, and return one row per pause; then `end` it (promote or abort)."""
-    scene = _scene(kube, namespace, case.kind)
+    subsets = case.options.get("destinationRule", "") is not None
+    scene = _scene(kube, namespace, case.kind, subsets)
     spec = {
         "name": "app",
         "namespace": namespace,
