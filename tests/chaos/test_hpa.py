@@ -92,6 +92,8 @@ def test_the_replica_router_refuses_an_hpa_by_name_and_changes_nothing(
     assert replicas(kube, namespace, "app-v2") == (0, 0)
 
 
+@pytest.mark.chaos  # 30 s; in `make test` the weight router + HPA promotion is covered by
+# tests/integration/test_routers_rollout.py (subsets with an autoscaler on each version)
 @pytest.mark.usefixtures("installed_crds")
 def test_a_weight_router_leaves_replicas_to_the_hpas_and_never_fights_them(
     kube: Client, namespace: str
