@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from lightkube import Client, codecs
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Event
 
 from canaryctl.core.models import Phase, parse_spec
 from canaryctl.routers._patch import VirtualService
@@ -62,6 +63,7 @@ def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any])
     if kind != "replicas":
         spec["router"] = ROUTER_SPECS[kind]
     rollout = Rollout(scene, parse_spec(spec))
+    rollout.engine.record_events = True  # the reports are part of what is measured
     rollout.wait(lambda st: st.phase is Phase.PAUSED and st.weight == 50)
     time.sleep(2)
     name = doc["metadata"]["name"]
@@ -93,6 +95,11 @@ def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any])
         "canaryctl writes": total - foreign,
         "canaryctl writes per minute": round((total - foreign) * 60 / SECONDS, 1),
         "writes after the actor stopped": sum(after.counts().values()),
+        "reported": sum(
+            (e.count or 1)
+            for e in kube.list(Event, namespace=namespace)
+            if e.reason == "RoutingChangedByAnotherActor"
+        ),
         "phase": status.phase.value if status else None,
     }
     print(row)
@@ -108,6 +115,9 @@ def test_gitops_reapplying_the_virtual_service_is_answered_once_per_change(
     assert row["foreign changes"] >= 5, "the actor really undid canaryctl's weights"
     assert row["canaryctl writes"] <= row["foreign changes"] + 1, "no flapping beyond theirs"
     assert row["writes after the actor stopped"] == 0
+    # Reported as Warning events on the canary, not silently undone (changes that come
+    # back to back before canaryctl's next tick count as one), and never more than made.
+    assert 1 <= row["reported"] <= row["foreign changes"]
 
 
 def test_gitops_reapplying_the_stable_manifest_is_answered_once_per_change(
