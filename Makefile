@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze test demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik istioctl istio-analyze test chaos demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -41,7 +41,11 @@ istio-analyze: binaries istioctl
 	$(BIN)/pytest tests/routers/test_istio_analyze.py
 
 test: system-deps binaries traefik
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos"
+
+# Long reliability variants (tests marked chaos; their short versions run in `make test`).
+chaos: system-deps binaries traefik
+	$(BIN)/pytest -m chaos
 
 # Real pods and traffic when the host can run a node (root); else the quick demo.
 demo: system-deps binaries traefik

@@ -307,3 +307,22 @@ def test_histograms_without_an_inf_bucket_are_an_error() -> None:
     source = Grouped({"v2": {"0.1": 1.0}, "v1": {"0.1": 1.0}})
     with pytest.raises(AnalysisError, match=r"\+Inf"):
         fetch_histograms(source, TARGET, "30s")
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable"),
+    [((-50.0, 0.0), (900.0, 9.0)), ((100.0, -3.0), (900.0, 9.0)), ((100.0, 3.0), (-1.5, None))],
+)
+def test_a_negative_count_is_garbage_named_in_the_error_never_clamped_to_zero(
+    canary: tuple[float | None, float | None], stable: tuple[float | None, float | None]
+) -> None:
+    """Regression: a negative answer (a gauge, a proxy rewriting values) was clamped to 0
+    and judged as a quiet window; increase() of a counter cannot be negative."""
+    with pytest.raises(AnalysisError, match=r"errors: query .* returned a negative count"):
+        error_batch(counts(canary, stable), TARGET, "30s")
+
+
+def test_a_negative_histogram_bucket_is_garbage() -> None:
+    source = Grouped({"v2": {"0.1": -60.0, "+Inf": 100.0}, "v1": {"0.1": 5.0, "+Inf": 9.0}})
+    with pytest.raises(AnalysisError, match=r"latency.histogram: .* negative count \(-60\)"):
+        fetch_histograms(source, TARGET, "30s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,38 @@ def test_timeouts_are_retried_and_a_later_success_is_returned() -> None:
 
     assert client_for(handler, retries=2).query(QUERY) == 7.0
     assert len(calls) == 3
+
+
+def test_a_timeout_says_prometheus_was_slow_not_unreachable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(AnalysisError, match=r"gave no answer within 5s: ReadTimeout.*2 attempts"):
+        client_for(handler, retries=1).query(QUERY)
+
+
+def test_queries_within_a_budget_stop_retrying_when_it_is_used_up() -> None:
+    """Regression: a slow Prometheus held a tick for every attempt (3 x 5 s + backoff),
+    longer than the driver's 15 s lease; a look now has one budget for all its queries."""
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.extensions["timeout"]["read"])
+        time.sleep(0.3)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    prom = client_for(handler, retries=5, timeout=5.0)
+    started = time.monotonic()
+    with prom.within(0.5), pytest.raises(AnalysisError, match=r"budget of 0.5s is used up"):
+        prom.query(QUERY)
+        prom.query(QUERY)
+    assert time.monotonic() - started < 1.5
+    assert len(calls) <= 2 and all(t <= 0.5 for t in calls), "attempts get what is left"
+    # Outside the block, no budget: every attempt has the full timeout again.
+    calls.clear()
+    with pytest.raises(AnalysisError, match=r"6 attempts"):
+        client_for(handler, retries=5, timeout=5.0).query(QUERY)
+    assert calls == [5.0] * 6
 
 
 def test_unavailable_answers_are_retried_and_the_last_one_reported() -> None:

@@ -258,18 +258,30 @@ def test_cross_namespace_canary_is_addressed_by_fqdn_and_promoted_there(
     assert http(kube, namespace)[1]["route"] == [{"destination": {"host": canary_host}}]
 
 
-def test_mirroring_copies_traffic_to_the_canary_while_it_has_replicas(
+def test_mirroring_is_a_dark_launch_that_ends_where_the_weight_begins(
     kube: Client, app: App
 ) -> None:
     create(kube, app.namespace, virtual_service({"host": "app", "subset": "v1"}), DESTINATION_RULE)
-    r = router(kube, app.namespace, destination_rule="app", header=None, mirror_percent=25)
+    r = router(kube, app.namespace, destination_rule="app", header=None, mirror_percent=20)
     start(r)
-    converge(r, 10)
+    # Weight 0 with a ready canary: copies of 20% of the requests, none answered by it.
+    wait_until(lambda: r.set_weight(0) is not None and "mirror" in http(kube, app.namespace)[1])
     main = http(kube, app.namespace)[1]
     assert main["mirror"] == {"host": "app", "subset": "v2"}
-    assert main["mirrorPercentage"] == {"value": 25}
-    r.set_weight(0, replicas=(2, 0))
+    assert main["mirrorPercentage"] == {"value": 20}
+    assert [e["weight"] for e in main["route"]] == [100, 0]
+    generation = vs(kube, app.namespace)["metadata"]["generation"]
+    for _ in range(5):
+        assert r.set_weight(0) == [], "the stored mirror (20, written 20.0) is no change"
+    assert vs(kube, app.namespace)["metadata"]["generation"] == generation
+    # Weighted traffic: the canary answers its share; no copies on top of it.
+    converge(r, 10)
     assert "mirror" not in http(kube, app.namespace)[1]
+    assert "mirrorPercentage" not in http(kube, app.namespace)[1]
+    converge(r, 0)
+    assert http(kube, app.namespace)[1]["mirrorPercentage"] == {"value": 20}
+    r.set_weight(0, replicas=(2, 0))
+    assert "mirror" not in http(kube, app.namespace)[1], "withdrawn: nothing to mirror to"
 
 
 def test_a_route_added_by_someone_else_mid_write_survives(

@@ -220,7 +220,10 @@ def rollout(
     ] = None,
     cookie: Annotated[str | None, typer.Option(help="Send requests with this cookie.")] = None,
     mirror: Annotated[
-        float | None, typer.Option(help="istio: also mirror this percent to the canary.")
+        float | None,
+        typer.Option(
+            help="istio: mirror this percent to the canary while its weight is 0 (dark launch)."
+        ),
     ] = None,
     canary_namespace: Annotated[
         str | None, typer.Option(help="istio/gateway: the canary's own namespace.")

@@ -16,6 +16,7 @@ rollback), `confirm-promotion` (promotion waits until every one answers 200); an
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ from canaryctl.core.judges import (
 from canaryctl.core.judges import Verdict as JudgeVerdict
 from canaryctl.core.models import CanarySpec, CanaryStatus, CheckRecord, Phase, Verdict
 from canaryctl.errors import AnalysisError, SpecError
+from canaryctl.kube.store import LEASE_SECONDS
 from canaryctl.providers.prometheus import Auth, PrometheusClient
 from canaryctl.providers.templates import (
     MetricSource,
@@ -56,6 +58,9 @@ from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
 #: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
 MAX_LOOKS = 2000
+#: Time one look's Prometheus queries may take in all, retries included: a tick holds the
+#: lease, and a slow Prometheus must not stall it until another process may take over.
+LOOK_SECONDS = LEASE_SECONDS / 2
 
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -263,37 +268,50 @@ class Analysis:
         if now - last >= self._next_interval(state, looks):
             window = now - last
             hook_checks = self._look_hooks(status, state, now)
-            try:
-                fresh = self._fetch(window, now, versions) if self.source else {}
-            except AnalysisError as exc:
-                fresh, warning = {}, str(exc)
-            for name, batch in fresh.items():
-                if batch is not None:
-                    rows = looks.setdefault(name, [])
-                    rows.append([batch.canary_requests, batch.canary_errors,
-                                 batch.stable_requests, batch.stable_errors])  # fmt: skip
-                    del rows[:-MAX_LOOKS]
-            # Each extra source reports its own trouble; none of them blocks the others.
-            fetched = warning is None
-            if self.source is not None and self.config.per_pod and fetched:
-                pod_warning = self._judge_pods(state, fresh.get("errors"), window, now, versions)
-                warning = warning or pod_warning
-            quantile = self.config.latency_quantile
-            if self.source is not None and quantile is not None and fetched:
+            # One look, all its queries together, stays well inside the driver's lease.
+            within = getattr(self.source, "within", None)
+            with within(LOOK_SECONDS) if within else nullcontext():
                 try:
-                    pair = self._fetch_histograms(window, now, versions)
+                    fresh = self._fetch(window, now, versions) if self.source else {}
                 except AnalysisError as exc:
-                    pair, warning = None, warning or str(exc)
-                fresh[_relative_name(quantile)] = None
-                if pair is not None:
-                    fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
-                    rows = looks.setdefault(_relative_name(quantile), [])
-                    rows.append(_histograms_to_row(*pair))
-                    del rows[:-MAX_LOOKS]
+                    fresh, warning = {}, str(exc)
+                for name, batch in fresh.items():
+                    if batch is not None:
+                        rows = looks.setdefault(name, [])
+                        rows.append([batch.canary_requests, batch.canary_errors,
+                                     batch.stable_requests, batch.stable_errors])  # fmt: skip
+                        del rows[:-MAX_LOOKS]
+                # Each extra source reports its own trouble; none of them blocks the others.
+                fetched = warning is None
+                if self.source is not None and self.config.per_pod and fetched:
+                    pod_warning = self._judge_pods(
+                        state, fresh.get("errors"), window, now, versions
+                    )
+                    warning = warning or pod_warning
+                quantile = self.config.latency_quantile
+                if self.source is not None and quantile is not None and fetched:
+                    try:
+                        pair = self._fetch_histograms(window, now, versions)
+                    except AnalysisError as exc:
+                        pair, warning = None, warning or str(exc)
+                    fresh[_relative_name(quantile)] = None
+                    if pair is not None:
+                        fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
+                        rows = looks.setdefault(_relative_name(quantile), [])
+                        rows.append(_histograms_to_row(*pair))
+                        del rows[:-MAX_LOOKS]
             state["lastLook"] = now
             state["looks"] = looks
-            if warning is None and any(b is None for b in fresh.values()):
+            missing = any(b is None for b in fresh.values())
+            if warning is None and missing:
                 warning = "no data from Prometheus for this look (empty, NaN or Inf)"
+            # The look's own counts were missing or invalid (not only a side test's):
+            # no promotion until a look brings good data, whatever earlier looks said.
+            state["invalidLook"] = bool(self.source is not None and (not fetched or missing))
+            state["warning"] = warning
+        else:
+            # Between looks the last look's trouble stays on record (status, CLI, events).
+            warning = state.get("warning")
         verdicts = self._replay(looks)
         if PODS in dict(self._judges()):
             verdicts[PODS] = _pod_verdict(state)
@@ -514,6 +532,10 @@ class Analysis:
             return Result(None, state, summary or None, warning)
         voting = [v for v in voters.values() if v is not None]
         complete = len(voting) == len(voters) and voting
+        if state.get("invalidLook"):
+            # Earlier evidence may already suffice, but the latest answer was garbage or
+            # missing: hold (never promote on it) until a look brings valid data.
+            return Result(None, state, summary, warning)
         if complete and all(v.decision == "promote" for v in voting):
             reason = "; ".join(v.message for v in voting)
             return Result(Verdict(decision="promote", reason=reason, checks=tuple(checks)),

@@ -275,6 +275,9 @@ class Engine:
         # act
         if new_drift and not pending:
             self._notice("Warning", "ScaledByAnotherActor", drift[1])
+        foreign = self._foreign_routing(status, decision.status, obs)
+        if foreign:
+            self._notice("Warning", "RoutingChangedByAnotherActor", foreign)
         if new_warning:
             self._notice("Warning", "AnalysisNoData", f"{new_warning}; not promoting on it")
         self._act(decision, router, {"stable": stable, "canary": canary})
@@ -290,6 +293,35 @@ class Engine:
         if self.sink is not None:
             self.sink.snapshot(self._snapshot(decision.status, stable, canary, obs))
         return TickResult(status=decision.status, acted=True)
+
+    def _foreign_routing(
+        self, before: CanaryStatus | None, after: CanaryStatus, obs: Observations
+    ) -> str | None:
+        """Someone else changed the weight a weight router had settled at a held step.
+
+        A held step writes nothing (see docs/reliability.md), so once the traffic check
+        passed, a different weight with both versions ready is another writer's (e.g. a
+        GitOps self-heal). canaryctl restores it on this tick; this says so, once per
+        change (the failed traffic check then stops the repeat until it converges again).
+        """
+        if before is None or self.spec.router.kind == "replicas":
+            return None
+        if before.phase is not Phase.PAUSED or after.phase is not Phase.PAUSED:
+            return None
+        traffic = before.checks.get("traffic")
+        weight = obs.effective_weight
+        if traffic is None or not traffic.passed or weight is None:
+            return None
+        if abs(weight - before.weight) < 0.5 or not (
+            obs.canary.ready_replicas and obs.stable.ready_replicas
+        ):
+            return None
+        return (
+            f"the {self.spec.router.kind} routing object carried {weight:g}% for the canary "
+            f"instead of the {before.weight}% canaryctl had set at this step: another actor "
+            "changed it (a GitOps self-heal?); canaryctl sets it again. Exclude the routing "
+            "weights from that tool's sync during rollouts to stop the tug of war"
+        )
 
     def _drift(
         self, status: CanaryStatus | None, stable: DeploymentInfo, baseline: int

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
@@ -142,6 +143,39 @@ def delete_deployment(client: Client, name: str, namespace: str) -> bool:
             return False
         raise ClusterError(f"deleting deployment/{name}: {api_message(exc)}") from exc
     return True
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """A HorizontalPodAutoscaler and the replica range it keeps its target in."""
+
+    name: str
+    target: str
+    min_replicas: int
+    max_replicas: int
+
+
+def autoscalers(client: Client, namespace: str, deployments: set[str]) -> list[Autoscaler]:
+    """The HPAs in `namespace` whose scale target is one of the named Deployments."""
+    try:
+        hpas = list(client.list(HorizontalPodAutoscaler, namespace=namespace))
+    except ApiError as exc:
+        raise ClusterError(
+            f"listing horizontalpodautoscalers in {namespace}: {api_message(exc)}"
+        ) from exc
+    found = []
+    for hpa in hpas:
+        ref = hpa.spec.scaleTargetRef
+        if ref.kind == "Deployment" and ref.name in deployments:
+            found.append(
+                Autoscaler(
+                    name=hpa.metadata.name,
+                    target=ref.name,
+                    min_replicas=hpa.spec.minReplicas or 1,
+                    max_replicas=hpa.spec.maxReplicas,
+                )
+            )
+    return sorted(found, key=lambda a: a.name)
 
 
 def read_service(client: Client, name: str, namespace: str) -> Service | None:

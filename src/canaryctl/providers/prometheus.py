@@ -12,7 +12,8 @@ import base64
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -212,7 +213,11 @@ class PrometheusClient:
         self._secrets = secrets
         self._retries = retries
         self._backoff = backoff
+        self._timeout = timeout
         self._http = httpx.Client(timeout=timeout, transport=transport)
+        # Monotonic time by which the current look must be done (see `within`).
+        self._deadline: float | None = None
+        self._budget = 0.0
 
     def __repr__(self) -> str:
         auth = self._auth.kind if self._auth else None
@@ -227,6 +232,34 @@ class PrometheusClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Bound every query made inside the block, retries included, to `seconds` in all.
+
+        A driver ticks under a lease; a slow Prometheus must not hold a tick longer than
+        the lease (another process would take over while this one still acts). Attempts
+        get what is left of the budget; when it is used up the query fails, saying so.
+        """
+        outer = self._deadline, self._budget
+        self._deadline, self._budget = time.monotonic() + seconds, seconds
+        try:
+            yield
+        finally:
+            self._deadline, self._budget = outer
+
+    def _left(self, promql: str) -> float | None:
+        """Seconds this query may still take (None: no budget); fails when none are left."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0.05:
+            raise self._fail(
+                promql,
+                f"no answer within this look's time budget of {self._budget:g}s "
+                f"(Prometheus too slow; timeout {self._timeout:g}s per attempt)",
+            )
+        return left
 
     def _evaluate(self, promql: str, at: float | None) -> tuple[httpx.Response, str | None]:
         """POST an instant query; returns the response and the Authorization value sent
@@ -292,15 +325,31 @@ class PrometheusClient:
         attempts = self._retries + 1
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self._backoff * 2 ** (attempt - 1))
+                pause = self._backoff * 2 ** (attempt - 1)
+                left = self._left(promql)
+                time.sleep(pause if left is None else min(pause, left / 2))
+            left = self._left(promql)
+            timeout = self._timeout if left is None else min(self._timeout, left)
             try:
-                response = self._http.post(self._endpoint, data=form, headers=headers)
+                response = self._http.post(
+                    self._endpoint, data=form, headers=headers, timeout=timeout
+                )
             except httpx.TransportError as exc:
                 cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 log.debug("prometheus %s attempt %d/%d: %s", self.url, attempt + 1, attempts, cause)
+                # A slow server is not an unreachable one: say which, so the operator
+                # looks at Prometheus' load rather than at the network.
+                what = (
+                    f"prometheus at {self.url} gave no answer within {timeout:g}s: {cause}"
+                    if isinstance(exc, httpx.TimeoutException)
+                    else f"prometheus unreachable at {self.url}: {cause}"
+                )
                 if attempt + 1 == attempts:
+                    raise AnalysisError(f"{what} (after {attempts} attempts)") from exc
+                if left is not None and self._deadline - time.monotonic() <= 0.05:
                     raise AnalysisError(
-                        f"prometheus unreachable at {self.url}: {cause} (after {attempts} attempts)"
+                        f"{what} (after {attempt + 1} of {attempts} attempts: this look's "
+                        f"time budget of {self._budget:g}s is used up)"
                     ) from exc
                 continue
             if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:

@@ -217,11 +217,12 @@ def fetch_batch(
     sides: list[tuple[float, float]] = []
     for version in (target.canary, target.stable):
         scoped = {**values, "version": version}
-        requests = source.query(render(counts.requests, scoped, field=f"{counts.name}"), at=at)
+        requests_query = render(counts.requests, scoped, field=f"{counts.name}")
+        requests = _count(counts.name, requests_query, source.query(requests_query, at=at))
         if requests is None:
             return None
         bad_query = render(counts.bad, scoped, field=f"{counts.name}")
-        bad = source.query(bad_query, at=at)
+        bad = _count(counts.name, bad_query, source.query(bad_query, at=at))
         if bad is None:
             if not counts.absent_bad_is_zero:
                 raise AnalysisError(
@@ -234,6 +235,23 @@ def fetch_batch(
         sides.append((total, min(total, max(0.0, bad))))
     (canary_requests, canary_errors), (stable_requests, stable_errors) = sides
     return Batch(canary_requests, canary_errors, stable_requests, stable_errors)
+
+
+def _count(name: str, query: str, value: float | None) -> float | None:
+    """`value` if it can be a count over a window; AnalysisError if it is below -1.
+
+    `increase()` of a counter is never negative (Prometheus reads a decrease as a counter
+    reset); a difference of two extrapolated increases (the latency template) may dip a
+    fraction of a request below 0, which the caller clamps. Anything lower is garbage: an
+    exporter whose "counter" goes down (a gauge), a rule subtracting unrelated series, or a
+    proxy rewriting answers. Clamping it to 0 would feed the judges invented evidence.
+    """
+    if value is not None and value < -1.0:
+        raise AnalysisError(
+            f"{name}: query {query!r} returned a negative count ({value:g}); counts over a "
+            "window cannot be negative (is the series a counter? a proxy rewriting answers?)"
+        )
+    return value
 
 
 def error_batch(
@@ -280,6 +298,8 @@ def fetch_histograms(
         buckets = source.query_by(query, "le", at=at)
         if not buckets:
             return None
+        for count in buckets.values():
+            _count("latency.histogram", query, count)
         try:
             parsed = sorted((float(le), max(0.0, count)) for le, count in buckets.items())
         except ValueError as exc:
@@ -320,6 +340,9 @@ def fetch_pod_counts(
         if not requests:
             return None
         bad = source.query_by(bad_q, label, at=at)
+        for query, found in ((requests_q, requests), (bad_q, bad)):
+            for count in found.values():
+                _count(counts.name, query, count)
         sides.append(
             tuple(
                 (pod, max(0.0, n), min(max(0.0, n), max(0.0, bad.get(pod, 0.0))))

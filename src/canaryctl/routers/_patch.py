@@ -9,8 +9,10 @@ so the other writer's change survives and ours still lands.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +93,10 @@ def patch(
         if obj is None:
             raise RouterError(f"{_ref(res, name)} disappeared from {namespace}")
         ops, changes = plan(obj)
+        if ops and stored_unchanged(obj, ops):
+            # The server would store what it has (e.g. 20.0 written, 20 kept): no write, as
+            # a write at rest bumps the generation and pushes config to every proxy.
+            return []
         if not ops or dry_run:
             return changes
         # The lock: the write only succeeds against exactly the version the ops came from.
@@ -151,7 +157,7 @@ def list_ops(path: tuple[str | int, ...], old: list[Any], new: list[Any]) -> lis
     Items equal in both lists are not written, so a user's entries that canaryctl leaves
     alone are neither moved into nor rewritten by its patch beyond index shifts.
     """
-    keys = [[json.dumps(item, sort_keys=True) for item in items] for items in (old, new)]
+    keys = [[canonical(item) for item in items] for items in (old, new)]
     ops: list[Obj] = []
     # From the end backwards: an edit never shifts the indices of the edits still to come.
     matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
@@ -168,3 +174,68 @@ def list_ops(path: tuple[str | int, ...], old: list[Any], new: list[Any]) -> lis
         for offset, item in enumerate(new[j1 + shared : j2]):
             ops.append({"op": "add", "path": pointer(*path, i1 + shared + offset), "value": item})
     return ops
+
+
+def normalize(value: Any) -> Any:
+    """`value` as the API server stores JSON: a float with an integral value is an integer.
+
+    The server decodes JSON numbers and encodes them again, so `20.0` comes back as `20`;
+    comparing what we would write with what we read must see these as equal.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def canonical(value: Any) -> str:
+    """A JSON text equal for two values exactly when the server would store them alike."""
+    return json.dumps(normalize(value), sort_keys=True)
+
+
+def _unpointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def apply_ops(obj: Obj, ops: list[Obj]) -> Obj:
+    """The object after the JSON patch `ops` (add, replace, remove), as the server applies it.
+
+    Raises KeyError/IndexError/ValueError when an operation does not fit the object.
+    """
+    out = copy.deepcopy(obj)
+    for op in ops:
+        *parents, last = _unpointer(op["path"])
+        node: Any = out
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            index = len(node) if last == "-" else int(last)
+            if op["op"] == "add":
+                node.insert(index, copy.deepcopy(op["value"]))
+            elif op["op"] == "replace":
+                node[index] = copy.deepcopy(op["value"])
+            else:
+                del node[index]
+        elif op["op"] == "remove":
+            del node[last]
+        elif op["op"] in ("add", "replace"):
+            node[last] = copy.deepcopy(op["value"])
+        else:
+            raise ValueError(f"unsupported JSON patch operation {op['op']!r}")
+    return out
+
+
+def stored_unchanged(obj: Obj, ops: list[Obj]) -> bool:
+    """True when applying `ops` to `obj` leaves what the server stores as it is.
+
+    The general guard against writes at rest for every router: whatever a planner computes,
+    a patch that would store the same content (numbers normalised) is not sent.
+    """
+    try:
+        after = apply_ops(obj, ops)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return False  # let the server judge (and reject) a patch we cannot apply here
+    return canonical(after) == canonical(obj)

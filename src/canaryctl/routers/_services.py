@@ -127,6 +127,7 @@ class Backends:
                 f"service/{self.stable_service} selector {selector} does not select the pods "
                 f"of deployment/{stable.name} (pod labels {stable.pod_labels})",
             )
+        self._validate_autoscaler(stable, canary)
         if self.mode == "subsets":
             if not selects(selector, canary.pod_labels):
                 raise SpecError(
@@ -139,6 +140,24 @@ class Backends:
             self._validate_cross_namespace(canary)
         else:
             self._validate_services(selector, stable, canary)
+
+    def _validate_autoscaler(self, stable: DeploymentInfo, canary: DeploymentInfo) -> None:
+        """SpecError when an HPA caps the canary below the stable's replicas.
+
+        Weight routers leave replica counts to HPAs, but promotion needs the canary ready
+        with the stable's capacity before the stable goes; an HPA whose maxReplicas is
+        lower would scale it back (a fight every HPA sync) and, once the stable is gone,
+        serve all traffic with fewer pods than before.
+        """
+        for hpa in workloads.autoscalers(self.client, canary.namespace, {canary.name}):
+            if hpa.max_replicas < stable.desired_replicas:
+                raise SpecError(
+                    "canary",
+                    f"horizontalpodautoscaler/{hpa.name} keeps deployment/{canary.name} at "
+                    f"{hpa.max_replicas} replica(s) at most, fewer than the "
+                    f"{stable.desired_replicas} of deployment/{stable.name} it is to replace; "
+                    f"raise its maxReplicas to at least {stable.desired_replicas}",
+                )
 
     def _validate_cross_namespace(self, canary: DeploymentInfo) -> None:
         selector = self._selector(self.canary_service, self.canary_namespace)

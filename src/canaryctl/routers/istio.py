@@ -361,9 +361,13 @@ class IstioRouter:
         if self.mirror_percent is not None:
             out.pop("mirror", None)
             out.pop("mirrorPercentage", None)
-            if want.routes and want.final is None:
+            # Mirroring is a dark launch: it copies requests to a canary that serves none.
+            # Once the canary has weighted traffic, its own share exercises it; a mirror
+            # would send it copies of requests it may already be answering.
+            if want.routes and want.final is None and want.weight == 0:
                 out["mirror"] = entry("canary")["destination"]
-                out["mirrorPercentage"] = {"value": float(self.mirror_percent)}
+                # As the server stores it (20, not 20.0), so the next read compares equal.
+                out["mirrorPercentage"] = {"value": _patch.normalize(float(self.mirror_percent))}
         return out
 
     def _header_route(self, owned: Obj, k: int, subsets: Subsets | None) -> Obj:

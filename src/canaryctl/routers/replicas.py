@@ -87,6 +87,7 @@ class ReplicaRouter:
                     f"deployment/{dep.name} (pod labels {dep.pod_labels}); the replica router "
                     "needs one Service selecting both versions, e.g. by the app label only",
                 )
+        self._refuse_autoscalers()
         if _selects(stable.selector, canary.pod_labels) or _selects(
             canary.selector, stable.pod_labels
         ):
@@ -96,6 +97,29 @@ class ReplicaRouter:
                 "pods; give their selectors a distinguishing label such as version",
             )
         return []
+
+    def _refuse_autoscalers(self) -> None:
+        """SpecError naming any HPA on either Deployment.
+
+        The replica router expresses the weight as replica counts; an HPA sets the same
+        field from load, and each would undo the other's write (flapping, and a weight
+        that is neither's). Coordinating (pinning each HPA's min/max per step) would leave
+        the user's HPAs edited if canaryctl died mid-rollout; a clear refusal leaves them
+        alone. Weight routers leave replicas to the HPAs and work with them.
+        """
+        found = workloads.autoscalers(self.client, self.namespace, {self.stable, self.canary})
+        if found:
+            names = ", ".join(
+                f"horizontalpodautoscaler/{a.name} (on deployment/{a.target}, "
+                f"min {a.min_replicas}, max {a.max_replicas})"
+                for a in found
+            )
+            raise SpecError(
+                "router",
+                f"{names} sets the replica count that the replica router uses as the "
+                "traffic weight; they would fight. Use a weight router (nginx, istio or "
+                "gateway: replicas stay with the HPA), or delete the HPA for the rollout",
+            )
 
     def set_weight(
         self, weight: int, *, replicas: tuple[int, int] | None = None, dry_run: bool = False
