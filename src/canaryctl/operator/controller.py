@@ -216,10 +216,15 @@ class Operator:
             settings.watching.server_timeout = 600
             settings.watching.client_timeout = 660
             settings.networking.error_backoffs = (1, 2, 5)
+            # No runtime observation of CRDs and namespaces: the operator serves one CRD
+            # that exists before it starts (the chart installs it) and exact namespaces,
+            # so it needs no cluster-wide read of CRDs or namespaces (least privilege).
+            settings.scanning.disabled = True
 
         @kopf.on.login(registry=registry)
         def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-            return kopf.login_with_kubeconfig(**kwargs)
+            # A kubeconfig when one is given (CLI, tests); in a pod, its ServiceAccount.
+            return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
 
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
         async def canary_event(type: str, body: kopf.Body, **_: Any) -> None:

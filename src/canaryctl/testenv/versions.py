@@ -62,3 +62,8 @@ LEGO_DNS_PROVIDERS_WITHOUT_SDK = (
     "ucloud",
     "yandexcloud",
 )
+
+#: Helm (installs the operator's chart in the packaging tests), built from its Go module.
+#: The newest v3 release the Go module proxy serves; its go.mod has no replace directives.
+HELM_VERSION = "v3.22.0"
+HELM_MODULE = "helm.sh/helm/v3"
