@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik helm operator-image test demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -31,7 +31,18 @@ binaries: install
 traefik: install
 	$(BIN)/canaryctl testenv build --traefik
 
-test: system-deps binaries traefik
+# helm from its pinned Go module (installs the operator's chart in the tests; once).
+helm: install
+	$(BIN)/canaryctl testenv build --helm
+
+# The operator's OCI image tar: Debian root filesystem (mmdebstrap) + canaryctl's wheel and
+# dependencies, cached by input hash (Containerfile: the same image for a registry).
+# As root only: mmdebstrap's root mode, and only the real node (root) runs the image.
+operator-image: install
+	@if [ "$$(id -u)" -eq 0 ]; then nice -n 10 $(BIN)/canaryctl testenv build --operator-image; \
+	else echo "operator-image: needs root (mmdebstrap); the real-node chart test will skip"; fi
+
+test: system-deps binaries traefik helm operator-image
 	$(BIN)/pytest
 
 # Real pods and traffic when the host can run a node (root); else the quick demo.

@@ -49,6 +49,16 @@ def build(
     traefik: Annotated[
         bool, typer.Option("--traefik", help="Also Traefik (without the real node's binaries).")
     ] = False,
+    helm: Annotated[
+        bool, typer.Option("--helm", help="Also helm (installs the operator's chart).")
+    ] = False,
+    operator_image: Annotated[
+        bool,
+        typer.Option(
+            "--operator-image",
+            help="Also the operator's OCI image tar (Debian with python3 and canaryctl).",
+        ),
+    ] = False,
 ) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries, versions
@@ -63,6 +73,16 @@ def build(
             from canaryctl.testenv import traefik_build
 
             found = {**found, "traefik": traefik_build.ensure(progress)}
+        if helm:
+            from canaryctl.testenv import helm_build
+
+            found = {**found, "helm": helm_build.ensure(progress)}
+        if operator_image:
+            from canaryctl.testenv import operator_image as image
+
+            built = image.build(progress)
+            found = {**found, "operator-image": built.tar}
+            print(f"operator-image-ref: {built.ref}")
     for name, path in found.items():
         print(f"{name}: {path}")
 
