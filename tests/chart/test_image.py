@@ -29,10 +29,11 @@ def final_stage() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def image() -> operator_image.images.Image:
+def image() -> tuple[dict, list[set[str]]]:
+    """The image's config and the file names of its layers (read once: they are large)."""
     if os.geteuid() != 0 or shutil.which("mmdebstrap") is None:
         pytest.skip("building the operator image needs root and mmdebstrap (make operator-image)")
-    return operator_image.build()
+    return blobs(operator_image.build())
 
 
 def blobs(image: operator_image.images.Image) -> tuple[dict, list[set[str]]]:
@@ -51,7 +52,7 @@ def blobs(image: operator_image.images.Image) -> tuple[dict, list[set[str]]]:
 
 
 def test_the_image_config_is_what_the_containerfile_declares(image) -> None:
-    config, layers = blobs(image)
+    config, layers = image
     stage = dict(final_stage())
     assert config["config"]["Entrypoint"] == json.loads(stage["ENTRYPOINT"])
     assert config["config"]["Cmd"] == json.loads(stage["CMD"])
@@ -65,7 +66,7 @@ def test_the_image_config_is_what_the_containerfile_declares(image) -> None:
 
 
 def test_the_layers_hold_debian_python_canaryctl_and_its_dependencies(image) -> None:
-    _, (base, deps, app) = blobs(image)
+    _, (base, deps, app) = image
     base_names = base
     assert "usr/bin/python3" in base_names
     assert not any(n.startswith("usr/share/doc/") for n in base_names)
