@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik helm operator-image test demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik helm operator-image test test-chart-cluster demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ operator-image: install
 
 test: system-deps binaries traefik helm operator-image
 	$(BIN)/pytest
+
+# The chart's real-node flow (install, upgrade mid-rollout, rollback, uninstall) with the
+# cluster-wide RBAC scope; `make test` runs it with the namespaced scope.
+test-chart-cluster: system-deps binaries traefik helm operator-image
+	CANARYCTL_CHART_SCOPE=cluster $(BIN)/pytest tests/chart/test_chart_realnode.py
 
 # Real pods and traffic when the host can run a node (root); else the quick demo.
 demo: system-deps binaries traefik

@@ -111,6 +111,7 @@ def test_metrics_service_monitor_and_dashboard_configmap() -> None:
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics"}]
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["r"] == "x"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True  # `namespace` is the canary's
     assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     (cm,) = by_kind(docs, "ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
