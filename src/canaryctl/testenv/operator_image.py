@@ -55,6 +55,8 @@ WHEEL_PLATFORM = "manylinux2014_x86_64"
 SITE = "opt/canaryctl/lib"
 USER = "65532:65532"
 ROOT = Path(__file__).resolve().parents[3]
+#: Operator images (and app layers) kept in the cache; older ones are deleted.
+KEEP_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,21 @@ def build(progress: Progress = print, root: Path = ROOT) -> images.Image:
         staged = Path(tmp) / "image.tar"
         images.write_layout(staged, ref, blobs, config, ["base", "deps", "app"])
         os.replace(staged, out)
+    # Every source change makes a new image (~75 MiB): keep the newest few on disk.
+    _prune(out.parent, f"{NAME}-*.tar", KEEP_IMAGES)
+    _prune(out.parent / "layers", f"{NAME}-app-*.tar.gz", KEEP_IMAGES)
     size = sum(len(b) for b, _ in blobs)
     progress(f"built {ref} ({size / 2**20:.0f} MiB) in {time.monotonic() - started:.0f}s")
     return images.Image(ref, out, images._manifest_digest(out))
+
+
+def _prune(folder: Path, pattern: str, keep: int) -> None:
+    """Delete all but the ``keep`` most recently written files matching ``pattern``."""
+    found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in found[keep:]:
+        path.unlink(missing_ok=True)
+        if path.name.endswith(".tar.gz"):  # a layer's digest file goes with it
+            path.with_name(path.name.removesuffix(".tar.gz") + ".diffid").unlink(missing_ok=True)
 
 
 def _cached(name: str, key: str, make: object, progress: Progress) -> Layer:
