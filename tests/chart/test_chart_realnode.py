@@ -5,12 +5,14 @@ namespaced RBAC scope, then `helm uninstall` with the workloads still serving.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
@@ -21,14 +23,19 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Namespace, Pod, Secret
 from lightkube.types import PatchType
 
+from canaryctl.dashboards.generate import PANELS
 from canaryctl.kube.canary import Canary
 from canaryctl.testenv import ClusterState, LocalCluster, images, operator_image
 from canaryctl.testenv.dataplane import REAL_POD_PLACEMENT
+from canaryctl.testenv.prometheus import PrometheusServer, ScrapeTarget
 from chart.helm import CHART, helm, service_account_client, set_args
 from helpers import replicas, wait_until
 from realnode import ECHO_SOURCE, apply, cluster_ip, kubectl, split
 
-pytestmark = [pytest.mark.dataplane, pytest.mark.integration]
+pytestmark = [pytest.mark.dataplane, pytest.mark.integration, pytest.mark.prometheus]
+#: RBAC scope of the install: "namespaced" (the default, least privilege) or "cluster"
+#: (`make test-chart-cluster`: the same flow with the ClusterRole).
+SCOPE = os.environ.get("CANARYCTL_CHART_SCOPE", "namespaced")
 CLI = str(Path(sys.executable).with_name("canaryctl"))
 RELEASE = "canaryctl"
 CRD = "canaries.canaryctl.dev"
@@ -121,6 +128,33 @@ def adopt_crd(kube: Client, release_ns: str) -> None:
     kube.patch(CustomResourceDefinition, CRD, {"metadata": meta}, patch_type=PatchType.MERGE)
 
 
+def operator_panels_answer(kube: Client, release_ns: str, ns: str) -> None:
+    """The dashboard's operator panels, queried on a real Prometheus scraping the operator
+    pods mid-rollout: each returns a series for the canary (the judge e-values panel
+    only once a sequential judge runs, which this rollout has not)."""
+    pods = [p.status.podIP for p in operator_pods(kube, release_ns)]
+    targets = [ScrapeTarget(f"{ip}:8080") for ip in pods]
+    server = PrometheusServer(targets).start()
+    try:
+        for panel in PANELS:
+            if panel.source != "operator" or "e-values" in panel.title:
+                continue
+            for query in panel.queries:
+                expr = query.expr.replace("$namespace", ns).replace("$canary", "app")
+
+                def answer(e: str = expr) -> list[Any]:
+                    body = httpx.post(f"{server.url}/api/v1/query", data={"query": e}).json()
+                    return body["data"]["result"]
+
+                result = wait_until(answer, timeout=30, interval=1)
+                if panel.title == "Canary weight":
+                    assert [float(r["value"][1]) for r in result] == [50.0], result
+                if panel.title == "Phase":
+                    assert [r["metric"]["phase"] for r in result] == ["Paused"], result
+    finally:
+        server.stop()
+
+
 def test_helm_install_upgrade_and_uninstall_run_a_managed_canary_on_the_real_node(
     dataplane_cluster: ClusterState, dataplane_kube: Client, dataplane_namespace: str
 ) -> None:
@@ -136,7 +170,7 @@ def test_helm_install_upgrade_and_uninstall_run_a_managed_canary_on_the_real_nod
     repository, tag = image.ref.rsplit(":", 1)
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
-        "watchNamespaces": [ns],
+        "watchNamespaces": [ns] if SCOPE == "namespaced" else [],
         "routers": ["replicas"],
         "operator": {"interval": 1, "leaseSeconds": 6},
         **REAL_POD_PLACEMENT,
@@ -174,6 +208,7 @@ def test_helm_install_upgrade_and_uninstall_run_a_managed_canary_on_the_real_nod
         url = f"http://{cluster_ip(kube, 'app', ns)}/"
         versions, failed = split(url, 30)
         assert failed == 0 and set(versions) == {"v1", "v2"}, versions
+        operator_panels_answer(kube, release_ns, ns)
 
         # helm upgrade mid-rollout: new operator pods, a new leader, the rollout goes on
         helm("upgrade", RELEASE, str(CHART), "-n", release_ns, "--wait", "--timeout", "180s",
@@ -205,7 +240,10 @@ def test_helm_install_upgrade_and_uninstall_run_a_managed_canary_on_the_real_nod
         assert "forbidden" not in logs.lower(), logs
         sa = service_account_client(kube, kubeconfig, RELEASE, release_ns)
         with pytest.raises(ApiError) as err:
-            list(sa.list(Secret, namespace="*"))
+            if SCOPE == "namespaced":
+                list(sa.list(Secret, namespace="*"))  # Secrets cluster-wide
+            else:
+                list(sa.list(Namespace))  # the ClusterRole grants no Namespaces
         assert err.value.status.code == 403
 
         # helm uninstall: the operator goes, the workloads keep serving
