@@ -205,6 +205,9 @@ def test_helm_install_upgrade_and_uninstall_run_a_managed_canary_on_the_real_nod
         # an image bump starts a rollout; it pauses at 50% with both versions answering
         bump(kube, ns, echo["v2"].ref, "v2")
         wait_until(lambda: status(kube, ns).get("phase") == "Paused", timeout=90)
+        # the primary's pod that went away at 50% first finishes terminating (the echo
+        # server has no preStop delay: the proxy may still pick it while it stops)
+        wait_until(lambda: len(list(kube.list(Pod, namespace=ns))) == 2, timeout=60)
         url = f"http://{cluster_ip(kube, 'app', ns)}/"
         versions, failed = split(url, 30)
         assert failed == 0 and set(versions) == {"v1", "v2"}, versions

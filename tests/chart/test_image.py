@@ -70,6 +70,8 @@ def test_the_layers_hold_debian_python_canaryctl_and_its_dependencies(image) -> 
     base_names = base
     assert "usr/bin/python3" in base_names
     assert not any(n.startswith("usr/share/doc/") for n in base_names)
+    assert "usr/share/perl" not in base_names  # no usrmerge, so no full Perl (perl-base only)
+    assert "bin" in base_names and "usr/bin" in base_names  # merged /usr, by mmdebstrap's hook
     assert not any(
         n.startswith("var/lib/apt/lists/") and n.endswith("Packages") for n in base_names
     )

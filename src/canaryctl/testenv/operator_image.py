@@ -47,6 +47,9 @@ DEBIAN_SOURCES = (
     f"deb http://deb.debian.org/debian-security {DEBIAN_SUITE}-security main",
 )
 #: Documentation, manuals and translations are left out of the root filesystem.
+#: mmdebstrap's hook that merges /usr itself: without it bookworm's bootstrap installs the
+#: usrmerge package, which pulls in the whole of Perl (40 MiB) that nothing else needs.
+MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 #: Python of DEBIAN_SUITE: pip picks the dependencies' wheels for it.
 PYTHON_VERSION = "3.11"
@@ -77,7 +80,9 @@ def _key(*parts: str | bytes) -> str:
 
 def base_key() -> str:
     """Input hash of the base layer."""
-    return _key("base", DEBIAN_SUITE, *DEBIAN_PACKAGES, *DEBIAN_SOURCES, *DPKG_EXCLUDES)
+    return _key(
+        "base", DEBIAN_SUITE, *DEBIAN_PACKAGES, *DEBIAN_SOURCES, *DPKG_EXCLUDES, MERGED_USR_HOOK
+    )
 
 
 def deps_key(pyproject: Path = ROOT / "pyproject.toml") -> str:
@@ -188,7 +193,7 @@ def _base(progress: Progress) -> Layer:
             )
         progress(f"{NAME}: Debian {DEBIAN_SUITE} root filesystem with mmdebstrap")
         cmd = [tool, "--mode=root", "--variant=minbase", "--format=tar", "--skip=output/dev"]
-        cmd += [f"--include={','.join(DEBIAN_PACKAGES)}"]
+        cmd += [f"--include={','.join(DEBIAN_PACKAGES)}", f"--hook-dir={MERGED_USR_HOOK}"]
         cmd += [f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES]
         # apt's lists and caches are not part of a runtime image.
         cmd += ["--customize-hook=rm -rf $1/var/lib/apt/lists/* $1/var/cache/apt/*"]
