@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze test chaos demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -31,6 +31,17 @@ binaries: install
 traefik: install
 	$(BIN)/canaryctl testenv build --traefik
 
+# helm from its pinned Go module (installs the operator's chart in the tests; once).
+helm: install
+	$(BIN)/canaryctl testenv build --helm
+
+# The operator's OCI image tar: Debian root filesystem (mmdebstrap) + canaryctl's wheel and
+# dependencies, cached by input hash (Containerfile: the same image for a registry).
+# As root only: mmdebstrap's root mode, and only the real node (root) runs the image.
+operator-image: install
+	@if [ "$$(id -u)" -eq 0 ]; then nice -n 10 $(BIN)/canaryctl testenv build --operator-image; \
+	else echo "operator-image: needs root (mmdebstrap); the real-node chart test will skip"; fi
+
 # istioctl from the istio.io/istio Go module, no replace directives (once; long: see README).
 istioctl: install
 	$(BIN)/canaryctl testenv build --istioctl
@@ -40,12 +51,17 @@ istioctl: install
 istio-analyze: binaries istioctl
 	$(BIN)/pytest tests/routers/test_istio_analyze.py
 
-test: system-deps binaries traefik
+test: system-deps binaries traefik helm operator-image
 	$(BIN)/pytest -m "not chaos"
 
 # Long reliability variants (tests marked chaos; their short versions run in `make test`).
 chaos: system-deps binaries traefik
 	$(BIN)/pytest -m chaos
+
+# The chart's real-node flow (install, upgrade mid-rollout, rollback, uninstall) with the
+# cluster-wide RBAC scope; `make test` runs it with the namespaced scope.
+test-chart-cluster: system-deps binaries traefik helm operator-image
+	CANARYCTL_CHART_SCOPE=cluster $(BIN)/pytest tests/chart/test_chart_realnode.py
 
 # Real pods and traffic when the host can run a node (root); else the quick demo.
 demo: system-deps binaries traefik

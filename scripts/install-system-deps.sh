@@ -17,6 +17,9 @@ have conntrack || need+=(conntrack)
 have iptables || need+=(iptables)
 have nft || need+=(nftables)
 have ip || need+=(iproute2)
+# The operator's image: a Debian root filesystem built with mmdebstrap (and its keyring).
+have mmdebstrap || need+=(mmdebstrap)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v go >/dev/null 2>&1 || { echo "Go >= 1.25 is required to build the local control plane" >&2; exit 1; }
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -38,6 +38,10 @@ def operator(
             "--workers", help="Canaries reconciled at once (threads waiting on the API server)."
         ),
     ] = 32,
+    lease_name: Annotated[
+        str,
+        typer.Option("--lease-name", help="Name of the leader-election Lease (one per install)."),
+    ] = "canaryctl-operator",
     lease_namespace: Annotated[
         str | None,
         typer.Option("--lease-namespace", help="Namespace of the leader-election Lease."),
@@ -69,6 +73,7 @@ def operator(
             health_port=health_port or None,
             interval=interval,
             workers=max(workers, 1),
+            lease_name=lease_name,
             lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
             lease_seconds=lease_seconds,
             renew_deadline=lease_seconds * 2 / 3,

@@ -52,6 +52,16 @@ def build(
     istioctl: Annotated[
         bool, typer.Option("--istioctl", help="Also istioctl (for `istioctl analyze`).")
     ] = False,
+    helm: Annotated[
+        bool, typer.Option("--helm", help="Also helm (installs the operator's chart).")
+    ] = False,
+    operator_image: Annotated[
+        bool,
+        typer.Option(
+            "--operator-image",
+            help="Also the operator's OCI image tar (Debian with python3 and canaryctl).",
+        ),
+    ] = False,
 ) -> None:
     """Find or build (from pinned Go modules, into the user cache) every binary needed."""
     from canaryctl.testenv import binaries, versions
@@ -70,6 +80,16 @@ def build(
             from canaryctl.testenv import istioctl_build
 
             found = {**found, "istioctl": istioctl_build.ensure(progress)}
+        if helm:
+            from canaryctl.testenv import helm_build
+
+            found = {**found, "helm": helm_build.ensure(progress)}
+        if operator_image:
+            from canaryctl.testenv import operator_image as image
+
+            built = image.build(progress)
+            found = {**found, "operator-image": built.tar}
+            print(f"operator-image-ref: {built.ref}")
     for name, path in found.items():
         print(f"{name}: {path}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import heapq
 import logging
 import os
@@ -217,10 +218,15 @@ class Operator:
             settings.watching.server_timeout = 600
             settings.watching.client_timeout = 660
             settings.networking.error_backoffs = (1, 2, 5)
+            # No runtime observation of CRDs and namespaces: the operator serves one CRD
+            # that exists before it starts (the chart installs it) and exact namespaces,
+            # so it needs no cluster-wide read of CRDs or namespaces (least privilege).
+            settings.scanning.disabled = True
 
         @kopf.on.login(registry=registry)
         def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-            return kopf.login_with_kubeconfig(**kwargs)
+            # A kubeconfig when one is given (CLI, tests); in a pod, its ServiceAccount.
+            return kopf.login_with_kubeconfig(**kwargs) or in_cluster_login(**kwargs)
 
         @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
         async def canary_event(type: str, body: kopf.Body, **_: Any) -> None:
@@ -273,10 +279,13 @@ class Operator:
     # --- running --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The probes: /healthz (the scheduling loop turns), /readyz (watches are up)."""
+        """The probes: /healthz (the scheduling loop turns), /readyz (watches are up and the
+        API server answers)."""
         return {
             "/healthz": lambda: time.monotonic() - self.scheduler.heartbeat < 30,
-            "/readyz": lambda: self.ready,
+            # Watches started and the API server answers (a pod that cannot reach it, or
+            # whose credentials are refused, is not Ready and gets no traffic).
+            "/readyz": lambda: self.ready and self.elector.in_contact(),
         }
 
     async def main(self) -> None:
@@ -303,6 +312,9 @@ class Operator:
                 namespaces=list(self.options.namespaces),
                 standalone=True,
                 ready_flag=ready_flag,
+                # Our own identity (host/pid): kopf's default asks the passwd database for
+                # the user, which an image running as an arbitrary uid does not list.
+                identity=self.options.identity,
             )
         finally:
             marker.cancel()
@@ -312,6 +324,19 @@ class Operator:
             self.recorder.close()  # what the last reconciles told is still posted
             for server in servers:
                 server.shutdown()
+
+
+def in_cluster_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's ServiceAccount, at the API server address the kubelet puts in the pod's
+    environment (as client-go and lightkube do). kopf's own handler dials the name
+    kubernetes.default.svc, which only resolves where the cluster runs a DNS service."""
+    info = kopf.login_with_service_account(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if info is None or not host:
+        return info
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return dataclasses.replace(info, server=f"https://{host}:{port}")
 
 
 def run(client: Client, options: Options) -> None:

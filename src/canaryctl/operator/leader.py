@@ -57,6 +57,7 @@ class LeaderElector:
         self._renewed_at: float | None = None  # our clock, last successful renewal
         self._seen: tuple[str | None, str | None] = (None, None)  # holder, resourceVersion
         self._seen_at = 0.0
+        self._answered_at: float | None = None  # our clock, last answer about the Lease
         self._was_acting = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,6 +68,12 @@ class LeaderElector:
         """True while this process holds the Lease and renewed it within the renew deadline."""
         renewed = self._renewed_at
         return renewed is not None and self.clock() - renewed < self.renew_deadline
+
+    def in_contact(self) -> bool:
+        """True while the API server answered about the Lease within the lease duration
+        (held by anybody, or absent): this process can reach it and may take over."""
+        answered = self._answered_at
+        return answered is not None and self.clock() - answered < self.lease_seconds
 
     def start(self) -> None:
         """Run the election in a daemon thread."""
@@ -93,7 +100,9 @@ class LeaderElector:
             if exc.status.code != 404:
                 log.warning("reading lease %s: %s", self.name, exc.status.message)
                 return False
+            self._answered_at = now
             return self._create(now)
+        self._answered_at = now
         spec = lease.spec or LeaseSpec()
         holder = spec.holderIdentity or None
         seen = (holder, lease.metadata.resourceVersion)

@@ -151,14 +151,28 @@ def etcd(bed: Bed) -> Component:
     )
 
 
+def _apiserver_addresses(dataplane: bool) -> list[str]:
+    """Where the API server listens, and the address of the `kubernetes` Service's endpoint.
+
+    Without a real node only local processes talk to it: loopback. With one, pods do too
+    (an operator in a pod): they reach 10.96.0.1, which kube-proxy forwards to the endpoint
+    the API server advertises, so that must be the node's address (a pod's 127.0.0.1 is its
+    own), and the API server must listen there as well. Clients on the host keep 127.0.0.1.
+    """
+    if not dataplane:
+        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
+    from canaryctl.testenv.dataplane import node_ip
+
+    return ["--bind-address=0.0.0.0", f"--advertise-address={node_ip()}"]
+
+
 def kube_apiserver(bed: Bed) -> Component:
     """The API server, RBAC on, serving certificates from the cluster's CA."""
     certs = bed.certs
     args = [
         str(bed.bins["kube-apiserver"]),
         f"--etcd-servers=http://127.0.0.1:{bed.port('etcd')}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *_apiserver_addresses(bed.state.dataplane),
         f"--secure-port={bed.port('kube-apiserver')}",
         f"--cert-dir={bed.folder}/pki",
         f"--tls-cert-file={certs.server_cert}",

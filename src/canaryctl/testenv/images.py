@@ -124,21 +124,45 @@ def _tar_bytes(files: dict[str, tuple[bytes, int]]) -> bytes:
 
 
 def _write_oci_layout(out: Path, ref: str, name: str, binary: bytes, env: dict[str, str]) -> None:
-    blobs: dict[str, bytes] = {}
     layer = _tar_bytes({name: (binary, 0o755)})
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    layer_digest, layer_size = _blob(blobs, gzip.compress(layer, mtime=0))
     config = {
+        "Entrypoint": [f"/{name}"],
+        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+    }
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    write_layout(out, ref, [(gzip.compress(layer, mtime=0), diff_id)], config, [name])
+
+
+def write_layout(
+    out: Path,
+    ref: str,
+    layers: list[tuple[bytes, str]],
+    config: dict[str, object],
+    created_by: list[str],
+) -> None:
+    """Write a one-manifest OCI image layout tar named ``ref`` (for ``ctr images import``).
+
+    ``layers`` are (gzip-compressed tar, sha256 digest of the uncompressed tar) pairs,
+    lowest first;
+    ``config`` is the image config's ``config`` object (Entrypoint, Cmd, Env, User, ...).
+    """
+    blobs: dict[str, bytes] = {}
+    descriptors, diff_ids = [], []
+    for compressed, diff_id in layers:
+        diff_ids.append(diff_id)
+        digest, size = _blob(blobs, compressed)
+        descriptors.append(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
+             "size": size}
+        )  # fmt: skip
+    image_config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Entrypoint": [f"/{name}"],
-            "Env": [f"{k}={v}" for k, v in sorted(env.items())],
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": f"canaryctl build_image {name}"}],
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": f"canaryctl build_image {c}"} for c in created_by],
     }
-    config_digest, config_size = _blob(blobs, json.dumps(config, sort_keys=True).encode())
+    config_digest, config_size = _blob(blobs, json.dumps(image_config, sort_keys=True).encode())
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -147,13 +171,7 @@ def _write_oci_layout(out: Path, ref: str, name: str, binary: bytes, env: dict[s
             "digest": config_digest,
             "size": config_size,
         },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": layer_digest,
-                "size": layer_size,
-            }
-        ],
+        "layers": descriptors,
     }
     manifest_digest, manifest_size = _blob(blobs, json.dumps(manifest, sort_keys=True).encode())
     index = {

@@ -71,3 +71,8 @@ LEGO_DNS_PROVIDERS_WITHOUT_SDK = (
 ISTIO_MODULE = "istio.io/istio"
 ISTIO_VERSION = "v0.0.0-20260827124520-eed52ebb66ad"
 ISTIOCTL_PACKAGE = "istio.io/istio/istioctl/cmd/istioctl"
+
+#: Helm (installs the operator's chart in the packaging tests), built from its Go module.
+#: The newest v3 release the Go module proxy serves; its go.mod has no replace directives.
+HELM_VERSION = "v3.22.0"
+HELM_MODULE = "helm.sh/helm/v3"

@@ -1,0 +1,97 @@
+{{/* The release's full name, capped at 63 characters (a DNS label). */}}
+{{- define "canaryctl.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "canaryctl.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "canaryctl.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "canaryctl.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "canaryctl.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "canaryctl.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "canaryctl.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+What the operator does in a watched namespace, verb by verb (canaryctl's operator, kube and
+routers packages); shared by the ClusterRole and the per-namespace Roles. "list, watch" are
+the operator's watches (they fill its cache); every write is a patch, create or delete of an
+object the rollout owns or scales.
+*/}}
+{{- define "canaryctl.rules" -}}
+- apiGroups: [canaryctl.dev]
+  resources: [canaries]
+  # patch: the finalizer, and the abort command when a target disappears
+  verbs: [get, list, watch, patch]
+- apiGroups: [canaryctl.dev]
+  resources: [canaries/status]
+  # the rollout's record is the Canary's status (update guarded by resourceVersion)
+  verbs: [update, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  # scale stable/canary, create (server-side apply) and delete <target>-primary
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  # the replicas router patches the Service's selector; other routers add a canary Service
+  verbs: [get, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  # serving pods per version (traffic split checks)
+  verbs: [list]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [configmaps]
+  # a config change of a managed target starts a rollout
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  # as configmaps, plus reading a Prometheus credential a Canary names
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if has "nginx" .Values.routers }}
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  # the canary Ingress (created, weighted, deleted); the primary is only read
+  verbs: [get, create, patch, delete]
+{{- end }}
+{{- if has "gateway" .Values.routers }}
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, patch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [referencegrants]
+  verbs: [list]
+{{- end }}
+{{- if has "istio" .Values.routers }}
+- apiGroups: [networking.istio.io]
+  resources: [virtualservices]
+  verbs: [get, patch]
+- apiGroups: [networking.istio.io]
+  resources: [destinationrules]
+  verbs: [get]
+{{- end }}
+{{- end -}}
