@@ -52,7 +52,8 @@ object the rollout owns or scales.
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  # the replicas router patches the Service's selector; other routers add a canary Service
+  # the replicas router patches the Service's selector; other routers add a canary Service;
+  # managed mode owns <service>-primary/-canary and points the user's Service at the primary
   verbs: [get, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
@@ -63,15 +64,22 @@ object the rollout owns or scales.
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [configmaps]
-  # a config change of a managed target starts a rollout
-  verbs: [list, watch]
+  # a config change of a managed target starts a rollout; managed mode keeps <name>-primary
+  # copies of the ConfigMaps the target reads (server-side apply, deleted with the Canary)
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
-  # as configmaps, plus reading a Prometheus credential a Canary names
-  verbs: [get, list, watch]
+  # as configmaps (checksums and <name>-primary copies), plus reading a Prometheus
+  # credential a Canary names
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  # validation: the replica router refuses a Deployment an HPA scales; weight routers
+  # check a canary HPA can hold the stable's capacity
+  verbs: [list]
 {{- if has "nginx" .Values.routers }}
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
