@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik test demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik test chaos demo demo-quick lint format clean-testenv bench-operator
 
 install: $(STAMP)
 
@@ -32,7 +32,12 @@ traefik: install
 	$(BIN)/canaryctl testenv build --traefik
 
 test: system-deps binaries traefik
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos"
+
+# Long reliability runs (10,000 fuzz cases per input, kills at random instants); the short
+# version of each runs in `make test`.
+chaos: system-deps binaries
+	$(BIN)/pytest -m chaos -s
 
 # Real pods and traffic when the host can run a node (root); else the quick demo.
 demo: system-deps binaries traefik

@@ -7,10 +7,22 @@ class CanaryError(Exception):
     """Base of every error canaryctl raises on purpose."""
 
 
+#: Longest field name or reason a SpecError keeps: a message echoes the user's value, and
+#: a 1 MB value must not become a 1 MB error line (found by fuzzing).
+MAX_ECHO = 400
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
+
 class SpecError(CanaryError):
     """Invalid user input; `field` names the offending field or object."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field, reason = _shorten(str(field)), _shorten(str(reason))
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
