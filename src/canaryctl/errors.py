@@ -40,6 +40,14 @@ class ConflictError(ClusterError):
     """Another actor changed an object we were about to change."""
 
 
+class RecordError(CanaryError):
+    """A stored rollout record is unreadable (edited by hand or by another tool).
+
+    Not retried: the process stops acting (traffic and replicas stay as they are) and
+    names the object and field to fix, rather than guessing what the record meant.
+    """
+
+
 class RouterError(CanaryError):
     """A traffic router could not read or set weights."""
 
