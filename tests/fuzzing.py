@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
 from hypothesis import strategies as st
 
 #: A 1 MB string, built once (hypothesis would take long to draw one).
@@ -123,3 +124,61 @@ def specs(draw: st.DrawFn, base: dict[str, Any] = BASE) -> Any:
         else:
             where[draw(st.sampled_from(FIELDS) | st.text(max_size=12))] = draw(JSON)
     return spec
+
+
+ODD_YAML = ["", "---\n---\n", "[]", "a: [", "!!python/object:os.system {}", "&a [*a]",
+            "key: !!binary AAAA", "? [1]\n: 2", "\t", "~", "spec:\nmetadata: 1"]  # fmt: skip
+YAML_TEXT = (
+    st.text(max_size=200)
+    | specs().map(lambda s: yaml.safe_dump(s, allow_unicode=True))
+    | specs().map(
+        lambda s: yaml.safe_dump(
+            {"apiVersion": "canaryctl.dev/v1alpha1", "kind": "Canary", "spec": s}
+        )
+    )
+    | st.builds(
+        lambda kind, meta, spec: yaml.safe_dump({"kind": kind, "metadata": meta, "spec": spec}),
+        JSON,
+        JSON,
+        JSON,
+    )
+    | st.sampled_from(ODD_YAML)
+)
+
+ODD_TEXT = [s for s in SPECIAL if isinstance(s, str)]
+TEXT_FLAG = st.none() | st.text(max_size=30) | st.sampled_from(ODD_TEXT)
+FLOAT_FLAG = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@st.composite
+def quick_flags(draw: st.DrawFn) -> dict[str, Any]:
+    """The rollout command's quick-mode options, each any string (or number) a shell can pass."""
+    return {
+        "name": draw(TEXT_FLAG),
+        "namespace": draw(TEXT_FLAG),
+        "stable": draw(TEXT_FLAG | st.just("deploy/app-v1")),
+        "canary": draw(TEXT_FLAG | st.just("deploy/app-v2")),
+        "service": draw(TEXT_FLAG | st.just("svc/app")),
+        "steps": draw(st.text(max_size=30) | st.sampled_from(["10,50,100", "0", ",,", "9" * 400])),
+        "pause": draw(TEXT_FLAG),
+        "ready_deadline": draw(TEXT_FLAG),
+        "max_restarts": draw(st.none() | st.integers()),
+        "on_promotion": draw(st.text(max_size=20) | st.just("delete")),
+        "replica_mode": draw(TEXT_FLAG),
+        "scale_down_delay": draw(TEXT_FLAG),
+        "drain_delay": draw(TEXT_FLAG),
+        "canary_namespace": draw(TEXT_FLAG),
+        "router": draw(st.sampled_from(["replicas", "nginx", "istio", "gateway", "", "x"])),
+        "ingress": draw(TEXT_FLAG),
+        "virtual_service": draw(TEXT_FLAG),
+        "destination_rule": draw(TEXT_FLAG),
+        "httproute": draw(TEXT_FLAG),
+        "header": draw(st.none() | st.lists(st.text(max_size=20), max_size=3)),
+        "cookie": draw(TEXT_FLAG),
+        "mirror": draw(FLOAT_FLAG),
+        "prometheus": draw(TEXT_FLAG),
+        "judge": draw(st.sampled_from(["sequential", "threshold"]) | st.text(max_size=10)),
+        "analysis_interval": draw(st.text(max_size=10) | st.just("10s")),
+        "tolerance": draw(FLOAT_FLAG),
+        "latency_threshold": draw(FLOAT_FLAG),
+    }

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from canaryctl.cli.rollout import analysis_options, build_spec, router_options
 from canaryctl.core.models import parse_spec
 from canaryctl.driver.analysis import Analysis
 from canaryctl.errors import SpecError
-from fuzzing import BASE, JSON, MEGABYTE, SPECIAL, specs
+from fuzzing import BASE, MEGABYTE, YAML_TEXT, quick_flags, specs
 
 SHORT = int(os.environ.get("CANARYCTL_FUZZ_CASES", "200"))
 LONG = int(os.environ.get("CANARYCTL_FUZZ_CASES", "10000"))
@@ -64,64 +62,6 @@ def load_file(tmp: Path, text: str) -> None:
     path = tmp / "canary.yaml"
     path.write_text(text)
     accepted_or_named(lambda: build_spec(path, *[None] * 5, "10,100", *[None] * 4, "delete"))
-
-
-ODD_YAML = ["", "---\n---\n", "[]", "a: [", "!!python/object:os.system {}", "&a [*a]",
-            "key: !!binary AAAA", "? [1]\n: 2", "\t", "~", "spec:\nmetadata: 1"]  # fmt: skip
-YAML_TEXT = (
-    st.text(max_size=200)
-    | specs().map(lambda s: yaml.safe_dump(s, allow_unicode=True))
-    | specs().map(
-        lambda s: yaml.safe_dump(
-            {"apiVersion": "canaryctl.dev/v1alpha1", "kind": "Canary", "spec": s}
-        )
-    )
-    | st.builds(
-        lambda kind, meta, spec: yaml.safe_dump({"kind": kind, "metadata": meta, "spec": spec}),
-        JSON,
-        JSON,
-        JSON,
-    )
-    | st.sampled_from(ODD_YAML)
-)
-
-ODD_TEXT = [s for s in SPECIAL if isinstance(s, str)]
-TEXT_FLAG = st.none() | st.text(max_size=30) | st.sampled_from(ODD_TEXT)
-FLOAT_FLAG = st.none() | st.floats(allow_nan=True, allow_infinity=True)
-
-
-@st.composite
-def quick_flags(draw: st.DrawFn) -> dict[str, Any]:
-    """The rollout command's quick-mode options, each any string (or number) a shell can pass."""
-    return {
-        "name": draw(TEXT_FLAG),
-        "namespace": draw(TEXT_FLAG),
-        "stable": draw(TEXT_FLAG | st.just("deploy/app-v1")),
-        "canary": draw(TEXT_FLAG | st.just("deploy/app-v2")),
-        "service": draw(TEXT_FLAG | st.just("svc/app")),
-        "steps": draw(st.text(max_size=30) | st.sampled_from(["10,50,100", "0", ",,", "9" * 400])),
-        "pause": draw(TEXT_FLAG),
-        "ready_deadline": draw(TEXT_FLAG),
-        "max_restarts": draw(st.none() | st.integers()),
-        "on_promotion": draw(st.text(max_size=20) | st.just("delete")),
-        "replica_mode": draw(TEXT_FLAG),
-        "scale_down_delay": draw(TEXT_FLAG),
-        "drain_delay": draw(TEXT_FLAG),
-        "canary_namespace": draw(TEXT_FLAG),
-        "router": draw(st.sampled_from(["replicas", "nginx", "istio", "gateway", "", "x"])),
-        "ingress": draw(TEXT_FLAG),
-        "virtual_service": draw(TEXT_FLAG),
-        "destination_rule": draw(TEXT_FLAG),
-        "httproute": draw(TEXT_FLAG),
-        "header": draw(st.none() | st.lists(st.text(max_size=20), max_size=3)),
-        "cookie": draw(TEXT_FLAG),
-        "mirror": draw(FLOAT_FLAG),
-        "prometheus": draw(TEXT_FLAG),
-        "judge": draw(st.sampled_from(["sequential", "threshold"]) | st.text(max_size=10)),
-        "analysis_interval": draw(st.text(max_size=10) | st.just("10s")),
-        "tolerance": draw(FLOAT_FLAG),
-        "latency_threshold": draw(FLOAT_FLAG),
-    }
 
 
 def quick(flags: dict[str, Any]) -> None:
