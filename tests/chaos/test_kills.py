@@ -1,5 +1,6 @@
-"""Kills at random instants (replicas router): the short campaign in `make test`, 100 runs
-in `make chaos` (CANARYCTL_CHAOS_RUNS overrides, CANARYCTL_CHAOS_SEED replays a seed)."""
+"""Kills at random instants: the short campaign (replicas router) in `make test`; 100 runs per
+router (replicas, nginx, Istio, Gateway API) in `make chaos`. CANARYCTL_KILL_RUNS and
+CANARYCTL_CHAOS_RUNS override the counts, CANARYCTL_CHAOS_SEED replays a seed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from lightkube import Client
 
-from canaryctl.testenv import ClusterState
+from canaryctl.testenv import ClusterState, crds
 from chaos_kills import campaign
 
 pytestmark = pytest.mark.integration
@@ -23,17 +24,17 @@ def _assert_clean(results) -> None:
 def test_rollouts_killed_at_random_instants_resume_with_every_invariant_kept(
     kube: Client, local_cluster: ClusterState, tmp_path: Path
 ) -> None:
-    results = campaign(
-        kube, local_cluster, int(os.environ.get("CANARYCTL_KILL_RUNS", "3")), tmp_path
-    )
-    _assert_clean(results)
+    runs = int(os.environ.get("CANARYCTL_KILL_RUNS", "3"))
+    _assert_clean(campaign(kube, local_cluster, runs, tmp_path))
 
 
 @pytest.mark.chaos
-def test_chaos_100_rollouts_killed_at_random_instants(
-    kube: Client, local_cluster: ClusterState, tmp_path: Path
+@pytest.mark.timeout(4 * 3600)  # 100 runs of 10-60 s each
+@pytest.mark.parametrize("router", ["replicas", "nginx", "istio", "gateway"])
+def test_chaos_rollouts_killed_at_random_instants(
+    kube: Client, local_cluster: ClusterState, tmp_path: Path, router: str
 ) -> None:
-    results = campaign(
-        kube, local_cluster, int(os.environ.get("CANARYCTL_CHAOS_RUNS", "100")), tmp_path
-    )
-    _assert_clean(results)
+    if router != "replicas":
+        crds.install(kube, progress=lambda _: None)
+    runs = int(os.environ.get("CANARYCTL_CHAOS_RUNS", "100"))
+    _assert_clean(campaign(kube, local_cluster, runs, tmp_path, router=router))

@@ -13,8 +13,10 @@ import threading
 
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.networking_v1 import Ingress
 
 from canaryctl.kube.client import make_client
+from canaryctl.routers._patch import HTTPRoute, VirtualService
 
 
 def summary(kind: str, obj) -> dict:
@@ -27,12 +29,18 @@ def summary(kind: str, obj) -> dict:
         line["replicas"] = obj.spec.replicas
     elif kind == "Service":
         line["selector"] = dict(obj.spec.selector or {})
-    else:
+    elif kind == "ConfigMap":
         line["data"] = dict(obj.data or {})
+    else:
+        line["spec"] = obj.to_dict().get("spec") or {}
     return line
 
 
-def main(kubeconfig: str, namespace: str, out: str) -> None:
+ROUTING = {"nginx": (Ingress, "Ingress"), "istio": (VirtualService, "VirtualService"),
+           "gateway": (HTTPRoute, "HTTPRoute")}  # fmt: skip
+
+
+def main(kubeconfig: str, namespace: str, out: str, router: str = "replicas") -> None:
     lock = threading.Lock()
     sink = open(out, "a")  # noqa: SIM115 (kept open until the process is terminated)
 
@@ -43,14 +51,10 @@ def main(kubeconfig: str, namespace: str, out: str) -> None:
                 sink.write(json.dumps({"event": event, **summary(kind, obj)}) + "\n")
                 sink.flush()
 
-    threads = [
-        threading.Thread(target=watch, args=(res, kind), daemon=True)
-        for res, kind in (
-            (Deployment, "Deployment"),
-            (Service, "Service"),
-            (ConfigMap, "ConfigMap"),
-        )
-    ]
+    kinds = [(Deployment, "Deployment"), (Service, "Service"), (ConfigMap, "ConfigMap")]
+    if router in ROUTING:
+        kinds.append(ROUTING[router])
+    threads = [threading.Thread(target=watch, args=kind, daemon=True) for kind in kinds]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -58,4 +62,4 @@ def main(kubeconfig: str, namespace: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

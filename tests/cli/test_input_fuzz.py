@@ -131,6 +131,7 @@ def test_fuzzed_quick_mode_flags_are_accepted_or_refused_naming_a_field(
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)  # 10,000 cases: minutes on a busy machine
 @fuzz_settings(LONG)
 @given(specs())
 def test_chaos_fuzzed_specs(data: Any) -> None:
@@ -138,6 +139,7 @@ def test_chaos_fuzzed_specs(data: Any) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)  # 10,000 cases: minutes on a busy machine
 @fuzz_settings(LONG)
 @given(YAML_TEXT)
 def test_chaos_fuzzed_spec_files(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
@@ -145,6 +147,7 @@ def test_chaos_fuzzed_spec_files(tmp_path_factory: pytest.TempPathFactory, text:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)  # 10,000 cases: minutes on a busy machine
 @fuzz_settings(LONG)
 @given(quick_flags())
 def test_chaos_fuzzed_quick_mode_flags(flags: dict[str, Any]) -> None:

@@ -122,6 +122,7 @@ def test_corrupted_status_and_command_give_an_error_or_a_safe_decision(
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)
 @fuzz_settings(LONG)
 @given(specs(STORED), specs(COMMAND) | JSON)
 def test_chaos_corrupted_status_and_command(status: Any, command: Any) -> None:

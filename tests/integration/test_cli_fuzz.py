@@ -139,6 +139,7 @@ def test_fuzzed_quick_mode_flags_exit_2_naming_a_field_and_write_nothing(invoker
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)
 @fuzz_settings(LONG)
 @given(spec=specs())
 def test_chaos_cli_spec_files(invoker, spec) -> None:
@@ -146,6 +147,7 @@ def test_chaos_cli_spec_files(invoker, spec) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(3600)
 @fuzz_settings(LONG)
 @given(flags=quick_flags())
 def test_chaos_cli_quick_mode_flags(invoker, flags) -> None:
