@@ -70,17 +70,20 @@ class Invoker:
         self.config = ["--kubeconfig", str(cluster.kubeconfig), "-o", "json"]
         self.runner = CliRunner()
         self.before = self.count()
+        self.records_before = self.records()
         self.runs = 0
 
-    def count(self) -> tuple[int, ...]:
-        """Objects a rollout could create or change: records anywhere, the namespace's rest."""
-        records = [
-            c
+    def records(self) -> set[tuple[str, str, str]]:
+        """Every rollout record in the cluster, with the version it is at."""
+        return {
+            (c.metadata.namespace, c.metadata.name, c.metadata.resourceVersion)
             for c in self.kube.list(ConfigMap, namespace="*")
             if c.metadata.name.startswith("canaryctl-")
-        ]
+        }
+
+    def count(self) -> tuple[int, ...]:
+        """The test namespace's objects a rollout could create."""
         return (
-            len(records),
             len(list(self.kube.list(Deployment, namespace=self.namespace))),
             len(list(self.kube.list(Service, namespace=self.namespace))),
             len(list(self.kube.list(Event, namespace=self.namespace))),
@@ -104,6 +107,9 @@ class Invoker:
 
     def check_unchanged(self) -> None:
         assert self.count() == self.before, "a refused rollout wrote to the cluster"
+        # Records anywhere: none new, none changed (other tests' namespaces may go away).
+        new = self.records() - self.records_before
+        assert not new, f"a refused rollout wrote rollout records: {new}"
 
 
 @pytest.fixture
