@@ -54,9 +54,10 @@ istio-analyze: binaries istioctl
 test: system-deps binaries traefik helm operator-image
 	$(BIN)/pytest -m "not chaos"
 
-# Long reliability variants (tests marked chaos; their short versions run in `make test`).
+# Long reliability runs (10,000 fuzz cases per input, kills at random instants, Prometheus
+# faults, writes at rest); the short version of each runs in `make test`.
 chaos: system-deps binaries traefik
-	$(BIN)/pytest -m chaos
+	$(BIN)/pytest -m chaos -s
 
 # The chart's real-node flow (install, upgrade mid-rollout, rollback, uninstall) with the
 # cluster-wide RBAC scope; `make test` runs it with the namespaced scope.

@@ -97,3 +97,61 @@ def app_ingress() -> dict[str, Any]:
             ],
         },
     }
+
+
+def route_objects(kind: str) -> list[dict[str, Any]]:
+    """The user's routing objects for a router kind, each with an unrelated route."""
+    if kind == "nginx":
+        return [app_ingress()]
+    if kind == "istio":
+        return [
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": "app"},
+                "spec": {
+                    "hosts": ["app"],
+                    "http": [
+                        {
+                            "name": "admin",
+                            "match": [{"uri": {"prefix": "/admin"}}],
+                            "route": [{"destination": {"host": "admin"}}],
+                        },
+                        {
+                            "name": "main",
+                            "route": [{"destination": {"host": "app", "subset": "v1"}}],
+                        },
+                    ],
+                },
+            },
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "DestinationRule",
+                "metadata": {"name": "app"},
+                "spec": {
+                    "host": "app",
+                    "subsets": [
+                        {"name": "v1", "labels": {"version": "v1"}},
+                        {"name": "v2", "labels": {"version": "v2"}},
+                    ],
+                },
+            },
+        ]
+    return [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "app"},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "rules": [
+                    {
+                        "name": "admin",
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                        "backendRefs": [{"name": "admin", "port": 80}],
+                    },
+                    {"backendRefs": [{"name": "app", "port": 80}]},
+                ],
+            },
+        }
+    ]

@@ -7,10 +7,22 @@ class CanaryError(Exception):
     """Base of every error canaryctl raises on purpose."""
 
 
+#: Longest field name or reason a SpecError keeps: a message echoes the user's value, and
+#: a 1 MB value must not become a 1 MB error line (found by fuzzing).
+MAX_ECHO = 400
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text)} characters)"
+
+
 class SpecError(CanaryError):
     """Invalid user input; `field` names the offending field or object."""
 
     def __init__(self, field: str, reason: str) -> None:
+        field, reason = _shorten(str(field)), _shorten(str(reason))
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
@@ -26,6 +38,14 @@ class RolloutNotFound(ClusterError):
 
 class ConflictError(ClusterError):
     """Another actor changed an object we were about to change."""
+
+
+class RecordError(CanaryError):
+    """A stored rollout record is unreadable (edited by hand or by another tool).
+
+    Not retried: the process stops acting (traffic and replicas stay as they are) and
+    names the object and field to fix, rather than guessing what the record meant.
+    """
 
 
 class RouterError(CanaryError):

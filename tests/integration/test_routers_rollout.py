@@ -22,69 +22,11 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from helpers import app_deployment, app_ingress, app_service, replicas, wait_until
+from helpers import app_deployment, app_service, replicas, route_objects, wait_until
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
 MANUAL = {"pause": {}}
-
-
-def _route_objects(kind: str) -> list[dict[str, Any]]:
-    """The user's routing objects for a router kind, each with an unrelated route."""
-    if kind == "nginx":
-        return [app_ingress()]
-    if kind == "istio":
-        return [
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "VirtualService",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "hosts": ["app"],
-                    "http": [
-                        {
-                            "name": "admin",
-                            "match": [{"uri": {"prefix": "/admin"}}],
-                            "route": [{"destination": {"host": "admin"}}],
-                        },
-                        {
-                            "name": "main",
-                            "route": [{"destination": {"host": "app", "subset": "v1"}}],
-                        },
-                    ],
-                },
-            },
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "DestinationRule",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "host": "app",
-                    "subsets": [
-                        {"name": "v1", "labels": {"version": "v1"}},
-                        {"name": "v2", "labels": {"version": "v2"}},
-                    ],
-                },
-            },
-        ]
-    return [
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": {"name": "app"},
-            "spec": {
-                "parentRefs": [{"name": "public"}],
-                "rules": [
-                    {
-                        "name": "admin",
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
-                        "backendRefs": [{"name": "admin", "port": 80}],
-                    },
-                    {"backendRefs": [{"name": "app", "port": 80}]},
-                ],
-            },
-        }
-    ]
 
 
 ROUTER_SPECS = {
@@ -182,7 +124,7 @@ def scene(
         app_service(),
         app_deployment("app-v1", "v1", 2),
         app_deployment("app-v2", "v2", 0),
-        *_route_objects(request.param),
+        *route_objects(request.param),
     ]
     for doc in docs:
         kube.create(codecs.from_dict(doc), namespace=namespace)

@@ -73,6 +73,9 @@ def canary_summary(obj: Mapping[str, Any]) -> Summary:
 
 def configmap_summary(name: str, namespace: str, spec: Any, status: Any, holder: str | None):
     """A row for a `canaryctl rollout` record (its ConfigMap's spec and status)."""
+    if status is not None and not isinstance(status, Mapping):
+        # Edited by hand: list it, marked, rather than fail the whole listing (fuzzing).
+        status = {"phase": "?", "reason": f"unreadable status ({type(status).__name__})"}
     status = status or {}
     steps = spec.get("steps") if isinstance(spec, Mapping) else None
     return Summary(

@@ -217,7 +217,7 @@ def _render(store, name, namespace, history=False):
 
     from canaryctl.cli import checks
     from canaryctl.cli.views import render
-    from canaryctl.core.models import CanaryStatus, parse_spec
+    from canaryctl.core.models import CanaryStatus, parse_spec, parse_status
     from canaryctl.driver.engine import snapshot_of
     from canaryctl.errors import SpecError
     from canaryctl.kube import workloads
@@ -230,7 +230,8 @@ def _render(store, name, namespace, history=False):
             raise
         # The operator refuses such a Canary (Ready=False); show why rather than fail.
         return Group(_conditions_table(r), f"invalid spec: {exc.field}: {exc.reason}")
-    status = CanaryStatus.from_dict(r.status) if r.status else CanaryStatus()
+    where = f"{r.source}/{r.name}" if r.source == "canary" else f"configmap/canaryctl-{r.name}"
+    status = parse_status(r.status, where) or CanaryStatus()
     client = store[0].client
     stable_name, canary_name = spec.pair
     stable = workloads.read_deployment(client, stable_name, spec.namespace)

@@ -30,9 +30,14 @@ def load_spec_file(path: Path, namespace: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(str(path), "must hold a mapping (a Canary manifest or its spec)")
     if data.get("kind") not in (None, "Canary"):
-        raise SpecError("kind", f"{data['kind']!r} is not a Canary (kind: Canary)")
+        raise SpecError("kind", f"{str(data['kind'])[:80]!r} is not a Canary (kind: Canary)")
     if "spec" in data:
         meta = data.get("metadata") or {}
+        # A manifest's parts must be mappings: anything else is refused naming the part
+        # (found by fuzzing: `spec:` left empty crashed with a TypeError).
+        for part, value in (("spec", data["spec"]), ("metadata", meta)):
+            if not isinstance(value, dict):
+                raise SpecError(part, f"must be a mapping, got {type(value).__name__}")
         flat = {**data["spec"], "name": meta.get("name", data["spec"].get("name"))}
         if meta.get("namespace"):
             flat["namespace"] = meta["namespace"]

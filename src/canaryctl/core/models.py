@@ -33,7 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
-from canaryctl.errors import SpecError
+from canaryctl.errors import RecordError, SpecError
 
 RouterKind = Literal["replicas", "nginx", "istio", "gateway"]
 ReplicaMode = Literal["seed", "full"]
@@ -806,6 +806,10 @@ class CheckRecord(BaseModel):
     message: str = ""
 
 
+#: The most replicas a Deployment can have (spec.replicas is an int32).
+MAX_REPLICAS = 2**31 - 1
+
+
 class CanaryStatus(BaseModel):
     """What the machine remembers between decisions (stored as JSON in the cluster).
 
@@ -822,10 +826,12 @@ class CanaryStatus(BaseModel):
 
     phase: Phase = Phase.PENDING
     stage: Stage | None = None
-    step_index: int = 0
-    weight: int = 0
-    canary_replicas: int = 0
-    baseline_replicas: int = 0
+    # Bounded so that a record edited by hand cannot ask for an impossible weight or
+    # replica count (Kubernetes replicas are int32).
+    step_index: int = Field(default=0, ge=0, le=MAX_STEPS)
+    weight: int = Field(default=0, ge=0, le=100)
+    canary_replicas: int = Field(default=0, ge=0, le=MAX_REPLICAS)
+    baseline_replicas: int = Field(default=0, ge=0, le=MAX_REPLICAS)
     started_at: float | None = None
     step_started_at: float | None = None
     pause_reason: PauseReason | None = None
@@ -922,6 +928,44 @@ class Command(BaseModel):
     action: Literal["promote", "abort", "pause", "resume"]
     id: str
     full: bool = False
+    # Set by parse_command: the stored command was unreadable, this pause stands for it.
+    unreadable: bool = False
+
+
+def parse_status(data: Any, where: str) -> CanaryStatus | None:
+    """A stored status (None when there is none yet); RecordError names what is wrong.
+
+    `where` names the stored record for the message (e.g. `configmap/canaryctl-app`).
+    """
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{where}: status is {type(data).__name__}, not a JSON object")
+    try:
+        return CanaryStatus.from_dict(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "status"
+        raise RecordError(
+            f"{where}: status.{field}: {first['msg']}; the record was changed by hand or "
+            "by another tool: restore it, or delete it to start the rollout anew "
+            "(the Deployments stay as they are)"
+        ) from exc
+
+
+def parse_command(data: Any) -> Command | None:
+    """A stored user command; an unreadable one becomes a pause (safe: nothing moves).
+
+    Its id is derived from the stored text, so the pause acts once, like any command.
+    """
+    if data is None:
+        return None
+    try:
+        return Command.model_validate(data)
+    except ValidationError:
+        text = json.dumps(data, sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return Command(action="pause", id=f"unreadable-{digest}", unreadable=True)
 
 
 class Observations(BaseModel):

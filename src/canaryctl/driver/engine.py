@@ -33,6 +33,8 @@ from canaryctl.core.models import (
     Observations,
     Phase,
     PodObs,
+    parse_command,
+    parse_status,
     replica_split,
 )
 from canaryctl.driver.analysis import Analysis
@@ -160,7 +162,7 @@ class Engine:
             return self.store.create(
                 Record(name=self.spec.name, namespace=self.spec.namespace, spec=wanted)
             )
-        status = CanaryStatus.from_dict(record.status) if record.status else None
+        status = parse_status(record.status, self.store.describe(self.spec.name))
         # A Canary resource shows the user's spec (its hash is of the form an Engine drives,
         # see CanarySpec.resolved); its record also counts as changed when the stored
         # status was decided for another spec.
@@ -209,7 +211,7 @@ class Engine:
             raise ClusterError(f"rollout record {self.store.describe(self.spec.name)} disappeared")
         if not self.store.lease_free(record, self.me, now):
             raise LeaseHeld(record.holder or "?", now - record.renewed)
-        status = CanaryStatus.from_dict(record.status) if record.status else None
+        status = parse_status(record.status, self.store.describe(self.spec.name))
 
         # observe
         stable = workloads.read_deployment(self.client, self.spec.stable, self.spec.namespace)
@@ -221,7 +223,19 @@ class Engine:
         )
         generations = {stable.name: stable.generation, canary.name: canary.generation}
         router = make_router(self.client, self.spec, baseline, generations)
-        command = Command(**record.command) if record.command else None
+        command = parse_command(record.command)
+        if (
+            command is not None
+            and command.unreadable
+            and (status is None or command.id != status.last_command_id)
+        ):
+            self._notice(
+                "Warning",
+                "UnreadableCommand",
+                f"{self.store.describe(self.spec.name)}: the stored command is not one "
+                "canaryctl wrote; pausing (nothing moves). Send it again with "
+                "`canaryctl promote|abort|pause|resume`",
+            )
         drift = self._drift(status, stable, baseline)
         pending = (
             command is not None and status is not None and (command.id != status.last_command_id)

@@ -34,7 +34,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from canaryctl.errors import ClusterError, ConflictError, RolloutNotFound
+from canaryctl.errors import ClusterError, ConflictError, RecordError, RolloutNotFound
 
 PREFIX = "canaryctl-"
 COMMAND = "canaryctl.dev/command"
@@ -285,12 +285,26 @@ def _data(record: Record) -> dict[str, str]:
 def _to_record(name: str, namespace: str, cm: ConfigMap) -> Record:
     data = cm.data or {}
     ann = dict(cm.metadata.annotations or {})
+    where = f"configmap/{PREFIX}{name}"
     try:
         spec = json.loads(data.get("spec", "{}"))
         status = json.loads(data["status"]) if "status" in data else None
-        command = json.loads(ann[COMMAND]) if ann.get(COMMAND) else None
     except json.JSONDecodeError as exc:
-        raise ClusterError(f"configmap/{PREFIX}{name} holds invalid JSON: {exc}") from exc
+        raise RecordError(
+            f"{where} holds invalid JSON ({exc}); restore it, or delete it to start the "
+            "rollout anew (the Deployments stay as they are)"
+        ) from exc
+    if not isinstance(spec, dict):
+        raise RecordError(f"{where}: data.spec is {type(spec).__name__}, not a JSON object")
+    # An unreadable command is kept as its text: the Engine turns it into a safe pause.
+    try:
+        command = json.loads(ann[COMMAND]) if ann.get(COMMAND) else None
+    except json.JSONDecodeError:
+        command = ann[COMMAND]
+    try:
+        renewed = float(ann.get(RENEWED, "0") or 0)
+    except ValueError:
+        renewed = 0.0  # an unreadable lease counts as expired long ago
     return Record(
         name=name,
         namespace=namespace,
@@ -298,7 +312,7 @@ def _to_record(name: str, namespace: str, cm: ConfigMap) -> Record:
         status=status,
         command=command,
         holder=ann.get(HOLDER),
-        renewed=float(ann.get(RENEWED, "0") or 0),
+        renewed=renewed if renewed == renewed else 0.0,  # NaN: expired as well
         resource_version=cm.metadata.resourceVersion,
         annotations={k: v for k, v in ann.items() if k not in (COMMAND, HOLDER, RENEWED)},
     )
