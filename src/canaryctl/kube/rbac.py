@@ -55,6 +55,9 @@ RULES: tuple[Rule, ...] = (
          when="istio without a destinationRule"),
     Rule("apps", "deployments", ("get", "patch", "delete"), ALL,
          "scale both versions (JSON patch of spec.replicas); delete the old stable"),
+    Rule("autoscaling", "horizontalpodautoscalers", ("list",), ALL,
+         "validation: an HPA on either Deployment (replica router refuses; weight routers "
+         "check the canary's can hold the stable's capacity)"),
     Rule("discovery.k8s.io", "endpointslices", ("list",), ALL,
          "effective weight and draining: which pods the Service lists as serving"),
     Rule("networking.k8s.io", "ingresses", ("get",), ("nginx",), "the primary Ingress"),
