@@ -122,7 +122,7 @@ def percentiles(values: Iterable[float]) -> tuple[float, float]:
 
 # --- the table ------------------------------------------------------------------------
 
-#: (key in a run's "figures", label, unit, lower is better)
+#: (key in a run's "figures", label, unit)
 FIGURES: tuple[tuple[str, str, str], ...] = (
     ("init_s", "initialise all N", "s"),
     ("idle_cpu_s_per_min", "idle CPU", "CPU-s/min"),
@@ -130,6 +130,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("peak_rss_mib", "peak RSS", "MiB"),
     ("idle_requests_per_min", "idle API requests", "/min"),
     ("wave_requests_per_min", "API requests during the bump wave", "/min"),
+    ("wave_cpu_s_per_min", "CPU during the bump wave", "CPU-s/min"),
     ("react_p50_s", "bump -> first action p50", "s"),
     ("react_p99_s", "bump -> first action p99", "s"),
     ("done_p50_s", "bump -> Succeeded p50", "s"),
@@ -159,6 +160,11 @@ def ratio(peer: Any, ours: Any) -> str:
     return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
 
 
+def _events(run: Mapping[str, Any] | None) -> str:
+    events = (run or {}).get("events")
+    return f"{events['delivered']} / {events['logged']}" if events else "-"
+
+
 def table(runs: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown table per N: each figure for canaryctl, each peer, and peer/canaryctl.
 
@@ -181,6 +187,10 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
                 theirs = p["figures"].get(key)
                 row += [_fmt(theirs), ratio(theirs, mine)]
             out.append("| " + " | ".join(row) + " |")
+        row = ["Events (delivered / logged by the tool)", _events(ours)]
+        for p in peers:
+            row += [_events(p), "-"]
+        out.append("| " + " | ".join(row) + " |")
         loads = [f"{r['tool']} {r.get('load_range', '-')}" for r in at_n]
         out.append("")
         out.append(f"Load average (1 min) during the runs: {'; '.join(loads)}.")
