@@ -130,12 +130,14 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("peak_rss_mib", "peak RSS", "MiB"),
     ("idle_requests_per_min", "idle API requests", "/min"),
     ("wave_requests_per_min", "API requests during the bump wave", "/min"),
+    ("wave_requests", "API requests for the whole wave", "total"),
     ("wave_cpu_s_per_min", "CPU during the bump wave", "CPU-s/min"),
+    ("wave_cpu_s", "CPU for the whole wave", "CPU-s"),
     ("react_p50_s", "bump -> first action p50", "s"),
     ("react_p99_s", "bump -> first action p99", "s"),
     ("done_p50_s", "bump -> Succeeded p50", "s"),
     ("done_p99_s", "bump -> Succeeded p99", "s"),
-    ("events_delivered_pct", "Events delivered", "%"),
+    ("events_delivered_pct", "Events delivered (higher is better)", "%"),
 )
 
 
@@ -160,6 +162,20 @@ def ratio(peer: Any, ours: Any) -> str:
     return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
 
 
+def _figures(run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's figures plus those derived from them (the wave's total requests)."""
+    if run is None:
+        return {}
+    figures = dict(run["figures"])
+    rate, seconds = figures.get("wave_requests_per_min"), run.get("wave_s")
+    if rate is not None and seconds is not None:
+        figures["wave_requests"] = rate * seconds / 60
+    cpu = figures.get("wave_cpu_s_per_min")
+    if cpu is not None and seconds is not None:
+        figures["wave_cpu_s"] = cpu * seconds / 60
+    return figures
+
+
 def _events(run: Mapping[str, Any] | None) -> str:
     events = (run or {}).get("events")
     return f"{events['delivered']} / {events['logged']}" if events else "-"
@@ -181,10 +197,10 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for key, label, unit in FIGURES:
-            mine = ours["figures"].get(key) if ours else None
+            mine = _figures(ours).get(key)
             row = [f"{label} ({unit})", _fmt(mine)]
             for p in peers:
-                theirs = p["figures"].get(key)
+                theirs = _figures(p).get(key)
                 row += [_fmt(theirs), ratio(theirs, mine)]
             out.append("| " + " | ".join(row) + " |")
         row = ["Events (delivered / logged by the tool)", _events(ours)]

@@ -98,7 +98,12 @@ def test_the_harness_prints_its_table_with_ratios_from_its_own_saved_json(tmp_pa
             "tool": tool,
             "n": 100,
             "load_range": "3.0-5.0",
-            "figures": {"idle_requests_per_min": idle, "react_p99_s": react},
+            "figures": {
+                "idle_requests_per_min": idle,
+                "react_p99_s": react,
+                "wave_requests_per_min": idle * 2,
+            },
+            "wave_s": 30.0,
         }
 
     saved = tmp_path / "peers.json"
@@ -111,5 +116,6 @@ def test_the_harness_prints_its_table_with_ratios_from_its_own_saved_json(tmp_pa
     assert "| N = 100 | canaryctl | flagger | flagger / canaryctl |" in out
     assert "| idle API requests (/min) | 60.0 | 5,400 | 90.0x |" in out
     assert "| bump -> first action p99 (s) | 0.50 | 4.80 | 9.6x |" in out
+    assert "| API requests for the whole wave (total) | 60.0 | 5,400 | 90.0x |" in out
     assert "| peak RSS (MiB) | - | - | - |" in out  # missing figures are shown, not invented
     assert "flagger 3.0-5.0" in out
