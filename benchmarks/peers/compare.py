@@ -337,6 +337,16 @@ def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+def keep_log(path: Path, name: str) -> Path:
+    """A copy of the tool's log outside the cluster's folder (removed by `down`)."""
+    folder = binaries.cache_root() / "bench-peers-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    if path.exists():
+        kept.write_bytes(path.read_bytes())
+    return kept
+
+
 def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, Any]:
     """One tool at one N on a fresh cluster; the cluster and the tool are stopped after."""
     say(f"{tool.name} N={n}: cluster up")
@@ -442,6 +452,7 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
                 proc.wait()
         loads = load.stop()
         audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
+        kept = keep_log(log_path, f"{tool.name}-{n}")
         cluster.down()
 
     idle_req, idle_split = report.per_minute(audit, tool.user, idle_t0, idle_t1)
@@ -470,6 +481,7 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
             "done_p99_s": done99,
             "events_delivered_pct": 100.0 * delivered / logged if logged else math.nan,
         },
+        "log": str(kept),
         "bumped": len(bumped),
         "reacted": len(react),
         "succeeded": len(done),
