@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
 
 install: $(STAMP)
 
@@ -71,6 +71,15 @@ demo: system-deps binaries traefik
 # Operator cost at 100/300/1000 Canary resources (minutes; not part of `make test`).
 bench-operator: binaries
 	nice -n 10 $(BIN)/python -P benchmarks/operator.py
+
+# canaryctl's operator against Flagger (built from its Go module, cached) on fresh KWOK
+# clusters, N = 100 and 300 (tens of minutes; not part of `make test`). The build runs at
+# nice 19; the measured processes are not niced (the load average is recorded instead).
+# More sizes or tools: PEERS_ARGS='--sizes 1000 --tools canaryctl,flagger'.
+PEERS_ARGS ?= --sizes 100,300
+bench-peers: binaries
+	bash benchmarks/peers/build.sh
+	$(BIN)/python benchmarks/peers/compare.py $(PEERS_ARGS)
 
 # KWOK only: simulated pods, no traffic, no root needed.
 demo-quick: system-deps binaries

@@ -52,6 +52,9 @@ class ClusterState:
     dataplane: bool = False
     #: kube-proxy's mode on the real node: iptables or nftables.
     proxy_mode: str = "iptables"
+    #: Client identities whose requests the API server writes to audit.log (metadata only);
+    #: empty: no audit log. Each has its own kubeconfig, see ``user_kubeconfig``.
+    audit_users: list[str] = field(default_factory=list)
 
     @property
     def kubeconfig(self) -> Path:
@@ -60,6 +63,15 @@ class ClusterState:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (written only when ``audit_users`` is set)."""
+        return Path(self.folder) / "audit.log"
+
+    def user_kubeconfig(self, user: str) -> Path:
+        """Kubeconfig of one of the ``audit_users`` (cluster-admin under its own name)."""
+        return Path(self.folder) / f"kubeconfig-{user}"
 
 
 def state_root() -> Path:
@@ -187,6 +199,14 @@ def kube_apiserver(bed: Bed) -> Component:
         "--profiling=false",
         "--v=0",
     ]
+    if bed.state.audit_users:
+        policy = bed.folder / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(audit_policy(bed.state.audit_users)))
+        args += [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={bed.state.audit_log}",
+            "--audit-log-format=json",
+        ]
     if bed.state.dataplane:
         # `kubectl logs/exec/port-forward` go through the API server to the kubelet: it
         # dials the node's InternalIP with a client certificate the kubelet trusts.
@@ -203,6 +223,17 @@ def kube_apiserver(bed: Bed) -> Component:
         health=lambda: api_ready(bed.state),
         health_what="kube-apiserver /readyz",
     )
+
+
+def audit_policy(users: list[str]) -> dict[str, object]:
+    """Request metadata (who, verb, object, code, times) of ``users`` only, one line per
+    request: written when the response completes, so a watch counts once, at its end."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived", "ResponseStarted"],
+        "rules": [{"level": "Metadata", "users": list(users)}, {"level": "None"}],
+    }
 
 
 def kube_controller_manager(bed: Bed) -> Component:
@@ -302,6 +333,7 @@ class LocalCluster:
         nodes: int = 2,
         dataplane: bool = False,
         proxy_mode: str = "iptables",
+        audit_users: tuple[str, ...] = (),
         binary_paths: Mapping[str, str | Path] | None = None,
         progress: Progress = print,
     ) -> None:
@@ -309,6 +341,8 @@ class LocalCluster:
         self.nodes = nodes
         self.dataplane = dataplane
         self.proxy_mode = proxy_mode
+        #: Benchmarks: an audit log of these client identities' requests (off by default).
+        self.audit_users = tuple(audit_users)
         self.binary_paths = binary_paths
         self.progress = progress
         self.folder = state_root() / name
@@ -375,7 +409,8 @@ class LocalCluster:
         if state is not None:
             every = state.pids and all(alive(p, state.folder) for p in state.pids.values())
             same = (state.dataplane, state.proxy_mode) == (self.dataplane, self.proxy_mode)
-            if every and (same or not self.dataplane) and api_ready(state):
+            audited = set(self.audit_users) <= set(state.audit_users)
+            if every and (same or not self.dataplane) and audited and api_ready(state):
                 return state
             self.progress(f"testenv {self.name}: found a partial or different cluster, restarting")
             self.down()
@@ -398,6 +433,7 @@ class LocalCluster:
             started_at=time.time(),
             dataplane=self.dataplane,
             proxy_mode=self.proxy_mode,
+            audit_users=list(self.audit_users),
         )
         self.folder.mkdir(parents=True, exist_ok=True)
         certs = pki.generate(self.folder / "pki")
@@ -405,6 +441,11 @@ class LocalCluster:
         try:
             components = [build(bed) for build in self.builders(state)]
             self._write_kubeconfig(state, certs)
+            for user in state.audit_users:
+                crt, key = pki.issue(
+                    self.folder / "pki", f"user-{user}", user, organizations=("system:masters",)
+                )
+                self._write_kubeconfig(state, certs, user=(user, crt, key))
             self._save(state)
             if self.dataplane:
                 from canaryctl.testenv import dataplane
@@ -461,7 +502,11 @@ class LocalCluster:
 
     # --- bootstrap -------------------------------------------------------------
 
-    def _write_kubeconfig(self, state: ClusterState, certs: pki.Pki) -> None:
+    def _write_kubeconfig(
+        self, state: ClusterState, certs: pki.Pki, user: tuple[str, Path, Path] | None = None
+    ) -> None:
+        """The admin kubeconfig, or with ``user`` = (name, cert, key) that user's own."""
+        name, crt, key = user or ("admin", certs.admin_cert, certs.admin_key)
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -476,23 +521,21 @@ class LocalCluster:
             ],
             "users": [
                 {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(certs.admin_cert),
-                        "client-key": str(certs.admin_key),
-                    },
+                    "name": name,
+                    "user": {"client-certificate": str(crt), "client-key": str(key)},
                 }
             ],
             "contexts": [
                 {
                     "name": f"canaryctl-{self.name}",
-                    "context": {"cluster": f"canaryctl-{self.name}", "user": "admin"},
+                    "context": {"cluster": f"canaryctl-{self.name}", "user": name},
                 }
             ],
             "current-context": f"canaryctl-{self.name}",
         }
-        state.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        state.kubeconfig.chmod(0o600)
+        path = state.kubeconfig if user is None else state.user_kubeconfig(name)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
 
     def _create_nodes(self, state: ClusterState) -> None:
         with http_client(state) as http:

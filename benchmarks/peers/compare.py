@@ -1,0 +1,545 @@
+"""canaryctl's operator against Flagger on identical workloads, each on a fresh local cluster.
+
+For each N and each tool: a new KWOK-only cluster whose API server writes an audit log of
+the tool's own client identity (a client certificate of its own, cluster-admin), the same
+N Services and 1-replica Deployments, one Canary each, then the tool's process:
+
+* canaryctl: `canaryctl operator`, managed mode (`targetRef`), steps
+  `[{setWeight: 50}, {pause: {duration: 30s}}]`;
+* flagger: Flagger built from its Go module (benchmarks/peers/build.sh), out of cluster,
+  `-mesh-provider=kubernetes -log-level=info` (its Helm chart's level), Canaries with
+  `analysis: {interval: 10s, threshold: 2, iterations: 3}` (blue/green, no metrics);
+* flagger-qps: the same with `-kubeconfig-qps`/`-kubeconfig-burst` raised 20x, so its client
+  rate limit does not cap it.
+
+Measured: time until every canary is initialised (primary serving, target at 0); then 60 s
+idle: CPU from /proc, RSS, API requests per minute from the audit log (split by verb and
+resource); then an image bump of 10% of the targets: the first write of the tool to an
+object of each bumped canary after its bump (the API server's receive time), the time until
+its Canary reports Succeeded, and the Events the tool recorded (sum of `count`) against the
+events it logged. The 1-minute load average is sampled throughout (the machine may be
+shared: the figures are the same run's, not a quiet machine's).
+
+Run: make bench-peers, or
+  .venv/bin/python benchmarks/peers/compare.py --sizes 100,300 --out benchmarks/results/x.json
+  .venv/bin/python benchmarks/peers/compare.py --table benchmarks/results/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightkube import Client
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.apps_v1 import DeploymentSpec
+from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
+from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Event, Namespace, Service, ServiceAccount
+from lightkube.types import PatchType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
+
+from canaryctl.kube.canary import Canary
+from canaryctl.kube.client import make_client
+from canaryctl.testenv import LocalCluster, binaries
+from canaryctl.testenv.versions import KUBERNETES_VERSION, KWOK_VERSION
+
+NS = "bench"
+CLI = str(Path(sys.executable).with_name("canaryctl"))
+PODS_PER_NODE = 250  # the testenv's KWOK nodes
+FLAGGER_VERSION = os.environ.get("FLAGGER_VERSION", "v1.44.0")
+FlaggerCanary = create_namespaced_resource("flagger.app", "v1beta1", "Canary", "canaries")
+TERMINAL = {None, "", "Initializing", "Initialized", "Succeeded", "RolledBack", "Failed"}
+
+
+def flagger_home() -> Path:
+    return binaries.cache_root() / f"flagger-{FLAGGER_VERSION}"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One operator under test: who it is to the API server and how it is run."""
+
+    name: str
+    user: str  # the CN of its client certificate
+    canary_kind: Any
+    version: str
+    #: Canary resource body for target `name`.
+    canary: Callable[[str], Any]
+    #: Command line, given its kubeconfig and a free port.
+    command: Callable[[Path, int], list[str]]
+    #: Event source component, and a regex over its log lines that names each event it sent.
+    event_api_version: str
+    event_log: re.Pattern[str]
+    config: str
+
+
+def _canaryctl_canary(name: str) -> Any:
+    spec = {
+        "targetRef": {"kind": "Deployment", "name": name},
+        "service": name,
+        "steps": [{"setWeight": 50}, {"pause": {"duration": "30s"}}],
+        "health": {"readyDeadline": "60s"},
+    }
+    return Canary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
+
+
+def _flagger_canary(name: str) -> Any:
+    spec = {
+        "provider": "kubernetes",
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "progressDeadlineSeconds": 60,
+        "service": {"port": 80},
+        "analysis": {"interval": "10s", "threshold": 2, "iterations": 3},
+    }
+    return FlaggerCanary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
+
+
+def _flagger_command(qps: int | None) -> Callable[[Path, int], list[str]]:
+    def command(kubeconfig: Path, port: int) -> list[str]:
+        args = [
+            str(flagger_home() / "bin" / "flagger"),
+            f"-kubeconfig={kubeconfig}",
+            "-mesh-provider=kubernetes",
+            f"-namespace={NS}",
+            "-log-level=info",
+            f"-port={port}",
+            "-metrics-server=http://127.0.0.1:1",  # no metrics in these canaries
+        ]
+        if qps:
+            args += [f"-kubeconfig-qps={qps}", f"-kubeconfig-burst={int(qps * 2.5)}"]
+        return args
+
+    return command
+
+
+def _canaryctl_command(kubeconfig: Path, port: int) -> list[str]:
+    return [
+        CLI, "operator", "--kubeconfig", str(kubeconfig), "--namespace", NS,
+        "--lease-namespace", NS, "--metrics-port", str(port), "--health-port", "0",
+    ]  # fmt: skip
+
+
+def _canaryctl_version() -> str:
+    from importlib.metadata import version
+
+    return version("canaryctl")
+
+
+# Flagger logs each event it records with a "canary" field (name.namespace) and the message.
+FLAGGER_EVENT_LOG = re.compile(r'"canary":"(?P<name>[^".]+)\.' + NS + '"')
+CANARYCTL_EVENT_LOG = re.compile(r"canaryctl\.operator\.events: " + NS + r"/(?P<name>\S+) \w+ ")
+
+TOOLS: dict[str, Tool] = {
+    "canaryctl": Tool(
+        "canaryctl", "canaryctl-operator", Canary, "", _canaryctl_canary, _canaryctl_command,
+        "canaryctl.dev/", CANARYCTL_EVENT_LOG,
+        "canaryctl operator, managed mode (targetRef), replicas router, steps "
+        "[setWeight 50, pause 30s], health gates only (no metrics)",
+    ),
+    "flagger": Tool(
+        "flagger", "flagger", FlaggerCanary, FLAGGER_VERSION, _flagger_canary,
+        _flagger_command(None), "flagger.app/", FLAGGER_EVENT_LOG,
+        "Flagger -mesh-provider=kubernetes -log-level=info, defaults otherwise (client QPS 100, "
+        "burst 250, threadiness 2, control loop 10 s); analysis interval 10s, 3 iterations, "
+        "threshold 2, no metrics",
+    ),
+    "flagger-qps": Tool(
+        "flagger-qps", "flagger", FlaggerCanary, FLAGGER_VERSION, _flagger_canary,
+        _flagger_command(2000), "flagger.app/", FLAGGER_EVENT_LOG,
+        "as flagger, with -kubeconfig-qps=2000 -kubeconfig-burst=5000",
+    ),
+}  # fmt: skip
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> None:
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+
+
+def workload(i: int) -> tuple[Service, Deployment]:
+    """Service and 1-replica target Deployment number i (the same for every tool)."""
+    name = f"app-{i:04d}"
+    # The Service selects on `app` only; the pods carry one more label, so canaryctl can
+    # tell a primary's pods from the target's (Flagger renames `app` on its primary).
+    labels = {"app": name, "track": "main"}
+    svc = Service(
+        metadata=ObjectMeta(name=name, namespace=NS),
+        spec=ServiceSpec(selector={"app": name}, ports=[ServicePort(port=80)]),
+    )
+    dep = Deployment(
+        metadata=ObjectMeta(name=name, namespace=NS),
+        spec=DeploymentSpec(
+            replicas=1,
+            selector=LabelSelector(matchLabels=labels),
+            template=PodTemplateSpec(
+                metadata=ObjectMeta(labels=labels),
+                spec=PodSpec(containers=[Container(name="app", image="app:1")]),
+            ),
+        ),
+    )
+    return svc, dep
+
+
+class Load:
+    """Samples the 1-minute load average every few seconds (a daemon thread)."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), os.getloadavg()[0]))
+            self._stop.wait(5)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        values = [v for _, v in self.samples] or [math.nan]
+        return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
+
+
+class Proc:
+    """The tool's process seen from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def mem(self, key: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        return math.nan
+
+
+def initialised(client: Client, n: int) -> int:
+    """Canaries whose primary serves and whose target is scaled to 0 (either tool)."""
+    deps = {d.metadata.name: d for d in client.list(Deployment, namespace=NS)}
+    done = 0
+    for i in range(n):
+        name = f"app-{i:04d}"
+        primary, target = deps.get(f"{name}-primary"), deps.get(name)
+        if primary is None or target is None or not primary.status:
+            continue
+        done += (primary.status.readyReplicas or 0) >= 1 and target.spec.replicas == 0
+    return done
+
+
+def phases(client: Client, kind: Any) -> dict[str, str]:
+    return {
+        c.metadata.name: ((c.status or {}).get("phase") or "")
+        for c in client.list(kind, namespace=NS)
+    }
+
+
+def watch_phases(
+    client: Client, kind: Any, names: set[str], moved: dict[str, float], done: dict[str, float]
+) -> None:
+    """Daemon thread: when each bumped canary left its resting phase and reached Succeeded."""
+    while True:
+        try:
+            for _, obj in client.watch(kind, namespace=NS):
+                name = obj.metadata.name
+                phase = (obj.status or {}).get("phase")
+                if name not in names:
+                    continue
+                now = time.time()
+                if phase not in TERMINAL:
+                    moved.setdefault(name, now)
+                elif phase == "Succeeded" and name in moved:
+                    done.setdefault(name, now)
+        except Exception:  # a watch the server closed (any HTTP library error): watch again
+            time.sleep(0.5)
+
+
+def install_flagger_crd(client: Client) -> None:
+    crd_file = flagger_home() / "crds" / "canary.yaml"
+    if not crd_file.exists():
+        raise SystemExit(f"no Flagger CRD at {crd_file}: run benchmarks/peers/build.sh first")
+    for doc in yaml.safe_load_all(crd_file.read_text()):
+        if doc and doc.get("kind") == "CustomResourceDefinition":
+            client.create(CustomResourceDefinition.from_dict(doc))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        crd = client.get(CustomResourceDefinition, "canaries.flagger.app")
+        conds = (crd.status.conditions if crd.status else None) or []
+        if any(c.type == "Established" and c.status == "True" for c in conds):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the Flagger CRD was not established within 60 s")
+
+
+def log_events(path: Path, pattern: re.Pattern[str], names: set[str], since: float) -> int:
+    """Events the tool logged for `names` at or after `since` (its own log's time stamps)."""
+    count = 0
+    for line in path.read_text(errors="replace").splitlines():
+        m = pattern.search(line)
+        if not m or m.group("name") not in names:
+            continue
+        stamp = _log_time(line)
+        if stamp is not None and stamp >= since - 0.5:
+            count += 1
+    return count
+
+
+def _log_time(line: str) -> float | None:
+    m = re.search(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)[.,](\d+)", line)
+    if not m:
+        return None
+    stamp = dt.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}.{m.group(3)[:6]}")
+    return stamp.replace(tzinfo=dt.UTC).timestamp()
+
+
+def api_events(client: Client, api_version: str, names: set[str], since: float) -> int:
+    """Events about the tool's Canaries `names` last seen at or after `since` (sum of count)."""
+    total = 0
+    for ev in client.list(Event, namespace=NS):
+        ref = ev.involvedObject
+        if not (ref.apiVersion or "").startswith(api_version) or ref.name not in names:
+            continue
+        last = ev.lastTimestamp or ev.eventTime or ev.metadata.creationTimestamp
+        if last is not None and last.timestamp() >= since - 1:
+            total += ev.count or 1
+    return total
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def keep_log(path: Path, name: str) -> Path:
+    """A copy of the tool's log outside the cluster's folder (removed by `down`)."""
+    folder = binaries.cache_root() / "bench-peers-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    if path.exists():
+        kept.write_bytes(path.read_bytes())
+    return kept
+
+
+def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, Any]:
+    """One tool at one N on a fresh cluster; the cluster and the tool are stopped after."""
+    say(f"{tool.name} N={n}: cluster up")
+    load = Load()
+    nodes = max(2, math.ceil((n * 2.2 + 50) / PODS_PER_NODE))
+    cluster = LocalCluster(
+        f"bench-peers-{tool.name}-{n}",
+        nodes=nodes,
+        audit_users=(tool.user,),
+        progress=lambda _m: None,
+    )
+    cluster.down()  # a fresh cluster: nothing left from an interrupted run
+    state = cluster.up(timeout=180)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path = Path(state.folder) / f"{tool.name}.log"
+    try:
+        client = make_client(state.kubeconfig)
+        if tool.canary_kind is FlaggerCanary:
+            install_flagger_crd(client)
+        client.create(Namespace(metadata=ObjectMeta(name=NS)))
+        while not list(client.list(ServiceAccount, namespace=NS)):
+            time.sleep(0.1)
+        built = [workload(i) for i in range(n)]
+        parallel(lambda o: client.create(o[0], namespace=NS), built)
+        parallel(lambda o: client.create(o[1], namespace=NS), built)
+        names = [f"app-{i:04d}" for i in range(n)]
+        parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = open(log_path, "wb")  # noqa: SIM115 (the child keeps it)
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            tool.command(state.user_kubeconfig(tool.user), port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        probe = Proc(proc.pid)
+        say(f"{tool.name} N={n}: started, waiting for {n} canaries to initialise")
+        while True:
+            time.sleep(2)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{tool.name} exited ({proc.returncode}); see {log_path}")
+            try:
+                # Flagger also reports it: Initialized once primary and services are made.
+                if initialised(client, n) >= n and (
+                    tool.canary_kind is not FlaggerCanary
+                    or all(p == "Initialized" for p in phases(client, FlaggerCanary).values())
+                ):
+                    break
+            except Exception:  # the API server busy: look again
+                pass
+            if time.monotonic() - started > 1200 or (
+                tool.canary_kind is Canary and "InvalidSpec" in log_path.read_text(errors="replace")
+            ):
+                raise RuntimeError(f"{tool.name}: not all {n} canaries initialised; see {log_path}")
+        init_s = time.monotonic() - started
+        say(f"{tool.name} N={n}: initialised in {init_s:.0f} s; idle {idle:.0f} s")
+        time.sleep(5)  # the last status writes of the initialisation settle
+
+        idle_t0, cpu0 = time.time(), probe.cpu()
+        time.sleep(idle)
+        idle_t1, cpu1 = time.time(), probe.cpu()
+        idle_rss = probe.mem("VmRSS")
+
+        bumped = names[::10]
+        moved: dict[str, float] = {}
+        done: dict[str, float] = {}
+        threading.Thread(
+            target=watch_phases,
+            args=(make_client(state.kubeconfig), tool.canary_kind, set(bumped), moved, done),
+            daemon=True,
+        ).start()
+        time.sleep(2)
+        bumped_at: dict[str, float] = {}
+        patch = {
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}
+        }
+
+        def bump(name: str) -> None:
+            bumped_at[name] = time.time()
+            client.patch(Deployment, name, patch, namespace=NS, patch_type=PatchType.STRATEGIC)
+
+        say(f"{tool.name} N={n}: bumping {len(bumped)} targets")
+        wave_t0, wave_cpu0 = time.time(), probe.cpu()
+        parallel(bump, bumped)
+        deadline = time.monotonic() + wave_timeout
+        while time.monotonic() < deadline and len(done) < len(bumped):
+            time.sleep(1)
+        wave_t1, wave_cpu1 = time.time(), probe.cpu()
+        time.sleep(3)  # the last events of the wave
+        peak_rss = probe.mem("VmHWM")
+        delivered = api_events(client, tool.event_api_version, set(bumped), wave_t0)
+        logged = log_events(log_path, tool.event_log, set(bumped), wave_t0)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        loads = load.stop()
+        audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
+        kept = keep_log(log_path, f"{tool.name}-{n}")
+        cluster.down()
+
+    idle_req, idle_split = report.per_minute(audit, tool.user, idle_t0, idle_t1)
+    wave_req, wave_split = report.per_minute(audit, tool.user, wave_t0, wave_t1)
+    react = report.first_writes(audit, tool.user, bumped_at)
+    react50, react99 = report.percentiles(react.values())
+    done50, done99 = report.percentiles(done[k] - bumped_at[k] for k in done)
+    return {
+        "tool": tool.name,
+        "version": tool.version or _canaryctl_version(),
+        "config": tool.config,
+        "n": n,
+        "load": loads,
+        "load_range": f"{loads['min']:.1f}-{loads['max']:.1f}",
+        "figures": {
+            "init_s": init_s,
+            "idle_cpu_s_per_min": (cpu1 - cpu0) / ((idle_t1 - idle_t0) / 60),
+            "idle_rss_mib": idle_rss,
+            "peak_rss_mib": peak_rss,
+            "idle_requests_per_min": idle_req,
+            "wave_requests_per_min": wave_req,
+            "wave_cpu_s_per_min": (wave_cpu1 - wave_cpu0) / ((wave_t1 - wave_t0) / 60),
+            "react_p50_s": react50,
+            "react_p99_s": react99,
+            "done_p50_s": done50,
+            "done_p99_s": done99,
+            "events_delivered_pct": 100.0 * delivered / logged if logged else math.nan,
+        },
+        "log": str(kept),
+        "bumped": len(bumped),
+        "reacted": len(react),
+        "succeeded": len(done),
+        "wave_s": wave_t1 - wave_t0,
+        "events": {"delivered": delivered, "logged": logged},
+        "idle_split_per_min": dict(list(idle_split.items())[:12]),
+        "wave_split_per_min": dict(list(wave_split.items())[:12]),
+    }
+
+
+def machine() -> dict[str, Any]:
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    return {
+        "host_cpus": os.cpu_count(),
+        "mem_gib": round(int(mem) / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "kubernetes": KUBERNETES_VERSION,
+        "kwok": KWOK_VERSION,
+        "note": "shared development machine: other work ran during the runs (see load)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,300")
+    parser.add_argument("--tools", default="canaryctl,flagger,flagger-qps")
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement")
+    parser.add_argument("--wave-timeout", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, help="JSON file of the results (appended per run)")
+    parser.add_argument("--table", type=Path, help="only print the table of a saved JSON file")
+    args = parser.parse_args()
+    # SIGTERM (e.g. a time-out) ends like Ctrl-C: the tool and its cluster are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.table:
+        print(report.table(json.loads(args.table.read_text())["runs"]))
+        return
+    out = args.out or Path(__file__).resolve().parent.parent / "results" / (
+        f"peers-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(sys.argv),
+        "runs": [],
+    }
+    if out.exists():
+        record = json.loads(out.read_text())  # resume: add runs to the same file
+    for n in (int(s) for s in args.sizes.split(",")):
+        for name in args.tools.split(","):
+            row = run_one(TOOLS[name], n, args.idle, args.wave_timeout)
+            record["runs"].append(row)
+            out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+            print(json.dumps(row, default=str), file=sys.stderr, flush=True)
+    print(report.table(record["runs"]))
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
