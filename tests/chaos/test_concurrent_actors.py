@@ -19,8 +19,8 @@ from canaryctl.core.models import Phase, parse_spec
 from canaryctl.routers._patch import VirtualService
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, wait_until
-from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene, _route_objects
+from helpers import app_deployment, app_service, route_objects, wait_until
+from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 SECONDS, EVERY = 30, 2.0
@@ -46,7 +46,7 @@ def _gitops(kube: Client, namespace: str, doc: dict[str, Any], stop: threading.E
 
 def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any]) -> dict:
     docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
-    docs += _route_objects(kind) if kind != "replicas" else []
+    docs += route_objects(kind) if kind != "replicas" else []
     for item in docs:
         kube.create(codecs.from_dict(item), namespace=namespace)
     scene = Scene(kube, namespace, kind)
@@ -110,7 +110,7 @@ def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any])
 def test_gitops_reapplying_the_virtual_service_is_answered_once_per_change(
     kube: Client, namespace: str
 ) -> None:
-    vs = next(d for d in _route_objects("istio") if d["kind"] == "VirtualService")
+    vs = next(d for d in route_objects("istio") if d["kind"] == "VirtualService")
     row = _run(kube, namespace, "istio", VirtualService, vs)
     assert row["foreign changes"] >= 5, "the actor really undid canaryctl's weights"
     assert row["canaryctl writes"] <= row["foreign changes"] + 1, "no flapping beyond theirs"

@@ -20,8 +20,8 @@ from canaryctl.errors import SpecError
 from canaryctl.kube.store import Store
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, replicas, wait_until
-from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene, _route_objects
+from helpers import app_deployment, app_service, replicas, route_objects, wait_until
+from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
 
 pytestmark = [pytest.mark.integration]
 
@@ -51,7 +51,7 @@ def _scene(kube: Client, namespace: str, kind: str, canary: int = 0) -> Scene:
         app_service(),
         app_deployment("app-v1", "v1", 2),
         app_deployment("app-v2", "v2", canary),
-        *(_route_objects(kind) if kind != "replicas" else []),
+        *(route_objects(kind) if kind != "replicas" else []),
     ]
     for doc in docs:
         kube.create(codecs.from_dict(doc), namespace=namespace)

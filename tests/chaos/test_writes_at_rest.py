@@ -27,8 +27,8 @@ from canaryctl.core.models import Phase, parse_spec
 from canaryctl.routers._patch import DestinationRule, HTTPRoute, VirtualService
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, wait_until
-from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene, _route_objects
+from helpers import app_deployment, app_service, route_objects, wait_until
+from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_crds")]
 
@@ -92,7 +92,7 @@ LONG = [
 def _scene(kube: Client, namespace: str, kind: str, subsets: bool = True) -> Scene:
     docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
     if kind != "replicas":
-        docs += _route_objects(kind)
+        docs += route_objects(kind)
     if kind == "istio" and not subsets:
         # Two Services: the main route leads to Service `app` itself, no DestinationRule.
         docs = [d for d in docs if d["kind"] != "DestinationRule"]
