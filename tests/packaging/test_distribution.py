@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from canaryctl.testenv import binaries
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Files read at run time, relative to the package (checked in the wheel and once installed).
 RUNTIME_DATA = [
@@ -50,6 +52,7 @@ def test_the_wheel_holds_the_runtime_data_and_both_entry_points(dist: Path) -> N
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "canaryctl = canaryctl.cli.app:main" in text
     assert "kubectl-canary = canaryctl.cli.app:main" in text
+    assert "kubectl_complete-canary = canaryctl.cli.completion:main" in text
     (metadata,) = [n for n in names if n.endswith("METADATA")]
     assert "License-Expression: Apache-2.0" in zipfile.ZipFile(wheel).read(metadata).decode()
 
@@ -63,6 +66,19 @@ def test_a_fresh_venv_runs_canaryctl_and_the_kubectl_plugin(dist: Path, tmp_path
     run(sys.executable, "-m", "pip", "--python", bin_ / "python", "install", "-q", wheel)
     assert "Usage: canaryctl" in run(bin_ / "canaryctl", "--help")
     assert "Usage: kubectl canary" in run(bin_ / "kubectl-canary", "--help")
+    # `kubectl canary <TAB>`: the real kubectl finds the plugin and its completion
+    # executable on PATH and relays their answer (Cobra's protocol, as a shell asks it).
+    kubectl = binaries.find(names=["kubectl"])["kubectl"]
+    if kubectl is not None:
+        env = {**os.environ, "PATH": f"{bin_}:{os.environ.get('PATH', '')}"}
+        out = subprocess.run([kubectl, "__complete", "canary", "ro"], env=env,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert out.splitlines()[0].split("\t")[0] == "rollout", out
+        assert out.splitlines()[-1] == ":4", out
+        out = subprocess.run([kubectl, "__complete", "canary", "rollout", "--router", ""],
+                             env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert [line.split("\t")[0] for line in out.splitlines()[:4]] == [
+            "replicas", "nginx", "istio", "gateway"], out  # fmt: skip
     # The installed package (not the source tree) finds its data files.
     probe = (
         "import importlib.resources as r, sys\n"

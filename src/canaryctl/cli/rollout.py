@@ -168,6 +168,15 @@ def analysis_options(
     return block
 
 
+def _router_kinds() -> list[str]:
+    """Shell completion of --router: the kinds the spec model accepts."""
+    from typing import get_args
+
+    from canaryctl.core.models import RouterKind
+
+    return list(get_args(RouterKind))
+
+
 def rollout(
     file: Annotated[Path | None, typer.Option("-f", "--file", help="Canary spec (YAML).")] = None,
     stable: Annotated[
@@ -213,7 +222,13 @@ def rollout(
     latency_threshold: Annotated[
         float | None, typer.Option(help="Also judge requests slower than this (seconds).")
     ] = None,
-    router: Annotated[str, typer.Option(help="replicas, nginx, istio or gateway.")] = "replicas",
+    router: Annotated[
+        str,
+        typer.Option(
+            help="replicas, nginx, istio or gateway.",
+            autocompletion=_router_kinds,
+        ),
+    ] = "replicas",
     ingress: Annotated[str | None, typer.Option(help="nginx: the primary Ingress.")] = None,
     virtual_service: Annotated[str | None, typer.Option(help="istio: the VirtualService.")] = None,
     destination_rule: Annotated[
