@@ -71,14 +71,17 @@ def test_a_fresh_venv_runs_canaryctl_and_the_kubectl_plugin(dist: Path, tmp_path
     kubectl = binaries.find(names=["kubectl"])["kubectl"]
     if kubectl is not None:
         env = {**os.environ, "PATH": f"{bin_}:{os.environ.get('PATH', '')}"}
-        out = subprocess.run([kubectl, "__complete", "canary", "ro"], env=env,
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        assert out.splitlines()[0].split("\t")[0] == "rollout", out
-        assert out.splitlines()[-1] == ":4", out
-        out = subprocess.run([kubectl, "__complete", "canary", "rollout", "--router", ""],
-                             env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
-        assert [line.split("\t")[0] for line in out.splitlines()[:4]] == [
-            "replicas", "nginx", "istio", "gateway"], out  # fmt: skip
+
+        def complete(*words: str) -> list[str]:
+            done = subprocess.run([kubectl, "__complete", "canary", *words], env=env,
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            return done.stdout.splitlines()
+
+        out = complete("ro")
+        assert out[0].split("\t")[0] == "rollout" and out[-1] == ":4", out
+        out = complete("rollout", "--router", "")
+        kinds = [line.split("\t")[0] for line in out[:4]]
+        assert kinds == ["replicas", "nginx", "istio", "gateway"], out
     # The installed package (not the source tree) finds its data files.
     probe = (
         "import importlib.resources as r, sys\n"
