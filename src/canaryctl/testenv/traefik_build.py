@@ -136,9 +136,10 @@ def write_shims(go: str, gomod: dict, workdir: Path, progress: Progress) -> str:
     lego_version = _required_version(gomod, versions.LEGO_MODULE)
     shims = workdir / "shims"
     _write_ext_shim(shims / "ext")
-    auth_src = _download(go, *versions.GO_HTTP_AUTH_UPSTREAM, workdir, progress)
+    auth_module, auth_version = versions.GO_HTTP_AUTH_UPSTREAM
+    auth_src = gomodule.download(go, auth_module, auth_version, workdir, progress, NAME)
     _write_auth_shim(auth_src, shims / "go-http-auth")
-    lego_src = _download(go, versions.LEGO_MODULE, lego_version, workdir, progress)
+    lego_src = gomodule.download(go, versions.LEGO_MODULE, lego_version, workdir, progress, NAME)
     _write_lego_shim(lego_src, shims / "lego", versions.LEGO_DNS_PROVIDERS_WITHOUT_SDK)
     local = {
         versions.TRAEFIK_EXT_MODULE: "./shims/ext",
@@ -218,10 +219,6 @@ def rewrite_dns_providers(source: str, dropped: tuple[str, ...]) -> str:
                 f"{n_imp}x, constructor {n_call}x): update LEGO_DNS_PROVIDERS_WITHOUT_SDK"
             )
     return source
-
-
-def _download(go: str, module: str, version: str, cwd: Path, progress: Progress) -> Path:
-    return gomodule.download(go, module, version, cwd, progress, module)
 
 
 def _required_version(gomod: dict, module: str) -> str:
