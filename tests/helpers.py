@@ -99,6 +99,22 @@ def app_ingress() -> dict[str, Any]:
     }
 
 
+def destination_rule() -> dict[str, Any]:
+    """Istio's DestinationRule `app` with the subsets v1 and v2 (by the `version` label)."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "app"},
+        "spec": {
+            "host": "app",
+            "subsets": [
+                {"name": "v1", "labels": {"version": "v1"}},
+                {"name": "v2", "labels": {"version": "v2"}},
+            ],
+        },
+    }
+
+
 def route_objects(kind: str) -> list[dict[str, Any]]:
     """The user's routing objects for a router kind, each with an unrelated route."""
     if kind == "nginx":
@@ -124,18 +140,7 @@ def route_objects(kind: str) -> list[dict[str, Any]]:
                     ],
                 },
             },
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "DestinationRule",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "host": "app",
-                    "subsets": [
-                        {"name": "v1", "labels": {"version": "v1"}},
-                        {"name": "v2", "labels": {"version": "v2"}},
-                    ],
-                },
-            },
+            destination_rule(),
         ]
     return [
         {

@@ -36,6 +36,32 @@ def load_echo(state: ClusterState) -> str:
     return image.ref
 
 
+def echo_template(labels: dict[str, str], image: str, version: str) -> dict[str, Any]:
+    """A pod template of the echo server on the real node, Ready when it answers /ready."""
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            **REAL_POD_PLACEMENT,
+            "terminationGracePeriodSeconds": 5,
+            "enableServiceLinks": False,
+            "containers": [
+                {
+                    "name": "echo",
+                    "image": image,
+                    # Built locally: there is no registry to pull from.
+                    "imagePullPolicy": "Never",
+                    "env": [{"name": "VERSION", "value": version}],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {
+                        "httpGet": {"path": "/ready", "port": "http"},
+                        "periodSeconds": 1,
+                    },
+                }
+            ],
+        },
+    }
+
+
 def deployment(name: str, version: str, replicas: int, image: str) -> dict[str, Any]:
     """A Deployment of the echo server on the real node, Ready when it answers /ready."""
     labels = {"app": "echo", "version": version}
@@ -46,28 +72,7 @@ def deployment(name: str, version: str, replicas: int, image: str) -> dict[str, 
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    **REAL_POD_PLACEMENT,
-                    "terminationGracePeriodSeconds": 5,
-                    "enableServiceLinks": False,
-                    "containers": [
-                        {
-                            "name": "echo",
-                            "image": image,
-                            # Built locally: there is no registry to pull from.
-                            "imagePullPolicy": "Never",
-                            "env": [{"name": "VERSION", "value": version}],
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/ready", "port": "http"},
-                                "periodSeconds": 1,
-                            },
-                        }
-                    ],
-                },
-            },
+            "template": echo_template(labels, image, version),
         },
     }
 

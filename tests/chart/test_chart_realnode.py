@@ -30,7 +30,7 @@ from canaryctl.testenv.dataplane import REAL_POD_PLACEMENT
 from canaryctl.testenv.prometheus import PrometheusServer, ScrapeTarget
 from chart.helm import CHART, helm, service_account_client, set_args
 from helpers import replicas, wait_until
-from realnode import ECHO_SOURCE, apply, cluster_ip, kubectl, split
+from realnode import ECHO_SOURCE, apply, cluster_ip, echo_template, kubectl, split
 
 pytestmark = [pytest.mark.dataplane, pytest.mark.integration, pytest.mark.prometheus]
 #: RBAC scope of the install: "namespaced" (the default, least privilege) or "cluster"
@@ -51,27 +51,7 @@ def app(image: str, version: str) -> dict[str, Any]:
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    **REAL_POD_PLACEMENT,
-                    "terminationGracePeriodSeconds": 5,
-                    "enableServiceLinks": False,
-                    "containers": [
-                        {
-                            "name": "echo",
-                            "image": image,
-                            "imagePullPolicy": "Never",  # imported, never pulled
-                            "env": [{"name": "VERSION", "value": version}],
-                            "ports": [{"name": "http", "containerPort": 8080}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/ready", "port": "http"},
-                                "periodSeconds": 1,
-                            },
-                        }
-                    ],
-                },
-            },
+            "template": echo_template(labels, image, version),
         },
     }
 

@@ -20,7 +20,7 @@ from lightkube.types import PatchType
 from canaryctl.errors import SpecError
 from canaryctl.routers import IstioRouter
 from canaryctl.routers._patch import VirtualService
-from helpers import wait_until
+from helpers import destination_rule, wait_until
 from routers.conftest import App, Interfering, create, deployment, ready, service
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_crds")]
@@ -55,18 +55,7 @@ def virtual_service(destination: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-DESTINATION_RULE = {
-    "apiVersion": "networking.istio.io/v1",
-    "kind": "DestinationRule",
-    "metadata": {"name": "app"},
-    "spec": {
-        "host": "app",
-        "subsets": [
-            {"name": "v1", "labels": {"version": "v1"}},
-            {"name": "v2", "labels": {"version": "v2"}},
-        ],
-    },
-}
+DESTINATION_RULE = destination_rule()
 
 
 def router(kube: Client, ns: str, **kwargs: Any) -> IstioRouter:

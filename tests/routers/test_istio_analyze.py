@@ -28,7 +28,7 @@ from canaryctl.core.models import Phase, parse_spec
 from canaryctl.driver.engine import Engine
 from canaryctl.routers._patch import DestinationRule, VirtualService
 from canaryctl.testenv import istioctl_build
-from helpers import app_deployment, app_service
+from helpers import app_deployment, app_service, destination_rule
 from routers.conftest import create
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_crds")]
@@ -43,18 +43,7 @@ ROUTING = [
             "http": [{"name": "main", "route": [{"destination": {"host": "app", "subset": "v1"}}]}],
         },
     },
-    {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "DestinationRule",
-        "metadata": {"name": "app"},
-        "spec": {
-            "host": "app",
-            "subsets": [
-                {"name": "v1", "labels": {"version": "v1"}},
-                {"name": "v2", "labels": {"version": "v2"}},
-            ],
-        },
-    },
+    destination_rule(),
 ]
 #: What the server adds and a user's manifest would not carry.
 _SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")

@@ -25,17 +25,13 @@ Resolution order: ``CANARYCTL_TRAEFIK`` (a path), ``CANARYCTL_BIN_DIR``/traefik,
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import tempfile
-import time
 from pathlib import Path
 
 from canaryctl.errors import TestenvError
-from canaryctl.testenv import versions
-from canaryctl.testenv.binaries import Progress, _explicit, _run, cache_root
+from canaryctl.testenv import gomodule, versions
+from canaryctl.testenv.binaries import Progress
 
 NAME = "traefik"
 
@@ -114,85 +110,54 @@ func unavailable(name string) error {
 
 def home() -> Path:
     """Cache folder of the pinned Traefik version (its binary and its build folder)."""
-    return cache_root() / f"traefik-{versions.TRAEFIK_VERSION}"
+    return gomodule.home(BINARY)
 
 
 def find() -> Path | None:
     """The Traefik binary if one is configured or cached; None when it must be built."""
-    path = _explicit(NAME, None)
-    if path is not None:
-        if not os.access(path, os.X_OK):
-            raise TestenvError(
-                f"traefik: {path} (from CANARYCTL_TRAEFIK or flag) is not executable"
-            )
-        return path
-    cached = home() / "bin" / NAME
-    return cached if os.access(cached, os.X_OK) else None
+    return gomodule.find(BINARY)
 
 
 def ensure(progress: Progress = print) -> Path:
     """Return the Traefik binary, building it from the pinned Go module the first time."""
-    found = find()
-    if found is None:
-        build(progress)
-        found = find()
-    if found is None:  # pragma: no cover - build() raises on every failure
-        raise TestenvError("traefik: build finished but no binary is in the cache")
-    return found
+    return gomodule.ensure(BINARY, progress)
 
 
 def build(progress: Progress = print) -> Path:
     """Build Traefik into the cache through a wrapper module with the three local shims."""
-    go = shutil.which("go")
-    if go is None:
-        raise TestenvError(
-            "the Go toolchain is needed to build Traefik the first time: install Go >= 1.26 "
-            "(or point CANARYCTL_TRAEFIK at a traefik binary)"
-        )
-    version = versions.TRAEFIK_VERSION
-    started = time.monotonic()
-    workdir = home() / "build"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    source = _download(go, versions.TRAEFIK_MODULE, version, workdir, progress)
-    gomod = _gomod_json(go, source / "go.mod", workdir, progress)
+    return gomodule.build(BINARY, progress)
+
+
+def write_shims(go: str, gomod: dict, workdir: Path, progress: Progress) -> str:
+    """Write the three local shims under ``workdir/shims``; return the wrapper's go.mod.
+
+    ``gomod`` is ``go mod edit -json`` of Traefik's go.mod (the hook of :class:`GoBinary`).
+    """
     lego_version = _required_version(gomod, versions.LEGO_MODULE)
     shims = workdir / "shims"
     _write_ext_shim(shims / "ext")
-    auth_src = _download(go, *versions.GO_HTTP_AUTH_UPSTREAM, workdir, progress)
+    auth_module, auth_version = versions.GO_HTTP_AUTH_UPSTREAM
+    auth_src = gomodule.download(go, auth_module, auth_version, workdir, progress, NAME)
     _write_auth_shim(auth_src, shims / "go-http-auth")
-    lego_src = _download(go, versions.LEGO_MODULE, lego_version, workdir, progress)
+    lego_src = gomodule.download(go, versions.LEGO_MODULE, lego_version, workdir, progress, NAME)
     _write_lego_shim(lego_src, shims / "lego", versions.LEGO_DNS_PROVIDERS_WITHOUT_SDK)
     local = {
         versions.TRAEFIK_EXT_MODULE: "./shims/ext",
         versions.GO_HTTP_AUTH_UPSTREAM[0]: "./shims/go-http-auth",
         versions.LEGO_MODULE: "./shims/lego",
     }
-    (workdir / "go.mod").write_text(wrapper_gomod(gomod, local))
-    # Traefik's own go.sum pins the hash of every dependency it was released with.
-    shutil.copyfile(source / "go.sum", workdir / "go.sum")
-    (workdir / "go.sum").chmod(0o644)
-    package = f"{versions.TRAEFIK_MODULE}/cmd/traefik"
-    (workdir / "tools.go").write_text(
-        f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n'
-    )
-    _run([go, "mod", "tidy"], workdir, progress, "traefik")
-    ldflags = f"-s -w -X {versions.TRAEFIK_MODULE}/pkg/version.Version={version}"
-    target = home() / "bin"
-    target.mkdir(parents=True, exist_ok=True)
-    progress(f"building traefik {version} from Go modules (minutes the first time)")
-    with tempfile.TemporaryDirectory(dir=home()) as tmp:
-        out = Path(tmp) / NAME
-        _run(
-            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), package],
-            workdir,
-            progress,
-            "traefik",
-        )
-        os.replace(out, target / NAME)
-    progress(f"built traefik in {time.monotonic() - started:.0f}s into {target}")
-    return target / NAME
+    return wrapper_gomod(gomod, local)
+
+
+BINARY = gomodule.GoBinary(
+    name=NAME,
+    module=versions.TRAEFIK_MODULE,
+    version=versions.TRAEFIK_VERSION,
+    package=f"{versions.TRAEFIK_MODULE}/cmd/traefik",
+    title="Traefik",
+    version_var=f"{versions.TRAEFIK_MODULE}/pkg/version.Version",
+    wrapper=write_shims,
+)
 
 
 def wrapper_gomod(gomod: dict, local: dict[str, str]) -> str:
@@ -254,19 +219,6 @@ def rewrite_dns_providers(source: str, dropped: tuple[str, ...]) -> str:
                 f"{n_imp}x, constructor {n_call}x): update LEGO_DNS_PROVIDERS_WITHOUT_SDK"
             )
     return source
-
-
-def _download(go: str, module: str, version: str, cwd: Path, progress: Progress) -> Path:
-    out = _run([go, "mod", "download", "-json", f"{module}@{version}"], cwd, progress, module)
-    info = json.loads(out[out.index("{") :])
-    if info.get("Error"):
-        raise TestenvError(f"go mod download {module}@{version}: {info['Error']}")
-    return Path(info["Dir"])
-
-
-def _gomod_json(go: str, path: Path, cwd: Path, progress: Progress) -> dict:
-    out = _run([go, "mod", "edit", "-json", str(path)], cwd, progress, "traefik")
-    return json.loads(out[out.index("{") :])
 
 
 def _required_version(gomod: dict, module: str) -> str:
