@@ -9,12 +9,15 @@ stored and observed: actions are idempotent and re-derived on every tick.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightkube import Client
 
+from canaryctl.core.backoff import Outage
+from canaryctl.core.durations import format_duration
 from canaryctl.core.machine import (
     Decision,
     DrainStable,
@@ -39,8 +42,15 @@ from canaryctl.core.models import (
 )
 from canaryctl.driver.analysis import Analysis
 from canaryctl.driver.report import Notice, Sink, Snapshot, VersionState
-from canaryctl.errors import CanaryError, ClusterError, ConflictError, SpecError
+from canaryctl.errors import (
+    ApiUnreachable,
+    CanaryError,
+    ClusterError,
+    ConflictError,
+    SpecError,
+)
 from canaryctl.kube import events, secrets, workloads
+from canaryctl.kube.client import is_transient
 from canaryctl.kube.store import ConfigMapStore, Record, RolloutStore
 from canaryctl.kube.store import identity as process_identity
 from canaryctl.kube.workloads import DeploymentInfo
@@ -63,6 +73,35 @@ class TickResult:
 
     status: CanaryStatus
     acted: bool
+
+
+#: Seconds of continuous API outage after which `Engine.run` gives up (`--api-timeout`).
+DEFAULT_API_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class ApiRetry:
+    """One retry during an API outage (or, with `recovered`, its end), for status lines."""
+
+    down_for: float
+    attempts: int
+    delay: float
+    timeout: float
+    cause: str
+    recovered: bool = False
+
+    def line(self) -> str:
+        """E.g. "API server unreachable since 12 s, retrying (timeout 2m)"."""
+        if self.recovered:
+            return (
+                f"API server reachable again after {self.down_for:.0f} s "
+                f"({self.attempts} retries); re-reading the rollout"
+            )
+        cause = self.cause if len(self.cause) <= 120 else self.cause[:117] + "..."
+        return (
+            f"API server unreachable since {self.down_for:.0f} s, retrying "
+            f"(timeout {format_duration(self.timeout)}): {cause}"
+        )
 
 
 def _obs(info: DeploymentInfo) -> DeploymentObs:
@@ -420,17 +459,31 @@ class Engine:
     def release(self) -> None:
         """Give up the lease at once (on Ctrl-C), so a rerun need not wait for it to expire."""
         for _ in range(3):
-            record = self.store.get(self.spec.name, self.spec.namespace)
-            if record is None or record.holder != self.me:
-                return
-            record.holder = None
             try:
+                record = self.store.get(self.spec.name, self.spec.namespace)
+                if record is None or record.holder != self.me:
+                    return
+                record.holder = None
                 self.store.update(record)
                 return
             except ConflictError:
                 continue
+            except Exception as exc:
+                # Interrupted during an API outage: the lease then expires by itself (and a
+                # rerun on this host takes it at once, this process being gone).
+                if is_transient(exc):
+                    return
+                raise
 
     # --- the loop ------------------------------------------------------------
+
+    @staticmethod
+    def _end_outage(outage: Outage, on_api_retry: Callable[[ApiRetry], None] | None) -> None:
+        """A call succeeded: report the end of an outage (if one was going on), reset it."""
+        if outage.since is not None and on_api_retry is not None:
+            down = outage.down_for(time.monotonic())
+            on_api_retry(ApiRetry(down, outage.attempts, 0.0, outage.timeout, "", recovered=True))
+        outage.recovered()
 
     def run(
         self,
@@ -439,32 +492,69 @@ class Engine:
         should_stop: Callable[[], bool] = lambda: False,
         on_lease_wait: Callable[[LeaseHeld], None] | None = None,
         max_failures: int = 30,
+        api_timeout: float = DEFAULT_API_TIMEOUT,
+        on_api_retry: Callable[[ApiRetry], None] | None = None,
+        resume_hint: str = "Rerun the same command to resume.",
     ) -> CanaryStatus:
-        """Tick until the rollout reaches a terminal phase (or should_stop says so)."""
-        self.start()
+        """Tick until the rollout reaches a terminal phase (or should_stop says so).
+
+        An unreachable API server (refused, timed out, 429, 5xx) is retried with capped
+        exponential backoff and jitter; `on_api_retry` hears of every retry. Past
+        `api_timeout` seconds of continuous outage, ApiUnreachable is raised. Nothing read
+        before the outage is used after it: every tick (and `start`) reads the record and
+        the cluster afresh, and the record's write is guarded by its resourceVersion.
+        """
+        outage = Outage(timeout=api_timeout)
+        started = False
         failures = 0
         while True:
             try:
+                if not started:
+                    self.start()
+                    started = True
+                    self._end_outage(outage, on_api_retry)
+                    continue
                 result = self.tick()
             except LeaseHeld as held:
+                outage.recovered()  # the API answered
                 if on_lease_wait is not None:
                     on_lease_wait(held)
                 time.sleep(interval)
                 continue
             except ConflictError as exc:
+                outage.recovered()
                 log.info("conflict, retrying: %s", exc)
                 time.sleep(min(interval, 0.5))
                 continue
-            except ClusterError as exc:
-                # Transient API trouble: nothing was half-done (the status is stored first),
-                # so retry, and give up only when the API stays unusable.
-                failures += 1
-                if failures >= max_failures:
-                    raise
-                self._notice("Warning", "ApiError", f"{exc} (retrying)")
-                time.sleep(interval)
+            except Exception as exc:
+                if not is_transient(exc):
+                    if not isinstance(exc, ClusterError):
+                        raise
+                    # Other API trouble: nothing was half-done (the status is stored
+                    # first), so retry, and give up only when the API stays unusable.
+                    failures += 1
+                    if failures >= max_failures:
+                        raise
+                    self._notice("Warning", "ApiError", f"{exc} (retrying)")
+                    time.sleep(interval)
+                    continue
+                now = time.monotonic()
+                delay = outage.failed(now, random.random())
+                cause = f"{type(exc).__name__}: {exc}"
+                if delay is None:
+                    raise ApiUnreachable(
+                        outage.down_for(now), api_timeout, cause, resume_hint
+                    ) from exc
+                # No event is recorded: the API it would go to is the one that is down.
+                log.info("API server unreachable, retrying in %.1fs: %s", delay, cause)
+                if on_api_retry is not None:
+                    on_api_retry(
+                        ApiRetry(outage.down_for(now), outage.attempts, delay, api_timeout, cause)
+                    )
+                time.sleep(delay)
                 continue
             failures = 0
+            self._end_outage(outage, on_api_retry)
             if result.status.phase.terminal or should_stop():
                 return result.status
             time.sleep(interval)
