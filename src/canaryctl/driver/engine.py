@@ -75,6 +75,9 @@ class TickResult:
     acted: bool
 
 
+#: Seconds after which a tick's observations are too old to act on (see Engine.tick).
+STALE_AFTER = 10.0
+
 #: Seconds of continuous API outage after which `Engine.run` gives up (`--api-timeout`).
 DEFAULT_API_TIMEOUT = 120.0
 
@@ -325,7 +328,16 @@ class Engine:
             # Someone wrote meanwhile (a command, another process): decide again next tick.
             return TickResult(status=status or decision.status, acted=False)
 
-        # act
+        # act, but not on stale observations: when reading and storing took longer than
+        # STALE_AFTER (a request held by an API server that lost etcd, or slow to answer
+        # after an outage), the cluster may have moved since it was read. The decision is
+        # stored; the next tick observes afresh and re-derives the same idempotent actions,
+        # exactly as after a kill between storing and acting.
+        if self.clock() - now > STALE_AFTER:
+            log.info(
+                "observations are %.0fs old after storing; acting next tick", self.clock() - now
+            )
+            return TickResult(status=decision.status, acted=False)
         if new_drift and not pending:
             self._notice("Warning", "ScaledByAnotherActor", drift[1])
         foreign = self._foreign_routing(status, decision.status, obs)
@@ -555,7 +567,9 @@ class Engine:
                 continue
             failures = 0
             self._end_outage(outage, on_api_retry)
-            if result.status.phase.terminal or should_stop():
+            # A terminal decision ends the loop once acted on (its clean-up done); one left
+            # unacted (stale observations) is acted on by the next tick.
+            if (result.status.phase.terminal and result.acted) or should_stop():
                 return result.status
             time.sleep(interval)
 
