@@ -72,11 +72,11 @@ class Run:
     violations: list[str] = field(default_factory=list)
 
 
-def _spec(namespace: str, router: str) -> dict[str, Any]:
+def _spec(namespace: str, router: str, ready_deadline: str = "30s") -> dict[str, Any]:
     return {
         "name": "app", "namespace": namespace, "stable": "app-v1", "canary": "app-v2",
         "service": "app", "steps": STEPS, "maxWeight": MAX_WEIGHT, "drainDelay": "0s",
-        "health": {"readyDeadline": "30s"}, "router": ROUTERS[router],
+        "health": {"readyDeadline": ready_deadline}, "router": ROUTERS[router],
     }  # fmt: skip
 
 
@@ -240,6 +240,7 @@ def one_run(
     folder: Path,
     router: str = "replicas",
     outage: Callable[[], None] | None = None,
+    ready_deadline: str = "30s",
 ) -> Run:
     """One scenario: kill at a random instant in [0, horizon) (None: no kill), rerun, check.
 
@@ -269,7 +270,7 @@ def one_run(
         kinds += [ROUTING_KIND[router]] if router in ROUTING_KIND else []
         wait_until(lambda: {e["kind"] for e in _events(log)} >= set(kinds), timeout=30)
         spec = folder / f"{namespace}.yaml"
-        spec.write_text(yaml.safe_dump(_spec(namespace, router)))
+        spec.write_text(yaml.safe_dump(_spec(namespace, router, ready_deadline)))
         argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(cluster.kubeconfig),
                 "--interval", "0.2", "-o", "json"]  # fmt: skip
         sampler.start()

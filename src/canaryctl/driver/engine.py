@@ -75,8 +75,10 @@ class TickResult:
     acted: bool
 
 
-#: Seconds after which a tick's observations are too old to act on (see Engine.tick).
-STALE_AFTER = 10.0
+#: Seconds after which a tick's observations are too old to act on (see Engine.tick): the
+#: lease's length, far above a tick's few requests even on a loaded machine (a tick that
+#: always took longer would never act).
+STALE_AFTER = 15.0
 
 #: Seconds of continuous API outage after which `Engine.run` gives up (`--api-timeout`).
 DEFAULT_API_TIMEOUT = 120.0
