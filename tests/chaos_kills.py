@@ -241,6 +241,7 @@ def one_run(
     router: str = "replicas",
     outage: Callable[[], None] | None = None,
     ready_deadline: str = "30s",
+    cli_kubeconfig: Path | None = None,
 ) -> Run:
     """One scenario: kill at a random instant in [0, horizon) (None: no kill), rerun, check.
 
@@ -271,7 +272,8 @@ def one_run(
         wait_until(lambda: {e["kind"] for e in _events(log)} >= set(kinds), timeout=30)
         spec = folder / f"{namespace}.yaml"
         spec.write_text(yaml.safe_dump(_spec(namespace, router, ready_deadline)))
-        argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(cluster.kubeconfig),
+        kubeconfig = cli_kubeconfig or cluster.kubeconfig
+        argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(kubeconfig),
                 "--interval", "0.2", "-o", "json"]  # fmt: skip
         sampler.start()
         started = time.monotonic()

@@ -94,3 +94,61 @@ def test_chaos_control_plane_restarts_mid_rollout(
 ) -> None:
     runs = int(os.environ.get("CANARYCTL_OUTAGE_RUNS", "20"))
     _assert_clean(outage_campaign(kube, local_cluster, component, runs, tmp_path, (2.0, 30.0)))
+
+
+def partition_campaign(
+    kube: Client, cluster: ClusterState, runs: int, folder: Path, down: tuple[float, float]
+) -> list[Run]:
+    """`runs` rollouts whose CLI reaches the API server through a proxy partitioned a while."""
+    from urllib.parse import urlparse
+
+    import yaml
+
+    from chaos.tcpproxy import PausableProxy
+
+    seed = int(os.environ.get("CANARYCTL_CHAOS_SEED", time.time()))
+    print(f"partition campaign: seed {seed} (CANARYCTL_CHAOS_SEED={seed} replays it)")
+    rng = random.Random(seed)
+    server = urlparse(cluster.server)
+    proxy = PausableProxy((server.hostname or "127.0.0.1", server.port or 443))
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    through = folder / "kubeconfig-proxy"
+    through.write_text(yaml.safe_dump(config))
+    results = []
+    try:
+        for index in range(runs):
+            down_for = rng.uniform(*down)
+
+            def partition(down_for: float = down_for) -> None:
+                proxy.pause()
+                time.sleep(down_for)
+                proxy.resume()
+
+            run = one_run(
+                kube, cluster, rng, HORIZON, folder, outage=partition,
+                ready_deadline=READY_DEADLINE, cli_kubeconfig=through,
+            )  # fmt: skip
+            run.outage, run.down_for = "partition", down_for
+            results.append(run)
+            print(
+                f"run {index + 1}/{runs}: {run.scenario}, partitioned at {run.kill_at:.2f}s "
+                f"for {down_for:.1f}s, {run.retries} retries, exits {run.exit_codes}, "
+                f"{run.duration:.1f}s, min capacity {run.min_capacity}, "
+                f"violations {run.violations}"
+            )
+    finally:
+        proxy.close()
+    violations = sum(len(r.violations) for r in results)
+    print(f"partition campaign: seed {seed}: {runs} runs, {violations} violations")
+    return results
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(3600)
+def test_chaos_partition_between_the_cli_and_the_api_server(
+    kube: Client, local_cluster: ClusterState, tmp_path: Path
+) -> None:
+    runs = int(os.environ.get("CANARYCTL_OUTAGE_RUNS", "20"))
+    _assert_clean(partition_campaign(kube, local_cluster, runs, tmp_path, (5.0, 30.0)))
