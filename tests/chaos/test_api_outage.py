@@ -152,3 +152,101 @@ def test_chaos_partition_between_the_cli_and_the_api_server(
 ) -> None:
     runs = int(os.environ.get("CANARYCTL_OUTAGE_RUNS", "20"))
     _assert_clean(partition_campaign(kube, local_cluster, runs, tmp_path, (5.0, 30.0)))
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_a_partitioned_process_whose_lease_expired_does_not_write_after_a_takeover(
+    kube: Client, local_cluster: ClusterState, tmp_path: Path
+) -> None:
+    """CLI A drives through a proxy; the proxy is partitioned past A's lease; CLI B (direct)
+    takes over; the partition heals. From the record's watched writes: once B wrote as
+    holder, no write names A until B released the lease, and B finishes the rollout."""
+    import json
+    import subprocess
+    import sys
+    import uuid
+    from urllib.parse import urlparse
+
+    import yaml
+    from lightkube import codecs
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace
+
+    from canaryctl.kube.store import HOLDER, LEASE_SECONDS
+    from chaos.tcpproxy import PausableProxy
+    from chaos_kills import CLI, WATCHER, _events
+    from helpers import app_deployment, app_service, replicas, wait_until
+
+    namespace = f"p-{uuid.uuid4().hex[:8]}"
+    kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
+    log = tmp_path / "watch.jsonl"
+    watcher = subprocess.Popen(
+        [sys.executable, str(WATCHER), str(local_cluster.kubeconfig), namespace, str(log)]
+    )
+    server = urlparse(local_cluster.server)
+    proxy = PausableProxy((server.hostname or "127.0.0.1", server.port or 443))
+    config = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    through = tmp_path / "kubeconfig-proxy"
+    through.write_text(yaml.safe_dump(config))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        docs = [app_service(), app_deployment("app-v1", "v1", 3), app_deployment("app-v2", "v2", 0)]
+        for doc in docs:
+            kube.create(codecs.from_dict(doc), namespace=namespace)
+        wait_until(lambda: replicas(kube, namespace, "app-v1") == (3, 3), timeout=60)
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump({
+            "name": "app", "namespace": namespace, "stable": "app-v1", "canary": "app-v2",
+            "service": "app", "steps": [{"setWeight": 30}, {"pause": "5s"}, {"setWeight": 60},
+            {"pause": "5s"}, {"setWeight": 100}], "drainDelay": "0s",
+            "health": {"readyDeadline": "120s"},
+        }))  # fmt: skip
+
+        def cli(kubeconfig: Path, out: str) -> subprocess.Popen[bytes]:
+            argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(kubeconfig),
+                    "--interval", "0.2", "-o", "plain", "--api-timeout", "5m"]  # fmt: skip
+            sink = open(tmp_path / out, "w")  # noqa: SIM115 (the child keeps it)
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            return proc
+
+        def holders() -> list[str | None]:
+            return [
+                e["annotations"].get(HOLDER)
+                for e in _events(log)
+                if e["kind"] == "ConfigMap" and e["name"] == "canaryctl-app"
+                and e["event"] != "DELETED"
+            ]  # fmt: skip
+
+        a = cli(through, "a.out")
+        wait_until(lambda: any(h and h.endswith(f"/{a.pid}") for h in holders()), timeout=60)
+        time.sleep(1.0)
+        proxy.pause()
+        time.sleep(LEASE_SECONDS + 2)
+        b = cli(local_cluster.kubeconfig, "b.out")
+        wait_until(lambda: any(h and h.endswith(f"/{b.pid}") for h in holders()), timeout=60)
+        proxy.resume()
+        assert b.wait(timeout=300) == 0, (tmp_path / "b.out").read_text()
+        time.sleep(1.0)  # the last writes reach the watch
+        seq = holders()
+        first_b = next(i for i, h in enumerate(seq) if h and h.endswith(f"/{b.pid}"))
+        after = seq[first_b:]
+        released = next((i for i, h in enumerate(after) if h is None), len(after))
+        by_a = [h for h in after[:released] if h and h.endswith(f"/{a.pid}")]
+        print(f"record writes: {len(seq)}, by B from #{first_b}, by A while B held: {len(by_a)}")
+        assert not by_a, f"A wrote the record while B held the lease: {json.dumps(seq)}"
+        assert "waiting: rollout is driven by" in (tmp_path / "a.out").read_text() or (
+            a.poll() is not None
+        )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        proxy.close()
+        watcher.terminate()
+        watcher.wait(10)
+        kube.delete(Namespace, namespace)

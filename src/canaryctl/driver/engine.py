@@ -254,7 +254,9 @@ class Engine:
         if record is None:
             raise ClusterError(f"rollout record {self.store.describe(self.spec.name)} disappeared")
         if not self.store.lease_free(record, self.me, now):
-            raise LeaseHeld(record.holder or "?", now - record.renewed)
+            # Aged with the clock now: the read may have been held (e.g. a partition), and
+            # `now` from before it would show a renewal in the future.
+            raise LeaseHeld(record.holder or "?", max(0.0, self.clock() - record.renewed))
         status = parse_status(record.status, self.store.describe(self.spec.name))
 
         # observe
@@ -530,13 +532,13 @@ class Engine:
                     continue
                 result = self.tick()
             except LeaseHeld as held:
-                outage.recovered()  # the API answered
+                self._end_outage(outage, on_api_retry)  # the API answered
                 if on_lease_wait is not None:
                     on_lease_wait(held)
                 time.sleep(interval)
                 continue
             except ConflictError as exc:
-                outage.recovered()
+                self._end_outage(outage, on_api_retry)
                 log.info("conflict, retrying: %s", exc)
                 time.sleep(min(interval, 0.5))
                 continue
