@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Service, ServiceAccount
 
+from canaryctl.kube.client import TRANSPORT_ERRORS
 from canaryctl.testenv import ClusterState
 from helpers import app_deployment, app_service, replicas, route_objects, wait_until
 
@@ -58,6 +60,11 @@ class Run:
     router: str = "replicas"
     kill_at: float | None = None
     killed: bool = False
+    #: Outage runs: the component stopped at kill_at, for how long, and the CLI's retries.
+    outage: str | None = None
+    down_for: float = 0.0
+    retries: int = 0
+    disrupted: bool = False
     exit_codes: list[int] = field(default_factory=list)
     duration: float = 0.0
     min_capacity: int | None = None
@@ -65,11 +72,11 @@ class Run:
     violations: list[str] = field(default_factory=list)
 
 
-def _spec(namespace: str, router: str) -> dict[str, Any]:
+def _spec(namespace: str, router: str, ready_deadline: str = "30s") -> dict[str, Any]:
     return {
         "name": "app", "namespace": namespace, "stable": "app-v1", "canary": "app-v2",
         "service": "app", "steps": STEPS, "maxWeight": MAX_WEIGHT, "drainDelay": "0s",
-        "health": {"readyDeadline": "30s"}, "router": ROUTERS[router],
+        "health": {"readyDeadline": ready_deadline}, "router": ROUTERS[router],
     }  # fmt: skip
 
 
@@ -121,8 +128,8 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             started = time.monotonic()
-            # A sample lost to the API server is not a capacity measurement.
-            with contextlib.suppress(ApiError):
+            # A sample lost to the API server (or to its outage) is not a capacity measurement.
+            with contextlib.suppress(ApiError, *TRANSPORT_ERRORS):
                 self.counts.append(self.count())
             self.stop.wait(max(0.0, 0.1 - (time.monotonic() - started)))
 
@@ -232,8 +239,15 @@ def one_run(
     horizon: float | None,
     folder: Path,
     router: str = "replicas",
+    outage: Callable[[], None] | None = None,
+    ready_deadline: str = "30s",
+    cli_kubeconfig: Path | None = None,
 ) -> Run:
-    """One scenario: kill at a random instant in [0, horizon) (None: no kill), rerun, check."""
+    """One scenario: kill at a random instant in [0, horizon) (None: no kill), rerun, check.
+
+    With `outage`, the CLI is not killed: `outage()` runs at that instant instead (e.g. stop
+    and restart the API server) while the same CLI process keeps going to its end.
+    """
     bad = rng.random() < 0.25
     run = Run(scenario="bad" if bad else "good", router=router)
     namespace = f"k-{uuid.uuid4().hex[:8]}"
@@ -257,8 +271,9 @@ def one_run(
         kinds += [ROUTING_KIND[router]] if router in ROUTING_KIND else []
         wait_until(lambda: {e["kind"] for e in _events(log)} >= set(kinds), timeout=30)
         spec = folder / f"{namespace}.yaml"
-        spec.write_text(yaml.safe_dump(_spec(namespace, router)))
-        argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(cluster.kubeconfig),
+        spec.write_text(yaml.safe_dump(_spec(namespace, router, ready_deadline)))
+        kubeconfig = cli_kubeconfig or cluster.kubeconfig
+        argv = [CLI, "rollout", "-f", str(spec), "--kubeconfig", str(kubeconfig),
                 "--interval", "0.2", "-o", "json"]  # fmt: skip
         sampler.start()
         started = time.monotonic()
@@ -270,8 +285,12 @@ def one_run(
                 try:
                     proc.wait(timeout=run.kill_at)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    run.killed = True
+                    if outage is not None:
+                        outage()
+                        run.disrupted = True
+                    else:
+                        proc.kill()
+                        run.killed = True
             proc.wait(timeout=180)
             run.exit_codes.append(proc.returncode)
             if run.killed:
@@ -280,6 +299,10 @@ def one_run(
         finally:
             out.close()
         run.duration = time.monotonic() - started
+        output = (folder / f"{namespace}.out").read_text()
+        run.retries = output.count("API server unreachable since")
+        if "Traceback" in output:
+            run.violations.append(f"a traceback in the CLI's output: {output[-1500:]}")
         time.sleep(0.5)  # the last writes reach the watch
         sampler.stop.set()
         sampler.join(5)

@@ -40,6 +40,24 @@ class ConflictError(ClusterError):
     """Another actor changed an object we were about to change."""
 
 
+class ApiUnreachable(ClusterError):
+    """The API server stayed unreachable (refused, timed out, 5xx, 429) past the API timeout.
+
+    Nothing is lost: every decision is stored before it is acted on, so the rollout's
+    state is in the cluster and the same command resumes it once the API server is back.
+    """
+
+    def __init__(self, down_for: float, timeout: float, cause: str, resume: str) -> None:
+        super().__init__(
+            f"API server unreachable for {down_for:.0f}s, longer than the API timeout "
+            f"({timeout:g}s); last error: {_shorten(cause)}. The rollout's state is safe in "
+            f"the cluster (every decision is stored before it is acted on; traffic and "
+            f"replicas stay as the last step set them). {resume}"
+        )
+        self.down_for = down_for
+        self.timeout = timeout
+
+
 class RecordError(CanaryError):
     """A stored rollout record is unreadable (edited by hand or by another tool).
 

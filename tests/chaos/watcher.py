@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.resources.networking_v1 import Ingress
+from lightkube.types import OnErrorAction, OnErrorResult
 
 from canaryctl.kube.client import make_client
 from canaryctl.routers._patch import HTTPRoute, VirtualService
@@ -40,16 +42,32 @@ ROUTING = {"nginx": (Ingress, "Ingress"), "istio": (VirtualService, "VirtualServ
            "gateway": (HTTPRoute, "HTTPRoute")}  # fmt: skip
 
 
+def _retry(_exc: Exception, _count: int) -> OnErrorResult:
+    # Through an API server or etcd restart (the outage tests): resume from the last
+    # resourceVersion seen, so no write is missed (lightkube relists on 410 Gone).
+    return OnErrorResult(OnErrorAction.RETRY, sleep=0.5)
+
+
 def main(kubeconfig: str, namespace: str, out: str, router: str = "replicas") -> None:
     lock = threading.Lock()
     sink = open(out, "a")  # noqa: SIM115 (kept open until the process is terminated)
 
     def watch(res, kind: str) -> None:
         client = make_client(kubeconfig)
-        for event, obj in client.watch(res, namespace=namespace):
-            with lock:
-                sink.write(json.dumps({"event": event, **summary(kind, obj)}) + "\n")
-                sink.flush()
+        version = None
+        while True:
+            try:
+                for event, obj in client.watch(
+                    res, namespace=namespace, resource_version=version, on_error=_retry
+                ):
+                    version = obj.metadata.resourceVersion
+                    with lock:
+                        sink.write(json.dumps({"event": event, **summary(kind, obj)}) + "\n")
+                        sink.flush()
+            except Exception:
+                # Reconnecting to an API server that is down raises outside lightkube's
+                # retry: wait, then resume from the last version seen.
+                time.sleep(0.5)
 
     kinds = [(Deployment, "Deployment"), (Service, "Service"), (ConfigMap, "ConfigMap")]
     if router in ROUTING:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from canaryctl.errors import CanaryError, SpecError
+from canaryctl.errors import ApiUnreachable, CanaryError, SpecError
 
 PROMOTED = 0
 UNEXPECTED = 1
@@ -16,6 +16,7 @@ INVALID = 2
 ROLLED_BACK = 3
 ABORTED = 4
 REQUESTS_FAILED = 5  # probe: more failed requests than --max-failures
+CLUSTER_UNREACHABLE = 6  # the API server stayed unreachable past --api-timeout
 INTERRUPTED = 130
 
 
@@ -27,6 +28,9 @@ def errors_to_exit_codes() -> Iterator[None]:
     except SpecError as exc:
         print(f"error: invalid input: {exc.field}: {exc.reason}", file=sys.stderr)
         raise typer.Exit(INVALID) from None
+    except ApiUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(CLUSTER_UNREACHABLE) from None
     except CanaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(UNEXPECTED) from None

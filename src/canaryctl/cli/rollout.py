@@ -250,6 +250,13 @@ def rollout(
     ] = None,
     output: Annotated[str, typer.Option("-o", "--output", help="live, plain or json.")] = "live",
     interval: Annotated[float, typer.Option(help="Seconds between observations.")] = 1.0,
+    api_timeout: Annotated[
+        str,
+        typer.Option(
+            help="Keep retrying an unreachable API server this long, then exit 6 "
+            "(the rollout's state stays in the cluster; rerun to resume)."
+        ),
+    ] = "2m",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan only (same as `plan`).")
     ] = False,
@@ -257,7 +264,8 @@ def rollout(
     context: ContextOpt = None,
     from_canary: Annotated[str | None, typer.Option("--from-canary", hidden=True)] = None,
 ) -> None:
-    """Run a canary to its end: exit 0 promoted, 3 rolled back, 4 aborted, 2 invalid input."""
+    """Run a canary to its end: exit 0 promoted, 3 rolled back, 4 aborted, 2 invalid input,
+    6 API server unreachable for longer than --api-timeout."""
     from canaryctl.cli.views import make_view
     from canaryctl.driver.engine import Engine, LeaseHeld
     from canaryctl.kube.client import make_client
@@ -269,6 +277,7 @@ def rollout(
         routing = router_options(
             router, ingress, virtual_service, destination_rule, httproute, header, cookie, mirror
         )
+        give_up = _api_timeout(api_timeout)
         client = make_client(kubeconfig, context)
         if from_canary is not None:
             if not dry_run:
@@ -299,7 +308,16 @@ def rollout(
                 print(f"waiting: {held}", file=sys.stderr)
 
         try:
-            status = engine.run(interval, on_lease_wait=lease_wait)
+            status = engine.run(
+                interval,
+                on_lease_wait=lease_wait,
+                api_timeout=give_up,
+                on_api_retry=lambda retry: print(retry.line(), file=sys.stderr),
+                resume_hint=(
+                    "Rerun the same command to resume once the API server answers "
+                    "(check it with `kubectl get --raw /readyz`)."
+                ),
+            )
         except KeyboardInterrupt:
             view.close()
             engine.release()
@@ -314,6 +332,20 @@ def rollout(
     if status.phase.value == "Succeeded":
         raise typer.Exit(exits.PROMOTED)
     raise typer.Exit(exits.ABORTED if status.reason == "Aborted" else exits.ROLLED_BACK)
+
+
+def _api_timeout(value: str) -> float:
+    """--api-timeout in seconds; SpecError names the flag."""
+    from canaryctl.core.durations import parse_duration
+    from canaryctl.errors import SpecError
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise SpecError("--api-timeout", str(exc)) from exc
+    if seconds <= 0:
+        raise SpecError("--api-timeout", "must be more than 0, e.g. 2m")
+    return seconds
 
 
 def _canary_spec(client, name: str, namespace: str):
@@ -364,7 +396,7 @@ def plan_command(**options: Any) -> None:
 
 
 # `plan` takes exactly rollout's options, minus the ones that only matter when running.
-_ROLLOUT_ONLY = {"dry_run", "output", "interval"}
+_ROLLOUT_ONLY = {"dry_run", "output", "interval", "api_timeout"}
 # Options only `plan` shows (rollout keeps the parameter, hidden, to share one code path).
 _PLAN_ONLY = {
     "from_canary": Annotated[

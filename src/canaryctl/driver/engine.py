@@ -9,12 +9,15 @@ stored and observed: actions are idempotent and re-derived on every tick.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from lightkube import Client
 
+from canaryctl.core.backoff import Outage
+from canaryctl.core.durations import format_duration
 from canaryctl.core.machine import (
     Decision,
     DrainStable,
@@ -39,8 +42,15 @@ from canaryctl.core.models import (
 )
 from canaryctl.driver.analysis import Analysis
 from canaryctl.driver.report import Notice, Sink, Snapshot, VersionState
-from canaryctl.errors import CanaryError, ClusterError, ConflictError, SpecError
+from canaryctl.errors import (
+    ApiUnreachable,
+    CanaryError,
+    ClusterError,
+    ConflictError,
+    SpecError,
+)
 from canaryctl.kube import events, secrets, workloads
+from canaryctl.kube.client import is_transient
 from canaryctl.kube.store import ConfigMapStore, Record, RolloutStore
 from canaryctl.kube.store import identity as process_identity
 from canaryctl.kube.workloads import DeploymentInfo
@@ -63,6 +73,40 @@ class TickResult:
 
     status: CanaryStatus
     acted: bool
+
+
+#: Seconds after which a tick's observations are too old to act on (see Engine.tick): the
+#: lease's length, far above a tick's few requests even on a loaded machine (a tick that
+#: always took longer would never act).
+STALE_AFTER = 15.0
+
+#: Seconds of continuous API outage after which `Engine.run` gives up (`--api-timeout`).
+DEFAULT_API_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class ApiRetry:
+    """One retry during an API outage (or, with `recovered`, its end), for status lines."""
+
+    down_for: float
+    attempts: int
+    delay: float
+    timeout: float
+    cause: str
+    recovered: bool = False
+
+    def line(self) -> str:
+        """E.g. "API server unreachable since 12 s, retrying (timeout 2m)"."""
+        if self.recovered:
+            return (
+                f"API server reachable again after {self.down_for:.0f} s "
+                f"({self.attempts} retries); re-reading the rollout"
+            )
+        cause = self.cause if len(self.cause) <= 120 else self.cause[:117] + "..."
+        return (
+            f"API server unreachable since {self.down_for:.0f} s, retrying "
+            f"(timeout {format_duration(self.timeout)}): {cause}"
+        )
 
 
 def _obs(info: DeploymentInfo) -> DeploymentObs:
@@ -210,7 +254,9 @@ class Engine:
         if record is None:
             raise ClusterError(f"rollout record {self.store.describe(self.spec.name)} disappeared")
         if not self.store.lease_free(record, self.me, now):
-            raise LeaseHeld(record.holder or "?", now - record.renewed)
+            # Aged with the clock now: the read may have been held (e.g. a partition), and
+            # `now` from before it would show a renewal in the future.
+            raise LeaseHeld(record.holder or "?", max(0.0, self.clock() - record.renewed))
         status = parse_status(record.status, self.store.describe(self.spec.name))
 
         # observe
@@ -286,7 +332,16 @@ class Engine:
             # Someone wrote meanwhile (a command, another process): decide again next tick.
             return TickResult(status=status or decision.status, acted=False)
 
-        # act
+        # act, but not on stale observations: when reading and storing took longer than
+        # STALE_AFTER (a request held by an API server that lost etcd, or slow to answer
+        # after an outage), the cluster may have moved since it was read. The decision is
+        # stored; the next tick observes afresh and re-derives the same idempotent actions,
+        # exactly as after a kill between storing and acting.
+        if self.clock() - now > STALE_AFTER:
+            log.info(
+                "observations are %.0fs old after storing; acting next tick", self.clock() - now
+            )
+            return TickResult(status=decision.status, acted=False)
         if new_drift and not pending:
             self._notice("Warning", "ScaledByAnotherActor", drift[1])
         foreign = self._foreign_routing(status, decision.status, obs)
@@ -420,17 +475,31 @@ class Engine:
     def release(self) -> None:
         """Give up the lease at once (on Ctrl-C), so a rerun need not wait for it to expire."""
         for _ in range(3):
-            record = self.store.get(self.spec.name, self.spec.namespace)
-            if record is None or record.holder != self.me:
-                return
-            record.holder = None
             try:
+                record = self.store.get(self.spec.name, self.spec.namespace)
+                if record is None or record.holder != self.me:
+                    return
+                record.holder = None
                 self.store.update(record)
                 return
             except ConflictError:
                 continue
+            except Exception as exc:
+                # Interrupted during an API outage: the lease then expires by itself (and a
+                # rerun on this host takes it at once, this process being gone).
+                if is_transient(exc):
+                    return
+                raise
 
     # --- the loop ------------------------------------------------------------
+
+    @staticmethod
+    def _end_outage(outage: Outage, on_api_retry: Callable[[ApiRetry], None] | None) -> None:
+        """A call succeeded: report the end of an outage (if one was going on), reset it."""
+        if outage.since is not None and on_api_retry is not None:
+            down = outage.down_for(time.monotonic())
+            on_api_retry(ApiRetry(down, outage.attempts, 0.0, outage.timeout, "", recovered=True))
+        outage.recovered()
 
     def run(
         self,
@@ -439,33 +508,72 @@ class Engine:
         should_stop: Callable[[], bool] = lambda: False,
         on_lease_wait: Callable[[LeaseHeld], None] | None = None,
         max_failures: int = 30,
+        api_timeout: float = DEFAULT_API_TIMEOUT,
+        on_api_retry: Callable[[ApiRetry], None] | None = None,
+        resume_hint: str = "Rerun the same command to resume.",
     ) -> CanaryStatus:
-        """Tick until the rollout reaches a terminal phase (or should_stop says so)."""
-        self.start()
+        """Tick until the rollout reaches a terminal phase (or should_stop says so).
+
+        An unreachable API server (refused, timed out, 429, 5xx) is retried with capped
+        exponential backoff and jitter; `on_api_retry` hears of every retry. Past
+        `api_timeout` seconds of continuous outage, ApiUnreachable is raised. Nothing read
+        before the outage is used after it: every tick (and `start`) reads the record and
+        the cluster afresh, and the record's write is guarded by its resourceVersion.
+        """
+        outage = Outage(timeout=api_timeout)
+        started = False
         failures = 0
         while True:
             try:
+                if not started:
+                    self.start()
+                    started = True
+                    self._end_outage(outage, on_api_retry)
+                    continue
                 result = self.tick()
             except LeaseHeld as held:
+                self._end_outage(outage, on_api_retry)  # the API answered
                 if on_lease_wait is not None:
                     on_lease_wait(held)
                 time.sleep(interval)
                 continue
             except ConflictError as exc:
+                self._end_outage(outage, on_api_retry)
                 log.info("conflict, retrying: %s", exc)
                 time.sleep(min(interval, 0.5))
                 continue
-            except ClusterError as exc:
-                # Transient API trouble: nothing was half-done (the status is stored first),
-                # so retry, and give up only when the API stays unusable.
-                failures += 1
-                if failures >= max_failures:
-                    raise
-                self._notice("Warning", "ApiError", f"{exc} (retrying)")
-                time.sleep(interval)
+            except Exception as exc:
+                if not is_transient(exc):
+                    if not isinstance(exc, ClusterError):
+                        raise
+                    # Other API trouble: nothing was half-done (the status is stored
+                    # first), so retry, and give up only when the API stays unusable.
+                    failures += 1
+                    if failures >= max_failures:
+                        raise
+                    self._notice("Warning", "ApiError", f"{exc} (retrying)")
+                    time.sleep(interval)
+                    continue
+                now = time.monotonic()
+                delay = outage.failed(now, random.random())
+                cause = f"{type(exc).__name__}: {exc}"
+                if delay is None:
+                    raise ApiUnreachable(
+                        outage.down_for(now), api_timeout, cause, resume_hint
+                    ) from exc
+                # No event is recorded: the API it would go to is the one that is down.
+                log.info("API server unreachable, retrying in %.1fs: %s", delay, cause)
+                if on_api_retry is not None:
+                    on_api_retry(
+                        ApiRetry(outage.down_for(now), outage.attempts, delay, api_timeout, cause)
+                    )
+                time.sleep(delay)
                 continue
             failures = 0
-            if result.status.phase.terminal or should_stop():
+            self._end_outage(outage, on_api_retry)
+            # A terminal decision ends the loop once acted on (its clean-up done); one left
+            # unacted (stale observations) is acted on by the next tick.
+            if (result.status.phase.terminal and result.acted) or should_stop():
                 return result.status
             time.sleep(interval)
 

@@ -32,6 +32,30 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 TRANSPORT_ERRORS = _transport_errors()
 
 
+#: HTTP statuses of an API server that is (re)starting, overloaded or losing etcd.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` (or an error it wraps) is an outage worth retrying, not a refusal.
+
+    Transport errors (connection refused or reset, timeouts, TLS) and 429/5xx answers are;
+    403, 404, 409, 422 and the like are answers about the request and are not.
+    """
+    from lightkube.core.exceptions import ApiError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if TRANSPORT_ERRORS and isinstance(current, TRANSPORT_ERRORS):
+            return True
+        if isinstance(current, ApiError) and current.status.code in TRANSIENT_STATUSES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def make_client(kubeconfig: str | Path | None = None, context: str | None = None) -> Client:
     """A client from an explicit kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster config."""
     try:

@@ -27,7 +27,7 @@ import yaml
 from canaryctl.errors import TestenvError
 from canaryctl.testenv import binaries, images, pki, versions
 from canaryctl.testenv.binaries import Progress
-from canaryctl.testenv.components import Component, Runner, alive
+from canaryctl.testenv.components import Component, Runner, alive, stop_pid
 
 #: The control plane's components in start order; ``down`` stops in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -485,6 +485,46 @@ class LocalCluster:
             if state.dataplane:
                 dataplane.restore_host(state)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def restart_component(
+        self, name: str, down_for: float = 0.0, timeout: float = 60.0, grace: float = 10.0
+    ) -> None:
+        """Stop one running component, keep it down `down_for` seconds, start it again.
+
+        For outage tests (kube-apiserver, etcd, ...): the process gets SIGTERM, SIGKILL
+        after `grace` seconds (0: a crash; kube-apiserver's graceful shutdown outlasts 10 s),
+        then the same command line and environment start again, and this returns once the
+        component and the API server are healthy. Its pid is saved, so `down` finds it.
+        """
+        state = self.state()
+        if state is None or name not in state.pids:
+            raise TestenvError(f"testenv {self.name}: no running component named {name!r}")
+        pid = state.pids[name]
+        if not alive(pid, state.folder):
+            raise TestenvError(f"testenv {self.name}: {name} (pid {pid}) is not running")
+        proc = Path(f"/proc/{pid}")
+        command = tuple(a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a)
+        env = dict(
+            item.decode(errors="replace").partition("=")[::2]
+            for item in (proc / "environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        stop_pid(pid, state.folder, grace)
+        time.sleep(max(0.0, down_for))
+        health = {"etcd": etcd_healthy, "kube-apiserver": api_ready}.get(name)
+        comp = Component(
+            name=name,
+            command=command,
+            env=env,
+            health=(lambda: health(state)) if health else None,
+            health_what=f"{name} health after a restart",
+        )
+        state.pids[name] = self._runner.spawn(comp)
+        self._save(state)
+        deadline = time.monotonic() + timeout
+        self._runner.wait_healthy(comp, state.pids, deadline)
+        # The API server serves again only once it reaches etcd (after an etcd restart too).
+        self._runner.wait(lambda: api_ready(state), state.pids, deadline, "API server health")
 
     def load_image(self, image: images.Image) -> None:
         """Import a locally built image into the real node's containerd."""

@@ -175,7 +175,7 @@ class Runner:
             for path, text in comp.files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-            pids[comp.name] = self._spawn(comp)
+            pids[comp.name] = self.spawn(comp)
             save()
         for comp in components:
             if comp.name not in healthy:
@@ -186,7 +186,8 @@ class Runner:
         if comp.setup is not None:
             comp.setup()
 
-    def _spawn(self, comp: Component) -> int:
+    def spawn(self, comp: Component) -> int:
+        """Start one component's process (its log appended to <name>.log); its pid."""
         log = open(self.folder / f"{comp.name}.log", "ab")  # noqa: SIM115 - the child keeps it
         # A new session keeps the test bed alive after the CLI that started it exits,
         # and keeps a Ctrl-C in that terminal from reaching it.
