@@ -146,7 +146,15 @@ def test_istio_router_objects_pass_istioctl_analyze_at_every_step(
                 "header": {"X-Track": "canary"},
                 "mirror": 50,
             },
-            "steps": [{"setWeight": 20}, {"pause": "1s"}, {"setWeight": 60}, {"pause": "1s"}],
+            # Mirroring is a dark launch: on while the canary has capacity and weight 0.
+            "steps": [
+                {"setCanaryScale": 50},
+                {"pause": "1s"},
+                {"setWeight": 20},
+                {"pause": "1s"},
+                {"setWeight": 60},
+                {"pause": "1s"},
+            ],
             "health": {"readyDeadline": "30s"},
             "drainDelay": "1s",
         }
