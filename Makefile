@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ traefik: install
 # helm from its pinned Go module (installs the operator's chart in the tests; once).
 helm: install
 	$(BIN)/canaryctl testenv build --helm
+
+# The chart as a versioned archive plus a chart-repository index in dist/charts, to serve
+# over HTTP (`helm repo add`) or push to an OCI registry (`helm push ... oci://REGISTRY/charts`).
+HELM = $(BIN)/python -c 'from canaryctl.testenv import helm_build as h; print(h.ensure(lambda *_: None))'
+chart-package: helm
+	rm -rf dist/charts && mkdir -p dist/charts
+	helm=$$($(HELM)) && $$helm package charts/canaryctl -d dist/charts && $$helm repo index dist/charts
 
 # The operator's OCI image tar: Debian root filesystem (mmdebstrap) + canaryctl's wheel and
 # dependencies, cached by input hash (Containerfile: the same image for a registry).
