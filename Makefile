@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
 
 install: $(STAMP)
 
@@ -59,7 +59,13 @@ istio-analyze: binaries istioctl
 	$(BIN)/pytest tests/routers/test_istio_analyze.py
 
 test: system-deps binaries traefik helm operator-image
-	$(BIN)/pytest -m "not chaos"
+	$(BIN)/pytest -m "not chaos and not host_long"
+
+# Further host-restore variants on a real node of their own (root): kube-proxy's nftables
+# mode through `testenv down`. `make test` runs the iptables mode through `down` and the
+# nftables mode through the clean-up of a node whose processes died.
+test-host: system-deps binaries traefik
+	$(BIN)/pytest -m host_long tests/dataplane/test_host_restore.py
 
 # Long reliability runs (10,000 fuzz cases per input, kills at random instants, Prometheus
 # faults, writes at rest); the short version of each runs in `make test`.
