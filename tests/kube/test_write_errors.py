@@ -29,7 +29,7 @@ def api_error(code: int, message: str, reason: str = "", causes: list[str] = ())
 
 
 VAP = (
-    'deployments.apps "app" is forbidden: ValidatingAdmissionPolicy \'keep-up\' with binding '
+    "deployments.apps \"app\" is forbidden: ValidatingAdmissionPolicy 'keep-up' with binding "
     "'keep-up' denied request: app must keep a replica"
 )
 
