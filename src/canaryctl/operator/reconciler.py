@@ -788,13 +788,13 @@ class Reconciler:
         return DENIED_DELAYS[min(count, len(DENIED_DELAYS) - 1)]
 
     def _denial_over(self, key: Key) -> None:
-        """A pass went through after refusals: the conditions say what the status says."""
+        """A pass went through after refusals: the conditions say what the status says
+        again (no Event: a pass that did not reach the refused write would tell a story
+        the next refusal contradicts)."""
         self._denials.pop(key, None)
         body = self.cache.canaries.get(key)
         if body is None:
             return
-        self.recorder.emit(body, "Normal", "WriteAccepted",
-                           "the writes refused before went through")  # fmt: skip
         self._write_conditions(
             key,
             body,
