@@ -63,3 +63,33 @@ def test_a_relist_forgets_what_no_longer_exists() -> None:
     assert cache.pending() == {"ConfigMap": 1}
     cache.expect("ConfigMap", set())
     assert cache.pending() == {}
+
+
+def test_the_operator_neither_acts_nor_is_ready_before_the_lists_are_in() -> None:
+    """Operator wiring without a cluster (nothing is started): the scheduler's `acting`
+    gate and /readyz follow the start-up sync, whatever the leader election says."""
+    from lightkube import Client, KubeConfig
+
+    from canaryctl.operator.controller import Operator, Options
+
+    config = KubeConfig.from_dict({  # an address never contacted here
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    })  # fmt: skip
+    op = Operator(Client(config), Options(metrics_port=None, health_port=None))
+    op.elector.acting = lambda: True  # type: ignore[method-assign]  # as if it led
+    op.elector.in_contact = lambda: True  # type: ignore[method-assign]
+    assert not op.acting()
+    ok, why = op._readiness()
+    assert not ok and "Secret (not listed yet)" in why
+    _list_all(op.cache, ConfigMap={("ns", "conf")})
+    ok, why = op._readiness()
+    assert not ok and "ConfigMap (1 to come)" in why
+    op.cache.put_config("ConfigMap", _obj("ns", "conf", data={}))
+    assert op.cache.pending() == {}
+    op.ready = True  # what main() sets once _sync returns
+    assert op.acting() and op._readiness() == (True, "watches synced; API server answering")
+    op.scheduler.shutdown()
+    op.recorder.close()

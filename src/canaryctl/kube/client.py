@@ -72,12 +72,20 @@ def _texts(exc: Any) -> list[str]:
     return [t for t in texts if t]
 
 
+#: What the API server answers (422, reason Invalid, no details) when a JSON patch cannot be
+#: applied to the stored object: a `test` op that does not hold, or a path that is gone.
+#: The patch library's own words ("testing value ... failed: test failed") are dropped.
+PATCH_NOT_APPLICABLE = "the server rejected our request due to an error in our request"
+
+
 def is_failed_test(exc: Any) -> bool:
-    """Whether a 422 is the API server's answer to a JSON-patch `test` op that did not hold
-    (the guarded value changed: a race, like a 409), not a refusal of the change."""
+    """Whether a 422 is the API server's answer to a JSON patch that no longer applies (a
+    `test` op that did not hold: the guarded value changed, a race like a 409), not a
+    refusal of the change (admission and validation name the object and the reason)."""
     if exc.status.code != 422:
         return False
-    return any("test failed" in t or "testing value" in t for t in _texts(exc))
+    texts = _texts(exc)
+    return any(t.startswith(PATCH_NOT_APPLICABLE) or "test failed" in t for t in texts)
 
 
 def write_error(exc: Any, what: str) -> ClusterError:

@@ -747,7 +747,7 @@ class Reconciler:
         except LeaseHeld:
             return 1.0
         except ConflictError:
-            return 0.2
+            return RETRY_CONFLICT  # a race (409, a failed guard); a refusal is WriteDenied
         st = result.status
         self.metrics.observe_status(key[0], key[1], st)
         self.metrics.count_checks(key[0], key[1], seen, st)
