@@ -612,7 +612,11 @@ def test_deleting_a_managed_canary_mid_rollout_keeps_the_analysed_primary_unless
     annotation `canaryctl.dev/on-delete: HandOver` hands the traffic to the target."""
     managed_setup(kube, namespace)
     start_operator(namespace)
-    canary(kube, namespace, managed_spec([{"setWeight": 50}, {"pause": {}}]))
+    # The hand-over waits for the target at most health.readyDeadline after the deletion
+    # (the rollback's drain comes first): room for a loaded machine.
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], drainDelay="0s",
+                        health={"readyDeadline": "90s"})  # fmt: skip
+    canary(kube, namespace, spec)
     wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
     set_image(kube, namespace, "app", "app:2")
     wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
@@ -621,7 +625,7 @@ def test_deleting_a_managed_canary_mid_rollout_keeps_the_analysed_primary_unless
             "canaryctl.dev/on-delete": "HandOver"}}}, namespace=namespace,
             patch_type=PatchType.MERGE)  # fmt: skip
     kube.delete(Canary, "app", namespace=namespace)
-    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=90)
     reasons = canary_events(kube, namespace)
     assert "Deleting" in reasons and "Finalized" in reasons
     if on_delete == "HandOver":
