@@ -589,3 +589,174 @@ def test_a_restarted_operator_keeps_the_drain_wait_of_the_target_from_the_status
     assert selector(kube, namespace, "app") == PRIMARY_PODS
     # cleared once the target is at 0 (the next retirement waits afresh)
     wait_until(lambda: "drainedSince" not in status(kube, namespace), timeout=10)
+
+
+# --- deletion: what keeps serving --------------------------------------------------------
+
+
+def _kept(kube: Client, ns: str) -> dict[str, str]:
+    """The primary outlives the Canary: no owner reference, marked kept-for; its annotations."""
+    primary = kube.get(Deployment, "app-primary", namespace=ns)
+    assert not primary.metadata.ownerReferences  # the garbage collector leaves it
+    annotations = dict(primary.metadata.annotations or {})
+    assert annotations.get("canaryctl.dev/kept-for")
+    return annotations
+
+
+@pytest.mark.parametrize("on_delete", ["default", "HandOver"])
+def test_deleting_a_managed_canary_mid_rollout_keeps_the_analysed_primary_unless_asked(
+    kube: Client, namespace: str, start_operator, on_delete: str
+) -> None:
+    """The target runs a template whose analysis never ended: by default the primary (the
+    last promoted version) keeps serving at full capacity and the target goes to 0; the
+    annotation `canaryctl.dev/on-delete: HandOver` hands the traffic to the target."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    # The hand-over waits for the target at most health.readyDeadline after the deletion
+    # (the rollback's drain comes first): room for a loaded machine.
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], drainDelay="0s",
+                        health={"readyDeadline": "90s"})  # fmt: skip
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:2")
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    if on_delete == "HandOver":
+        kube.patch(Canary, "app", {"metadata": {"annotations": {
+            "canaryctl.dev/on-delete": "HandOver"}}}, namespace=namespace,
+            patch_type=PatchType.MERGE)  # fmt: skip
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=90)
+    reasons = canary_events(kube, namespace)
+    assert "Deleting" in reasons and "Finalized" in reasons
+    if on_delete == "HandOver":
+        assert "PrimaryKept" not in reasons
+        assert (
+            replicas(kube, namespace, "app") == (2, 2)
+            and image_of(kube, namespace, "app") == "app:2"
+        )
+        wait_until(lambda: replicas(kube, namespace, "app-primary") is None, timeout=30)
+        return
+    assert "PrimaryKept" in reasons
+    _kept(kube, namespace)
+    time.sleep(2)  # the garbage collector would have deleted an owned primary by now
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, TARGET_PODS) == 0
+
+
+def test_deleting_a_managed_canary_with_an_invalid_spec_keeps_the_primary_serving(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A spec the operator refuses cannot drive the usual release; the garbage collector
+    must still not take the primary (owned by the Canary) while the target is at 0."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    # valid for the schema, refused by the operator (managed mode has no DestinationRule)
+    invalid = {"kind": "istio", "virtualService": "vs", "destinationRule": "dr"}
+    kube.patch(Canary, "app", {"spec": {"router": invalid}}, namespace=namespace,
+               patch_type=PatchType.MERGE)  # fmt: skip
+    wait_until(lambda: "InvalidSpec" in canary_events(kube, namespace), timeout=30)
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    _kept(kube, namespace)
+    time.sleep(2)
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    events = [e for e in kube.list(Event, namespace=namespace)
+              if e.involvedObject.kind == "Canary" and e.reason == "PrimaryKept"]  # fmt: skip
+    assert events and "router.destinationRule" in events[0].message
+    assert "app-primary" in events[0].message
+
+
+# --- refused writes -----------------------------------------------------------------------
+
+
+def test_a_failed_guard_is_a_conflict_on_the_real_api_server(kube: Client, namespace: str) -> None:
+    """The 422 of a JSON-patch `test` op that does not hold is a race, not a refusal."""
+    from canaryctl.errors import ConflictError
+
+    deploy(kube, namespace, "app", 1, "main")
+    with pytest.raises(ConflictError):
+        workloads.scale(kube, "app", namespace, 3, generation=99)
+
+
+def test_a_write_an_admission_policy_refuses_is_told_and_retried_with_backoff(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A real ValidatingAdmissionPolicy forbids scaling `app` to 0: the operator names the
+    object and the policy's message (Event, Ready condition) and retries with a capped
+    backoff, not five times a second; once the policy goes, the target goes to 0."""
+    from lightkube.resources.admissionregistration_v1 import (
+        ValidatingAdmissionPolicy,
+        ValidatingAdmissionPolicyBinding,
+    )
+
+    name = f"keep-app-up-{namespace}"
+    policy = codecs.from_dict({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                "resources": ["deployments"]}]},
+            "validations": [{
+                "expression": "object.metadata.name != 'app' || object.spec.replicas > 0",
+                "message": "app must keep a replica (team policy)"}],
+        },
+    })  # fmt: skip
+    binding = codecs.from_dict({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}},
+    })  # fmt: skip
+    managed_setup(kube, namespace)
+    kube.create(policy)
+    kube.create(binding)
+    try:
+
+        def enforced() -> bool:
+            try:
+                kube.patch(Deployment, "app", {"spec": {"replicas": 0}}, namespace=namespace,
+                           patch_type=PatchType.MERGE, dry_run=True)  # fmt: skip
+            except ApiError as exc:
+                return exc.status.code == 422
+            return False
+
+        wait_until(enforced, timeout=30)  # the API server has loaded the policy
+        op = start_operator(namespace)
+        assert "watches synced" in op.get("/readyz", op.health_port)[1]
+        canary(kube, namespace, managed_spec())
+        wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+
+        def denied() -> dict[str, Any] | None:
+            conditions = status(kube, namespace).get("conditions") or []
+            ready = next((c for c in conditions if c["type"] == "Ready"), {})
+            return ready if ready.get("reason") == "WriteDenied" else None
+
+        ready = wait_until(denied, timeout=30)
+        first = time.monotonic()
+        assert "deployment/app" in ready["message"] and name in ready["message"]
+        assert "team policy" in ready["message"]
+        events = [e for e in kube.list(Event, namespace=namespace)
+                  if e.involvedObject.kind == "Canary" and e.reason == "WriteDenied"]  # fmt: skip
+        assert events and name in events[0].message and "team policy" in events[0].message
+        time.sleep(8)
+        refusals = op.metric("canaryctl_reconcile_errors_total", error="WriteDenied") or 0
+        # backoff 2, 5, 10 s: at most 4 tries in the first 8 s (5 a second would be 40)
+        assert 1 <= refusals <= 4, (refusals, time.monotonic() - first)
+        assert replicas(kube, namespace, "app") == (2, 2)  # refused: still serving
+    finally:
+        kube.delete(ValidatingAdmissionPolicyBinding, name)
+        kube.delete(ValidatingAdmissionPolicy, name)
+    # the next try (backoff <= 10 s now) goes through; the condition says so again
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=40)
+    wait_until(lambda: denied() is None, timeout=20)

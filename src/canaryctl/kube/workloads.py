@@ -12,7 +12,8 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from canaryctl.errors import ClusterError, ConflictError
+from canaryctl.errors import ClusterError
+from canaryctl.kube.client import write_error
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,9 @@ def scale(
     try:
         client.patch(Deployment, name, ops, namespace=namespace, patch_type=PatchType.JSON)
     except ApiError as exc:
-        # 422 is how the API server reports a failed `test` op (the replace is valid).
-        if exc.status.code in (409, 422):
-            raise ConflictError(
-                f"deployment/{name} in {namespace} changed while scaling it to {replicas}"
-            ) from exc
-        raise ClusterError(f"scaling deployment/{name} to {replicas}: {api_message(exc)}") from exc
+        # 422 is also how the API server reports a failed `test` op (a race, as a 409);
+        # an admission policy's 422/403 is a refusal (WriteDenied), never retried at once.
+        raise write_error(exc, f"deployment/{name} in {namespace} (scaling to {replicas})") from exc
     return True
 
 

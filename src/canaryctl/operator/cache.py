@@ -1,6 +1,13 @@
 """What the watches have shown: the latest Canary, Deployment and config objects, and which
 canary cares about which object. Reading it costs no API request, which is how a canary
 with nothing to do stays free.
+
+Synced: at start-up the watches deliver their initial lists object by object, and a
+canary decided on a half-filled cache sees a referenced ConfigMap as missing (a new
+template hash: a spurious rollout). So nobody acts before every watched kind is synced:
+the operator lists each kind once (`expect`: the keys that exist), and a kind is synced
+once the watch has shown each of them (or their deletion). Like client-go's HasSynced,
+but without keeping a second copy of the objects.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from canaryctl.operator import managed
 from canaryctl.operator.configs import config_refs, data_checksum
 
 Key = tuple[str, str]  # (namespace, name)
+#: The kinds whose watches must have delivered their initial list before anyone acts.
+SYNCED_KINDS = ("Canary", "Deployment", "ConfigMap", "Secret")
 
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,6 +47,44 @@ class Cache:
         self._services: dict[Key, set[Key]] = defaultdict(set)
         self._configs: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
         self._interest: dict[Key, tuple[list[Key], list[Key], list[tuple[str, str, str]]]] = {}
+        # Initial lists: keys listed but not yet shown by the watch, per kind (absent:
+        # not listed yet); keys the watch showed deleted before the list was in.
+        self._expected: dict[str, set[Key]] = {}
+        self._gone: dict[str, set[Key]] = defaultdict(set)
+
+    # --- initial lists --------------------------------------------------------------------
+
+    def expect(self, kind: str, keys: set[Key]) -> None:
+        """The keys of `kind` a list found: the kind is synced once the watch has shown
+        each (those it showed already, or showed deleted, count)."""
+        with self._lock:
+            self._expected[kind] = {k for k in keys if not self._has(kind, k)} - self._gone[kind]
+
+    def pending(self) -> dict[str, int]:
+        """{kind: objects the watch has yet to show} for every kind not synced yet (a kind
+        not listed yet counts -1). Empty once all are synced."""
+        with self._lock:
+            out = {kind: len(self._expected[kind]) if kind in self._expected else -1
+                   for kind in SYNCED_KINDS}  # fmt: skip
+            out = {kind: n for kind, n in out.items() if n}
+            if not out:
+                self._gone.clear()  # synced: tombstones are no longer needed
+            return out
+
+    def _has(self, kind: str, key: Key) -> bool:
+        if kind == "Canary":
+            return key in self.canaries
+        if kind == "Deployment":
+            return key in self.deployments
+        return (key[0], kind, key[1]) in self.checksums
+
+    def _seen(self, kind: str, key: Key, deleted: bool) -> None:
+        """The watch showed `key` (called with the lock held)."""
+        expected = self._expected.get(kind)
+        if expected is not None:
+            expected.discard(key)
+        if deleted and (expected is None or expected):
+            self._gone[kind].add(key)
 
     # --- canaries -------------------------------------------------------------------------
 
@@ -59,6 +106,7 @@ class Cache:
         services = [(ns, spec["service"])] if isinstance(spec.get("service"), str) else []
         with self._lock:
             self.canaries[key] = slim
+            self._seen("Canary", key, deleted=False)
             self._unindex(key)
             self._interest[key] = (deps, services, [])
             for d in deps:
@@ -72,6 +120,7 @@ class Cache:
         """Forget a Canary that is gone."""
         with self._lock:
             self.canaries.pop(key, None)
+            self._seen("Canary", key, deleted=True)
             self._unindex(key)
             self._interest.pop(key, None)
 
@@ -118,6 +167,7 @@ class Cache:
                 self.deployments.pop(key, None)
             else:
                 self.deployments[key] = _slim(body)
+            self._seen("Deployment", key, deleted)
             woken = set(self._deps.get(key, ()))
             for canary in woken:  # a new template may read other configs
                 self._index_configs(canary)
@@ -133,6 +183,7 @@ class Cache:
                 self.checksums.pop(key, None)
             else:
                 self.checksums[key] = data_checksum(body)
+            self._seen(kind, (key[0], key[2]), deleted)
             if self.checksums.get(key) == before:
                 return set()
             return set(self._configs.get(key, ()))

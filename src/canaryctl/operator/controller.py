@@ -23,12 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from lightkube import Client
+from lightkube import ALL_NS, Client
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from canaryctl.core.models import Phase
 from canaryctl.errors import CanaryError
+from canaryctl.kube.canary import Canary
+from canaryctl.kube.client import TRANSPORT_ERRORS
 from canaryctl.kube.store import identity as process_identity
-from canaryctl.operator.cache import Cache, Key
+from canaryctl.operator.cache import SYNCED_KINDS, Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.leader import LeaderElector
 from canaryctl.operator.metrics import Metrics, count_requests, serve
@@ -45,6 +50,11 @@ ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: that: wake once per burst rather than once per event.
 DEBOUNCE = 0.25
 TERMINAL = frozenset(p.value for p in Phase if p.terminal)
+#: The resource of each kind whose initial list gates acting (see `Cache.expect`).
+LISTED = {"Canary": Canary, "Deployment": Deployment, "ConfigMap": ConfigMap, "Secret": Secret}
+#: Seconds the watches get to show what a list found before that kind is listed again
+#: (an object deleted between our list and the watch's own is never shown to us).
+RELIST_AFTER = 10.0
 
 
 class Scheduler:
@@ -187,7 +197,7 @@ class Operator:
             on_change=self._leadership_changed,
         )  # fmt: skip
         self.scheduler = Scheduler(
-            self.reconciler.reconcile, acting=self.elector.acting, metrics=self.metrics,
+            self.reconciler.reconcile, acting=self.acting, metrics=self.metrics,
             workers=options.workers,
         )  # fmt: skip
         self.ready = False
@@ -195,6 +205,11 @@ class Operator:
         self._active_keys: set[Key] = set()
 
     # --- leadership -----------------------------------------------------------------------
+
+    def acting(self) -> bool:
+        """Reconcile only as the leader, and only once every watch has delivered its
+        initial list (a half-filled cache would make a referenced config look missing)."""
+        return self.ready and self.elector.acting()
 
     def _leadership_changed(self, acting: bool) -> None:
         self.metrics.leader.set(1 if acting else 0)
@@ -279,14 +294,59 @@ class Operator:
     # --- running --------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The probes: /healthz (the scheduling loop turns), /readyz (watches are up and the
-        API server answers)."""
+        """The probes: /healthz (the scheduling loop turns), /readyz (every watch has
+        delivered its initial list, and the API server answers)."""
         return {
             "/healthz": lambda: time.monotonic() - self.scheduler.heartbeat < 30,
-            # Watches started and the API server answers (a pod that cannot reach it, or
-            # whose credentials are refused, is not Ready and gets no traffic).
-            "/readyz": lambda: self.ready and self.elector.in_contact(),
+            "/readyz": self._readiness,
         }
+
+    def _readiness(self) -> tuple[bool, str]:
+        # A pod that cannot reach the API server, or whose credentials are refused, is not
+        # Ready; nor one whose caches are still filling (it would not act yet).
+        if not self.ready:
+            pending = self.cache.pending()
+            waiting = ", ".join(
+                f"{kind} ({n} to come)" if n > 0 else f"{kind} (not listed yet)"
+                for kind, n in pending.items()
+            )
+            return False, f"waiting for the initial lists of the watches: {waiting}"
+        if not self.elector.in_contact():
+            return False, "the API server did not answer about the leader Lease"
+        return True, "watches synced; API server answering"
+
+    def _list_keys(self, kind: str) -> set[Key]:
+        """The keys of every object of `kind` the operator watches (one LIST per namespace,
+        paged). Only the keys are kept: the watches fill the cache."""
+        keys: set[Key] = set()
+        for ns in self.options.namespaces or [ALL_NS]:
+            for obj in self.client.list(LISTED[kind], namespace=ns, chunk_size=500):
+                keys.add((obj.metadata.namespace, obj.metadata.name))
+        return keys
+
+    async def _sync(self) -> None:
+        """Return once every watched kind's initial list is in the cache (see Cache)."""
+        loop = asyncio.get_running_loop()
+        todo: Sequence[str] = SYNCED_KINDS
+        delays = iter(ERROR_DELAYS)
+        while todo:
+            try:
+                for kind in todo:
+                    keys = await loop.run_in_executor(None, self._list_keys, kind)
+                    self.cache.expect(kind, keys)
+            except (ApiError, *TRANSPORT_ERRORS) as exc:
+                delay = next(delays, ERROR_DELAYS[-1])
+                log.warning("listing %s for the start-up sync failed (%s); again in %gs",
+                            kind, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            deadline = time.monotonic() + RELIST_AFTER
+            while self.cache.pending() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            todo = list(self.cache.pending())
+            if todo:
+                log.info("watches have not shown all listed objects of %s yet; listing again",
+                         ", ".join(todo))  # fmt: skip
 
     async def main(self) -> None:
         """Run until SIGINT/SIGTERM (kopf handles the signals)."""
@@ -301,8 +361,9 @@ class Operator:
 
         async def mark_ready() -> None:
             await ready_flag.wait()
+            await self._sync()
             self.ready = True
-            self.elector.start()  # compete only once the caches are filling
+            self.elector.start()  # compete only once the caches are filled
 
         marker = asyncio.create_task(mark_ready())
         try:

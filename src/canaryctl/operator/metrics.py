@@ -124,9 +124,11 @@ def count_requests(client: Any, metrics: Metrics) -> None:
 
 
 def serve(
-    port: int, metrics: Metrics | None, checks: dict[str, Callable[[], bool]]
+    port: int, metrics: Metrics | None, checks: dict[str, Callable[[], bool | tuple[bool, str]]]
 ) -> ThreadingHTTPServer:
-    """Serve /metrics (when `metrics`) and each health check path on `port`, in a thread."""
+    """Serve /metrics (when `metrics`) and each health check path on `port`, in a thread.
+
+    A check returns whether all is well, or (that, a line saying why) for the body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -134,8 +136,9 @@ def serve(
             if path == "/metrics" and metrics is not None:
                 body, ctype, code = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
             elif path in checks:
-                ok = checks[path]()
-                body = b"ok\n" if ok else b"not ready\n"
+                result = checks[path]()
+                ok, why = result if isinstance(result, tuple) else (result, "")
+                body = (b"ok\n" if ok else b"not ready\n") + (why.encode() + b"\n" if why else b"")
                 ctype, code = "text/plain", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
