@@ -248,7 +248,17 @@ class Engine:
     # --- one tick ------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        """Observe, decide, persist, act. Raises LeaseHeld when another process drives."""
+        """Observe, decide, persist, act. Raises LeaseHeld when another process drives.
+
+        Webhooks and Prometheus queries of one tick share one budget of half the lease
+        (`analysis.TICK_SECONDS`), so a slow hook or Prometheus cannot hold a tick until
+        another process may take the lease over."""
+        if self.analysis is None:
+            return self._tick()
+        with self.analysis.tick_budget():
+            return self._tick()
+
+    def _tick(self) -> TickResult:
         now = self.clock()
         record = self.store.get(self.spec.name, self.spec.namespace)
         if record is None:
