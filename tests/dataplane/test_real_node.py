@@ -1,16 +1,21 @@
 """The real node: Ready next to the KWOK nodes, real pods of a locally built image, a
-ClusterIP answering from the host through kube-proxy, and `kubectl logs/exec`."""
+ClusterIP answering from the host through kube-proxy, `kubectl logs/exec`, and an API
+server that listens on the node's address only and refuses anonymous requests."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.core_v1 import Endpoints, Node, Pod
 
 from canaryctl.testenv import ClusterState, LocalCluster
-from canaryctl.testenv.dataplane import NODE_LABEL, NODE_NAME, NODE_TAINT
+from canaryctl.testenv.dataplane import NODE_LABEL, NODE_NAME, NODE_TAINT, node_ip
 from helpers import wait_until
 from realnode import (
     apply,
@@ -141,3 +146,20 @@ def test_status_shows_the_real_node_and_its_pods(
     assert node["ready"] is True  # type: ignore[index]
     listed = {p["pod"] for p in node["pods"] if p["ready"]}  # type: ignore[index]
     assert len([p for p in listed if p.startswith(f"{dataplane_namespace}/echo-v1-")]) == 2
+
+
+def test_the_api_server_listens_on_the_node_address_only_and_refuses_anonymous_requests(
+    dataplane_cluster: ClusterState, dataplane_kube: Client
+) -> None:
+    """Not on every interface of the host (0.0.0.0): on the node's address, which pods reach
+    through the `kubernetes` Service and every host client uses; no anonymous requests."""
+    state = dataplane_cluster
+    port = state.ports["kube-apiserver"]
+    assert state.address == node_ip() and state.server == f"https://{state.address}:{port}"
+    with pytest.raises(OSError):  # not on loopback, so not on every address of the host
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    ca = ssl.create_default_context(cafile=str(Path(state.folder) / "pki" / "ca.crt"))
+    with httpx.Client(verify=ca, timeout=5) as anonymous:
+        assert anonymous.get(f"{state.server}/readyz").status_code == 401
+    endpoints = dataplane_kube.get(Endpoints, "kubernetes", namespace="default")
+    assert [a.ip for s in endpoints.subsets or [] for a in s.addresses or []] == [state.address]
