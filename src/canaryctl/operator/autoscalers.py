@@ -21,7 +21,7 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 
-from canaryctl.errors import ClusterError, SpecError
+from canaryctl.errors import ClusterError, NameTaken, SpecError
 from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, is_ours, owner_ref, release
 
 #: Spec fields copied from the user's HPA (scaleTargetRef is the primary's).
@@ -112,7 +112,7 @@ def sync_primary_hpas(
         wanted.add(name)
         existing = seen.get(name)
         if existing is not None and not is_ours(existing, target):
-            raise SpecError(
+            raise NameTaken(
                 "targetRef",
                 f"horizontalpodautoscaler/{name} exists in {namespace} and was not made by "
                 f"canaryctl for deployment/{target}: canary {namespace}/{canary} needs that "

@@ -25,7 +25,7 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, ConflictError, NameTaken
 from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref, release
 
 
@@ -155,7 +155,7 @@ def copy_configs(
         existing = _read(client, kind, copy_name, namespace)
         if existing is not None:
             if not is_our_copy(existing, target):
-                raise SpecError(
+                raise NameTaken(
                     "targetRef",
                     f"{kind.lower()}/{copy_name} exists in {namespace} and was not made by "
                     f"canaryctl for deployment/{target}: canary {namespace}/{canary} needs "

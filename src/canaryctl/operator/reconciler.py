@@ -26,7 +26,7 @@ from lightkube.types import PatchType
 from canaryctl.core.conditions import invalid_spec_conditions
 from canaryctl.core.models import CanarySpec, CanaryStatus, Phase
 from canaryctl.driver.engine import Engine, LeaseHeld
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, ConflictError, NameTaken, SpecError
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 FINALIZER = "canaryctl.dev/finalizer"
 #: Seconds to the next look while a step waits on something no watch reports.
 RETRY_SOON = 0.5
+#: Seconds to the next look while a name canaryctl needs is taken (no watch reports its
+#: release: the object is not one the canary's watches follow).
+RETRY_TAKEN = 30.0
 
 
 @dataclass
@@ -146,7 +149,7 @@ class Reconciler:
             return self._pair(key, body, spec, status)
         except SpecError as exc:
             self._refuse(key, body, exc)
-            return None
+            return RETRY_TAKEN if isinstance(exc, NameTaken) else None
         except ConflictError:
             return 0.2  # someone wrote in between: decide again on what is there now
 
