@@ -179,7 +179,7 @@ class Reconciler:
         if target is None:
             raise SpecError("targetRef.name", f"deployment/{spec.canary} not found in {ns}")
         primary = self.cache.deployment(ns, spec.stable)
-        self._autoscalers(key, body, spec, primary)
+        self._autoscalers(key, body, spec, primary, _active(status))
         current = self._target_hash(ns, target)
         if primary is None:
             return self._initialize(key, body, spec, target, current)
@@ -226,12 +226,16 @@ class Reconciler:
                 return 0.0  # the first tick is a pass of its own (see _pair)
         return None
 
-    def _autoscalers(self, key: Key, body: dict, spec: CanarySpec, primary: dict | None) -> None:
-        """The target's HPAs: refused with the replicas router (before anything is made),
-        otherwise mirrored onto the primary once it exists (no request when in step)."""
+    def _autoscalers(
+        self, key: Key, body: dict, spec: CanarySpec, primary: dict | None, active: bool
+    ) -> None:
+        """The target's HPAs: refused with the replicas router (before anything is made,
+        and before each rollout; one running is left to finish), otherwise mirrored onto
+        the primary once it exists (no request when in step)."""
         seen = self.cache.hpas_in(spec.namespace)
-        found = autoscalers.target_hpas(seen, spec.canary)
-        autoscalers.refuse_with_replicas_router(found, spec.canary, spec.router.kind)
+        if not active:
+            found = autoscalers.target_hpas(seen, spec.canary)
+            autoscalers.refuse_with_replicas_router(found, spec.canary, spec.router.kind)
         if primary is not None:
             autoscalers.sync_primary_hpas(self.client, spec.namespace, spec.canary, seen,
                                           self._owner(body), key[1])  # fmt: skip
