@@ -101,7 +101,7 @@ def sync_primary_hpas(
     """Keep `<hpa>-primary` in step with each HPA of the target, and delete the ones whose
     HPA is gone. `hpas` are the namespace's HPAs as last seen (the watch cache): nothing
     is written, and no request made, when they are in step. A same-named HPA canaryctl did
-    not make is refused (SpecError naming it and the Canary), never overwritten. Returns
+    not make is refused (NameTaken naming it and the Canary), never overwritten. Returns
     the HPAs written or deleted."""
     seen = {h["metadata"]["name"]: h for h in hpas}
     changed = []

@@ -139,7 +139,7 @@ def copy_configs(
     `checksums` are the data checksums the version was decided on (what was analysed): a
     config whose data differs now is a newer change, so nothing is copied (ConflictError:
     decide again). A copy that exists already is left as it is (immutable, same version);
-    a same-named object that is not canaryctl's copy for `target` is refused (SpecError
+    a same-named object that is not canaryctl's copy for `target` is refused (NameTaken
     naming it and the Canary `canary`), never overwritten. A config that does not exist
     is skipped: the primary then misses it as the target does. Returns the copies created.
     """
