@@ -28,6 +28,12 @@ class SpecError(CanaryError):
         self.reason = reason
 
 
+class NameTaken(SpecError):
+    """An object canaryctl must create has a name already used by an object it did not
+    make (never overwritten): refused like a bad spec, and looked at again later, since
+    the fix (renaming or deleting that object) is no change of the Canary."""
+
+
 class ClusterError(CanaryError):
     """The Kubernetes API refused or could not serve a request."""
 

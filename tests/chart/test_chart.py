@@ -33,7 +33,7 @@ OPERATOR_VERBS = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "events"): {"create"},
-    ("autoscaling", "horizontalpodautoscalers"): {"list"},
+    ("autoscaling", "horizontalpodautoscalers"): {"list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "ingresses"): {"get", "create", "patch", "delete"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
     ("gateway.networking.k8s.io", "referencegrants"): {"list"},

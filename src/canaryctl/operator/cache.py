@@ -42,6 +42,7 @@ class Cache:
         self.canaries: dict[Key, dict[str, Any]] = {}
         self.deployments: dict[Key, dict[str, Any]] = {}
         self.checksums: dict[tuple[str, str, str], str] = {}  # (ns, kind, name) -> checksum
+        self.hpas: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # ns -> name -> HPA
         # object -> canaries to wake when it changes
         self._deps: dict[Key, set[Key]] = defaultdict(set)
         self._services: dict[Key, set[Key]] = defaultdict(set)
@@ -187,6 +188,26 @@ class Cache:
             if self.checksums.get(key) == before:
                 return set()
             return set(self._configs.get(key, ()))
+
+    def put_hpa(self, body: Mapping[str, Any], deleted: bool = False) -> set[Key]:
+        """Remember a HorizontalPodAutoscaler (or forget it); returns the canaries to wake:
+        those whose target or primary it scales (the user's HPA, or canaryctl's mirror)."""
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        with self._lock:
+            before = self.hpas[ns].get(name)
+            if deleted:
+                self.hpas[ns].pop(name, None)
+            else:
+                self.hpas[ns][name] = _slim(body)
+            scaled = {((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+                      for h in (before, None if deleted else body) if h}  # fmt: skip
+            return {c for d in scaled if d for c in self._deps.get((ns, d), ())}
+
+    def hpas_in(self, namespace: str) -> list[dict[str, Any]]:
+        """The HorizontalPodAutoscalers of a namespace, as last seen."""
+        with self._lock:
+            return list(self.hpas.get(namespace, {}).values())
 
     def service_woken(self, namespace: str, service: str | None) -> set[Key]:
         """Canaries routing through a Service (woken by its EndpointSlices)."""

@@ -3,9 +3,10 @@ runs reconciles, one at a time per canary, only while this process leads.
 
 No per-canary loop exists: a canary is looked at when a watch event concerns it (its
 Canary, its Deployments, the EndpointSlices of its Service, the configs its target
-reads), and an active rollout also at the time its reconcile asked for (its cadence, or
-the end of a timed pause). A finished canary is never scheduled again until an event
-wakes it, and then costs no API request unless something is to be done.
+reads, the HPAs scaling its target or primary), and an active rollout also at the time
+its reconcile asked for (its cadence, or the end of a timed pause). A finished canary is
+never scheduled again until an event wakes it, and then costs no API request unless
+something is to be done.
 """
 
 from __future__ import annotations
@@ -268,6 +269,12 @@ class Operator:
                     self.scheduler.wake(key, DEBOUNCE)
 
             kopf.on.event("", "v1", plural, registry=registry, id=f"{plural}-event")(config_event)
+
+        @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+        async def hpa_event(type: str, body: kopf.Body, **_: Any) -> None:
+            # managed mode mirrors the target's HPA onto the primary
+            for key in self.cache.put_hpa(body, deleted=type == "DELETED"):
+                self.scheduler.wake(key, DEBOUNCE)
 
         @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry)
         async def endpointslice_event(body: kopf.Body, **_: Any) -> None:

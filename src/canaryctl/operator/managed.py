@@ -121,7 +121,7 @@ def primary_manifest(
     spec = target["spec"]
     selector = dict((spec.get("selector") or {}).get("matchLabels") or {})
     keys = rewritten_keys(selector, service_selector)
-    template = with_config_copies(spec["template"])
+    template = with_config_copies(spec["template"], hash_)
     tmeta = template.setdefault("metadata", {})
     tmeta["labels"] = _suffixed(tmeta.get("labels"), keys)
     tmeta["annotations"] = {**(tmeta.get("annotations") or {}), CONFIG_CHECKSUM: checksum}

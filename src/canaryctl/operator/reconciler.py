@@ -27,12 +27,12 @@ from lightkube.types import PatchType
 from canaryctl.core.conditions import conditions_for, denied_conditions, invalid_spec_conditions
 from canaryctl.core.models import CanarySpec, CanaryStatus, HealthSpec, Phase
 from canaryctl.driver.engine import Engine, LeaseHeld
-from canaryctl.errors import ClusterError, ConflictError, SpecError, WriteDenied
+from canaryctl.errors import ClusterError, ConflictError, NameTaken, SpecError, WriteDenied
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
 from canaryctl.kube.client import denial_of
-from canaryctl.operator import configs, managed, owned, services
+from canaryctl.operator import autoscalers, configs, managed, owned, services
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.metrics import Metrics
@@ -59,6 +59,9 @@ ON_DELETE = "canaryctl.dev/on-delete"
 HAND_OVER = "HandOver"
 #: Longest wait for the finalizer's own Event before it lets the Canary go (seconds).
 EVENT_WAIT = 2.0
+#: Seconds to the next look while a name canaryctl needs is taken (no watch reports its
+#: release: the object is not one the canary's watches follow).
+RETRY_TAKEN = 30.0
 
 
 @dataclass
@@ -179,7 +182,7 @@ class Reconciler:
             delay = step()
         except SpecError as exc:
             self._refuse(key, body, exc)
-            return None
+            return RETRY_TAKEN if isinstance(exc, NameTaken) else None
         except ConflictError:
             return RETRY_CONFLICT  # someone wrote in between: decide again on what is there
         except ClusterError as exc:
@@ -217,6 +220,7 @@ class Reconciler:
         if target is None:
             raise SpecError("targetRef.name", f"deployment/{spec.canary} not found in {ns}")
         primary = self.cache.deployment(ns, spec.stable)
+        self._autoscalers(key, body, spec, primary, _active(status))
         current = self._target_hash(ns, target)
         if primary is None:
             return self._initialize(key, body, spec, target, current)
@@ -263,6 +267,20 @@ class Reconciler:
                 return 0.0  # the first tick is a pass of its own (see _pair)
         return None
 
+    def _autoscalers(
+        self, key: Key, body: dict, spec: CanarySpec, primary: dict | None, active: bool
+    ) -> None:
+        """The target's HPAs: refused with the replicas router (before anything is made,
+        and before each rollout; one running is left to finish), otherwise mirrored onto
+        the primary once it exists (no request when in step)."""
+        seen = self.cache.hpas_in(spec.namespace)
+        if not active:
+            found = autoscalers.target_hpas(seen, spec.canary)
+            autoscalers.refuse_with_replicas_router(found, spec.canary, spec.router.kind)
+        if primary is not None:
+            autoscalers.sync_primary_hpas(self.client, spec.namespace, spec.canary, seen,
+                                          self._owner(body), key[1])  # fmt: skip
+
     def _fresh(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment read from the API (not the cache), as a plain mapping."""
         try:
@@ -298,9 +316,10 @@ class Reconciler:
     ) -> dict:
         template = (target.get("spec") or {}).get("template") or {}
         sums = self.cache.checksums_for(spec.namespace, configs.config_refs(template))
-        # The configs first: the primary's new template reads their copies.
+        # The configs first: the primary's new template reads their copies (new objects for
+        # this version; the running pods keep reading theirs until the template replaces them).
         configs.copy_configs(self.client, spec.namespace, template, spec.canary,
-                             self._owner(body))  # fmt: skip
+                             self._owner(body), hash_, sums, body["metadata"]["name"])  # fmt: skip
         return managed.primary_manifest(
             target,
             service_selector=self._service_selector(spec),
@@ -335,6 +354,9 @@ class Reconciler:
         replicas = (status.baseline_replicas if status else 0) or max(
             int((target.get("spec") or {}).get("replicas", 1) or 0), 1
         )
+        if autoscalers.target_hpas(self.cache.hpas_in(spec.namespace), spec.canary):
+            # the primary's HPA owns its replica count: keep it, never set it back
+            replicas = int((primary.get("spec") or {}).get("replicas") or 0) or replicas
         ann = dict(primary["metadata"].get("annotations") or {})
         extra = {k: v for k, v in ann.items() if k in (managed.CANDIDATE_HASH, managed.FAILED_HASH)}
         manifest = self._primary_body(body, spec, target, replicas, candidate, extra)
@@ -372,6 +394,9 @@ class Reconciler:
             delay = self._route_to_primary(key, body, spec, status, service, target, primary)
             if delay is not None:
                 return delay
+        # Every primary pod runs the current version: copies of earlier versions can go.
+        configs.prune_config_copies(self.client, spec.namespace, spec.canary,
+                                    (primary.get("spec") or {}).get("template") or {})  # fmt: skip
         workloads.scale(self.client, spec.canary, spec.namespace, 0,
                         generation=target["metadata"].get("generation"))  # fmt: skip
         self._keep_drained_since(key, status, None)
@@ -543,6 +568,7 @@ class Reconciler:
             workloads.delete_deployment(self.client, spec.stable, ns)
         self._delete_side_services(spec)
         configs.delete_config_copies(self.client, ns, spec.canary)
+        autoscalers.delete_primary_hpas(self.client, ns, spec.canary)
         return None, False
 
     def _hand_back(
@@ -601,6 +627,7 @@ class Reconciler:
         the Services canaryctl made go. Idempotent; None when done."""
         ns = spec.namespace
         configs.release_config_copies(self.client, ns, spec.canary, uid)
+        autoscalers.release_primary_hpas(self.client, ns, spec.canary, uid)
         if (target.get("spec") or {}).get("replicas"):
             workloads.scale(self.client, spec.canary, ns, 0,
                             generation=target["metadata"].get("generation"))  # fmt: skip
@@ -649,13 +676,14 @@ class Reconciler:
                                f"released as usual: deployment/{name} (the last promoted "
                                f"version) keeps serving with {want} replicas, released from "
                                "the Canary so it stays after it goes (with its config "
-                               f"copies); deployment/{target_name} goes to 0 once it is "
+                               f"copies and HPAs); deployment/{target_name} goes to 0 once it is "
                                f"ready. To serve deployment/{target_name} instead: scale it "
                                f"up, wait until it is ready, then delete deployment/{name}; "
                                "or fix the spec and create the Canary again")  # fmt: skip
             return RETRY_SOON
         if target_name:
             configs.release_config_copies(self.client, ns, target_name, uid)
+            autoscalers.release_primary_hpas(self.client, ns, target_name, uid)
         told = (f"the spec is invalid ({exc}); deployment/{name} keeps serving with {want} "
                 "replicas and is no longer owned by this Canary")  # fmt: skip
         target = self._fresh(ns, target_name) if target_name else None
