@@ -521,6 +521,11 @@ def main() -> None:
     parser.add_argument("--wave-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, help="JSON file of the results (appended per run)")
     parser.add_argument("--table", type=Path, help="only print the table of a saved JSON file")
+    parser.add_argument(
+        "--label",
+        help="suffix of the tool's name in the saved rows, e.g. `before` for canaryctl run "
+        "from another checkout with that checkout's Python (a before/after column)",
+    )
     args = parser.parse_args()
     # SIGTERM (e.g. a time-out) ends like Ctrl-C: the tool and its cluster are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -542,6 +547,8 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         for name in args.tools.split(","):
             row = run_one(TOOLS[name], n, args.idle, args.wave_timeout)
+            if args.label:
+                row["tool"] = f"{name}-{args.label}"
             record["runs"].append(row)
             out.write_text(json.dumps(record, indent=2, default=str) + "\n")
             print(json.dumps(row, default=str), file=sys.stderr, flush=True)
