@@ -248,7 +248,14 @@ class Engine:
     # --- one tick ------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        """Observe, decide, persist, act. Raises LeaseHeld when another process drives."""
+        """Observe, decide, persist, act. Raises LeaseHeld when another process drives.
+
+        The tick acts on the Deployments it observed (one read of each, see
+        `workloads.one_view`); a Deployment it scales is read afresh after that write."""
+        with workloads.one_view():
+            return self._tick()
+
+    def _tick(self) -> TickResult:
         now = self.clock()
         record = self.store.get(self.spec.name, self.spec.namespace)
         if record is None:
