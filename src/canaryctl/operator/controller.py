@@ -73,9 +73,8 @@ class Scheduler:
         self._metrics = metrics
         self._workers = max(workers, 1)
         # Workers only reactions may use: a quarter, at least one when there are two.
-        self._reserve = min(
-            reserve if reserve is not None else self._workers // 4, self._workers - 1
-        )
+        wanted = reserve if reserve is not None else max(self._workers // 4, 1)
+        self._reserve = max(min(wanted, self._workers - 1), 0)
         self._pool = concurrent.futures.ThreadPoolExecutor(self._workers, "reconcile")
         self._heap: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}
