@@ -96,7 +96,7 @@ def test_a_waiting_tick_woken_by_a_change_moves_to_the_react_lane() -> None:
     asyncio.run(scenario())
 
 
-def test_one_reconcile_at_a_time_per_canary_and_a_standby_runs_none() -> None:
+def test_one_reconcile_at_a_time_per_canary_and_a_standby_parks_wakes_until_it_acts() -> None:
     async def scenario() -> None:
         held, metrics = Held(), Metrics()
         acting = {"now": True}
@@ -110,11 +110,15 @@ def test_one_reconcile_at_a_time_per_canary_and_a_standby_runs_none() -> None:
             assert len(held.calls) == 1
             held.release.set()
             await _until(lambda: len(held.calls) == 2)
-            acting["now"] = False
+            acting["now"] = False  # a standby, or a leader whose renewal is late
             await asyncio.sleep(0.1)
             scheduler.wake(("ns", "b"), urgent=True)
             await asyncio.sleep(0.2)
             assert held.calls == [("ns", "a"), ("ns", "a")]
+            acting["now"] = True  # acting again, with no change of leadership seen
+            scheduler.wake(("ns", "c"))
+            await _until(lambda: len(held.calls) == 4)  # the parked wake was kept
+            assert sorted(held.calls[2:]) == [("ns", "b"), ("ns", "c")]
         finally:
             held.release.set()
             runner.cancel()

@@ -130,9 +130,6 @@ class Scheduler:
                 if self._due.get(key) != at:
                     continue  # superseded by an earlier wish
                 del self._due[key]
-                if not self._acting():
-                    self._urgent.discard(key)
-                    continue  # a standby only watches; taking the lead wakes everything
                 if key in self._running:
                     self._dirty.add(key)
                     continue
@@ -147,12 +144,14 @@ class Scheduler:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=min(timeout, 5.0))
 
     def _dispatch(self) -> None:
-        """Start waiting reconciles while workers are free: reactions first."""
+        """Start waiting reconciles while workers are free: reactions first.
+
+        While this process does not act (a standby, or a leader whose renewal is late) due
+        keys stay parked here, at most one entry per canary, and run once it acts again: a
+        wake is never dropped. (Dropping them lost wakes for good when a loaded API server
+        delayed a renewal past the deadline for a moment and no change of leadership was
+        seen, so nothing woke everything again.)"""
         if not self._acting():
-            for queue in self._ready.values():
-                queue.clear()  # a standby only watches; taking the lead wakes everything
-            self._ready_at.clear()
-            self._urgent.clear()
             return
         for lane, limit in (("react", self._workers), ("tick", self._workers - self._reserve)):
             queue = self._ready[lane]
