@@ -252,11 +252,14 @@ class Engine:
 
         Webhooks and Prometheus queries of one tick share one budget of half the lease
         (`analysis.TICK_SECONDS`), so a slow hook or Prometheus cannot hold a tick until
-        another process may take the lease over."""
-        if self.analysis is None:
-            return self._tick()
-        with self.analysis.tick_budget():
-            return self._tick()
+        another process may take the lease over. The tick acts on the Deployments it
+        observed (one read of each, see `workloads.one_view`); a Deployment it scales is
+        read afresh after that write."""
+        with workloads.one_view():
+            if self.analysis is None:
+                return self._tick()
+            with self.analysis.tick_budget():
+                return self._tick()
 
     def _tick(self) -> TickResult:
         now = self.clock()

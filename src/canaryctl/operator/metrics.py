@@ -58,6 +58,13 @@ class Metrics:
             "canaryctl_reconcile_duration_seconds", "Time of one reconcile of one canary",
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
+        self.queued = Histogram(
+            "canaryctl_reconcile_queue_seconds",
+            "Time a due reconcile waited for a worker, by lane (react: a change to react "
+            "to; tick: a running rollout's next look)",
+            ["lane"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
         self.api_requests = Counter(
             "canaryctl_api_requests_total", "Requests to the Kubernetes API (watches excluded)",
             ["verb"], registry=r,
