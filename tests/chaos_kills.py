@@ -271,7 +271,8 @@ def _flush_watch(kube: Client, namespace: str, router: str, log: Path) -> list[s
     """
     token = uuid.uuid4().hex[:8]
     patch = {"metadata": {"annotations": {FLUSHED: token}}}
-    kinds = {"Deployment": (Deployment, "app-v1"), "Service": (Service, "app")}
+    # app-v2: the Deployment left in both outcomes (a promotion deletes app-v1).
+    kinds = {"Deployment": (Deployment, "app-v2"), "Service": (Service, "app")}
     if router in ROUTING_KIND:
         kinds[ROUTING_KIND[router]] = (_routing_resource(router), "app")
     for res, name in kinds.values():
