@@ -397,32 +397,50 @@ def run_seeds(seed: int, runs: int) -> list[int]:
     return [master.getrandbits(32) for _ in range(runs)]
 
 
-def schedule(runs: int, concurrency: int, execute: Callable[[int, float | None], Run]) -> list[Run]:
+def schedule(
+    runs: int,
+    concurrency: int,
+    execute: Callable[[int, float | None], Run],
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Run]:
     """`execute(index, horizon)` for every run index, `concurrency` at a time, in index order.
 
     Kill instants are drawn over the length of an unkilled run measured under the same load:
     until a horizon is known, runs go unkilled in batches of `concurrency`; the horizon is
     the median duration of their healthy, clean runs (sequentially: the first such run).
+    With a `deadline` (on `clock`), no run starts after it: the runs done are returned (the
+    campaign reports how many of `runs` that was).
     """
     results: dict[int, Run] = {}
-    horizon: float | None = None
-    start = 0
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        while horizon is None and start < runs:
-            batch = range(start, min(runs, start + concurrency))
-            for index, run in zip(batch, pool.map(lambda i: execute(i, None), batch), strict=True):
+
+    def start(index: int, horizon: float | None) -> Run | None:
+        if deadline is not None and clock() >= deadline:
+            return None
+        return execute(index, horizon)
+
+    def collect(indexes: range, horizon: float | None) -> None:
+        ran = pool.map(lambda i: start(i, horizon), indexes)
+        for index, run in zip(indexes, ran, strict=True):
+            if run is not None:
                 results[index] = run
-            start = batch.stop
-            clean = [results[i].duration for i in batch if _clean(results[i], "good")]
+
+    horizon: float | None = None
+    first = 0
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        while horizon is None and first < runs:
+            batch = range(first, min(runs, first + concurrency))
+            collect(batch, None)
+            first = batch.stop
+            clean = [results[i].duration for i in batch if i in results and _clean(results[i])]
             horizon = statistics.median(clean) if clean else None
-        rest = range(start, runs)
-        for index, run in zip(rest, pool.map(lambda i: execute(i, horizon), rest), strict=True):
-            results[index] = run
-    return [results[i] for i in range(runs)]
+        collect(range(first, runs), horizon)
+    return [results[i] for i in sorted(results)]
 
 
-def _clean(run: Run, scenario: str) -> bool:
-    return run.scenario == scenario and not run.violations and run.error is None
+def _clean(run: Run) -> bool:
+    """A healthy canary's run that broke nothing: its length is a kill horizon."""
+    return run.scenario == "good" and not run.violations and run.error is None
 
 
 def _line(run: Run) -> str:
@@ -457,7 +475,8 @@ def campaign(
     """`runs` runs, `concurrency` at a time; the first unkilled ones set the kill horizon.
 
     CANARYCTL_CHAOS_RUN_SEED replays one run alone instead (its horizon from
-    CANARYCTL_CHAOS_HORIZON; without it, unkilled).
+    CANARYCTL_CHAOS_HORIZON; without it, unkilled). CANARYCTL_CHAOS_BUDGET (seconds) starts
+    no run after that time, and says how many were made.
     """
     del kube  # each run has a client of its own (runs may go side by side)
     if concurrency is None:
@@ -491,8 +510,13 @@ def campaign(
     )
     seeds = run_seeds(seed, runs)
     started = time.monotonic()
-    results = schedule(runs, concurrency, lambda i, h: execute(i, seeds[i], h, runs))
+    budget = os.environ.get("CANARYCTL_CHAOS_BUDGET")
+    deadline = started + float(budget) if budget else None
+    results = schedule(runs, concurrency, lambda i, h: execute(i, seeds[i], h, runs), deadline)
     print(summary(results, router, seed, concurrency, time.monotonic() - started))
+    if len(results) < runs:
+        print(f"kill campaign ({router}): time budget of {budget} s spent: "
+              f"{len(results)} of {runs} runs made")  # fmt: skip
     return results
 
 

@@ -127,3 +127,16 @@ def test_the_summary_counts_runs_kills_violations_and_harness_errors() -> None:
     assert "4 at a time, 40 s in all (10.0 s per run)" in line
     assert "run length 10.0-40.0 s (median 12.0), horizon 11.0 s" in line
     assert "longest sample gap 250 ms" in line
+
+
+def test_no_run_starts_after_the_time_budget() -> None:
+    fake = _Fake()
+    now = [0.0]
+
+    def execute(index: int, horizon: float | None) -> Run:
+        now[0] += 10.0  # each run takes 10 s of the clock
+        return fake(index, horizon)
+
+    results = schedule(100, 1, execute, deadline=35.0, clock=lambda: now[0])
+    assert len(results) == 4 and sorted(fake.horizons) == [0, 1, 2, 3]
+    assert schedule(5, 2, fake, deadline=0.0, clock=lambda: 1.0) == []
