@@ -22,7 +22,7 @@ from canaryctl.operator.configs import config_refs, data_checksum
 
 Key = tuple[str, str]  # (namespace, name)
 #: The kinds whose watches must have delivered their initial list before anyone acts.
-SYNCED_KINDS = ("Canary", "Deployment", "ConfigMap", "Secret")
+SYNCED_KINDS = ("Canary", "Deployment", "ConfigMap", "Secret", "HorizontalPodAutoscaler")
 
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,6 +77,8 @@ class Cache:
             return key in self.canaries
         if kind == "Deployment":
             return key in self.deployments
+        if kind == "HorizontalPodAutoscaler":
+            return key[1] in self.hpas.get(key[0], {})
         return (key[0], kind, key[1]) in self.checksums
 
     def _seen(self, kind: str, key: Key, deleted: bool) -> None:
@@ -200,6 +202,8 @@ class Cache:
                 self.hpas[ns].pop(name, None)
             else:
                 self.hpas[ns][name] = _slim(body)
+            # gates acting too: a mirror seen before its source would look orphaned
+            self._seen("HorizontalPodAutoscaler", (ns, name), deleted)
             scaled = {((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
                       for h in (before, None if deleted else body) if h}  # fmt: skip
             return {c for d in scaled if d for c in self._deps.get((ns, d), ())}

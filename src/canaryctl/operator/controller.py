@@ -28,6 +28,7 @@ import kopf
 from lightkube import ALL_NS, Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from canaryctl.core.models import Phase
@@ -53,7 +54,13 @@ ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 DEBOUNCE = 0.25
 TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 #: The resource of each kind whose initial list gates acting (see `Cache.expect`).
-LISTED = {"Canary": Canary, "Deployment": Deployment, "ConfigMap": ConfigMap, "Secret": Secret}
+LISTED = {
+    "Canary": Canary,
+    "Deployment": Deployment,
+    "ConfigMap": ConfigMap,
+    "Secret": Secret,
+    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+}
 #: Seconds the watches get to show what a list found before that kind is listed again
 #: (an object deleted between our list and the watch's own is never shown to us).
 RELIST_AFTER = 10.0
