@@ -28,6 +28,7 @@ from realnode import (
     ready_pods,
     service,
     split,
+    wait_programmed,
 )
 
 pytestmark = [pytest.mark.dataplane, pytest.mark.integration]
@@ -100,7 +101,9 @@ def test_ten_real_pods_become_ready_and_a_cluster_ip_splits_nine_to_one_by_pods(
     assert len({p.status.podIP for p in pods}) == 10
 
     url = f"http://{cluster_ip(dataplane_kube, 'echo', dataplane_namespace)}/"
-    # kube-proxy programs the Service once its EndpointSlice lists the 10 pods.
+    # kube-proxy programs the Service once its EndpointSlice lists the 10 pods: measured
+    # before that, the split is over the pods programmed first (e.g. 5 + 1: 1/6 to v2).
+    wait_programmed(dataplane_cluster, dataplane_kube, dataplane_namespace, "echo", 10)
     wait_until(lambda: split(url, 1)[0], timeout=30)
     versions, failed = split(url, 1000)
     low, high = binomial_interval(1000, 0.9)
