@@ -41,6 +41,9 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Service, ServiceAccount
 from lightkube.types import PatchType
 
+# Defines the generic resources (VirtualService, HTTPRoute, ...) that codecs.from_dict needs
+# for the route objects: a campaign of one router alone must not depend on what else ran.
+import canaryctl.routers._patch  # noqa: F401
 from canaryctl.kube.client import TRANSPORT_ERRORS, make_client
 from canaryctl.testenv import ClusterState
 from helpers import app_deployment, app_service, replicas, route_objects, wait_until
