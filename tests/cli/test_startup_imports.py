@@ -12,6 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
 PROBE = """
 import json, sys
 sys.argv = ["canaryctl", *json.loads(sys.argv[1])]
@@ -62,3 +65,35 @@ def test_listing_rollouts_needs_only_the_api_client(tmp_path):
     assert "lightkube" in mods and "canaryctl.cli.listing" in mods  # it did try to list
     for heavy in ("rich", "pydantic", "canaryctl.core", "canaryctl.driver.engine"):
         assert heavy not in mods, f"get (list) imported {heavy}"
+    # Only the invoked command is registered: the other commands' modules stay unloaded.
+    for other in ("canaryctl.cli.demo", "canaryctl.cli.probe", "canaryctl.cli.testenv"):
+        assert other not in mods, f"get (list) imported {other}"
+
+
+@pytest.mark.parametrize(
+    "args", [["get", "--help"], ["get", "--bogus"], ["plan", "--help"], ["testenv", "--help"],
+             ["testenv", "up", "--help"], ["promote"], ["rollout", "--steps"]],
+)  # fmt: skip
+def test_an_app_of_one_command_answers_like_the_whole_app(args):
+    """main() registers only the command named first: its help, usage and errors must not
+    change because the other commands are missing."""
+    from canaryctl.cli.app import build, command_of
+
+    assert command_of(args) == args[0]
+    runner = CliRunner()
+    whole = runner.invoke(build(), args, prog_name="canaryctl")
+    one = runner.invoke(build(command_of(args)), args, prog_name="canaryctl")
+    assert whole.output.strip()
+    assert (one.exit_code, one.output) == (whole.exit_code, whole.output)
+
+
+def test_help_and_unknown_commands_get_every_command():
+    from canaryctl.cli.app import COMMANDS, build, command_of
+
+    runner = CliRunner()
+    for args in ([], ["--help"], ["gett"], ["--install-completion"]):
+        assert command_of(args) is None
+    listed = runner.invoke(build(command_of(["--help"])), ["--help"], prog_name="canaryctl")
+    assert all(f"  {name} " in listed.output for name in COMMANDS), listed.output
+    typo = runner.invoke(build(command_of(["gett"])), ["gett"], prog_name="canaryctl")
+    assert typo.exit_code == 2 and "Did you mean 'get'" in typo.output
