@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from importlib import import_module
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -74,6 +74,10 @@ def command_of(args: list[str]) -> str | None:
     return args[0] if args and args[0] in COMMANDS else None
 
 
+#: Commands that print once and end (see main); `get -w` turns collection back on.
+SHORT_LIVED = frozenset({"get"})
+
+
 def main() -> None:
     """Console-script entry point (`canaryctl`, and `kubectl-canary` as a kubectl plugin)."""
     import os
@@ -81,4 +85,40 @@ def main() -> None:
 
     # kubectl runs the plugin as `kubectl-canary`; help and errors should say what was typed.
     plugin = os.path.basename(sys.argv[0]) == "kubectl-canary"
-    build(command_of(sys.argv[1:]))(prog_name="kubectl canary" if plugin else "canaryctl")
+    command = command_of(sys.argv[1:])
+    app = build(command)
+    prog_name = "kubectl canary" if plugin else "canaryctl"
+    if command not in SHORT_LIVED:
+        app(prog_name=prog_name)
+        return
+    # `get` is what a person (or a shell prompt, or `watch`) runs most, and it only prints.
+    # Measured in instructions on the local cluster: the garbage collections run while the
+    # API client is imported free nothing (4% of a list), and the interpreter's teardown,
+    # which frees every loaded module one by one, is 7% more. Skip both; the kernel closes
+    # the connection.
+    import gc
+
+    gc.disable()
+    try:
+        app(prog_name=prog_name)
+    except SystemExit as done:
+        _exit_now(done.code)
+    _exit_now(0)
+
+
+def _exit_now(code: object) -> NoReturn:
+    """What `sys.exit(code)` does, without the interpreter's teardown."""
+    import os
+    import sys
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # as sys.exit("message") does
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError) as exc:  # disk full, reader gone (`| head`)
+            code = code or 120  # Python's own exit status when it cannot flush
+            if stream is sys.stdout:
+                print(f"error: output lost: {exc}", file=sys.stderr)
+    os._exit(code or 0)
