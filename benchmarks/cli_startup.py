@@ -9,7 +9,11 @@ A breakdown of the bare lightkube list into its phases, timed inside one fresh p
 run (import of the HTTP library, the rest of lightkube, kubeconfig, client, first and
 second list), shows the floor that any lightkube-based `get` sits on.
 
-Run: .venv/bin/python -P benchmarks/cli_startup.py [--runs 15] [--records 20]
+With --instructions (needs valgrind), each case also runs once under valgrind's
+cachegrind and the instructions it executed are printed: a figure that does not move with
+the load of a shared machine, to compare two versions when wall times cannot.
+
+Run: .venv/bin/python -P benchmarks/cli_startup.py [--runs 15] [--records 20] [--instructions]
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import argparse
 import compileall
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -91,6 +97,17 @@ def run(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def instructions(cmd: list[str], env: dict[str, str]) -> int:
+    """Instructions executed by a command (valgrind cachegrind's "I refs"), children excluded."""
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                           "--cachegrind-out-file=/dev/null", *cmd],
+                          capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from valgrind: {done.stderr[-300:]}")
+    return int(match.group(1).replace(",", ""))
+
+
 def breakdown(env: dict[str, str]) -> list[float]:
     """The phases of BREAKDOWN (ms) in one fresh process."""
     out = subprocess.run([sys.executable, "-c", BREAKDOWN], check=True, capture_output=True,
@@ -119,6 +136,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20)
     parser.add_argument("--cluster", default="bench", help="testenv name (reused if running)")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each case's instructions once (valgrind)")  # fmt: skip
     args = parser.parse_args()
     # Installed from a wheel, canaryctl's modules are byte-compiled (pip does it at install
     # time); an editable checkout writes its bytecode on the first run, unless
@@ -159,6 +178,14 @@ def main() -> None:
               f"+{(wall - py_wall) * 1000:4.0f} ms)  cpu {cpu * 1000:5.0f} ms")  # fmt: skip
     bare = medians["bare lightkube list (baseline)"][0]
     get_wall = medians["canaryctl get -A"][0]
+    if args.instructions and not shutil.which("valgrind"):
+        print("--instructions: valgrind is not installed (apt-get install valgrind)")
+    elif args.instructions:
+        print("instructions executed (valgrind, one run each; load-independent):")
+        counts = {label: instructions(cmd, env) for label, cmd in cases if cmd[0] != kubectl}
+        py = counts["python -c pass (baseline)"]
+        for label, count in counts.items():
+            print(f"  {label:38s} {count / 1e6:7.0f} M ({count / py:5.1f}x python)")
     print(f"canaryctl get -A / bare lightkube list: {get_wall / bare:.2f}x "
           f"(+{(get_wall - bare) * 1000:.0f} ms)")  # fmt: skip
     print(f"bare lightkube list in phases (median ms of {args.runs} fresh processes):")
