@@ -33,6 +33,7 @@ from lightkube.types import PatchType
 
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import Canary
+from canaryctl.operator import managed
 from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
 from helpers import app_ingress, replicas, wait_until
@@ -454,6 +455,35 @@ def test_operator_killed_mid_rollout_resumes_where_it_was(
     wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
     assert before["stepIndex"] == 1
     _steps_once(kube, namespace)
+
+
+def test_a_verdict_is_acted_on_only_for_the_template_it_analysed(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """The operator died after marking a new template as the candidate and before starting
+    its rollout: the status still says Succeeded (the previous template's). It must start
+    a rollout of the new template, never copy it into the primary unanalysed."""
+    managed_setup(kube, namespace)
+    op = start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:2")
+    wait_until(lambda: image_of(kube, namespace, "app-primary") == "app:2", timeout=90)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert phase(kube, namespace) == "Succeeded"
+    op.kill(signal.SIGKILL)
+
+    set_image(kube, namespace, "app", "app:3")
+    template = kube.get(Deployment, "app", namespace=namespace).to_dict()["spec"]["template"]
+    candidate = managed.template_hash(template, {})
+    patch = {"metadata": {"annotations": {managed.CANDIDATE_HASH: candidate}}}
+    kube.patch(Deployment, "app-primary", patch, namespace=namespace, patch_type=PatchType.MERGE)
+    start_operator(namespace)
+    wait_until(lambda: status(kube, namespace).get("revision") == candidate, timeout=30)
+    assert image_of(kube, namespace, "app-primary") == "app:2"  # not copied unanalysed
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=90)
+    wait_until(lambda: image_of(kube, namespace, "app-primary") == "app:3", timeout=30)
+    assert canary_events(kube, namespace).count("NewRevision") == 2
 
 
 def _promote(kube: Client, ns: str) -> None:

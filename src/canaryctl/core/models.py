@@ -895,6 +895,10 @@ class CanaryStatus(BaseModel):
     last_verdict: dict[str, Any] | None = None
     # Opaque to the machine: the last change by another actor that paused the rollout.
     drift_handled: str | None = None
+    # Opaque to the machine: in managed mode, the template hash this rollout analyses
+    # (set by the operator when it starts the rollout). Its verdict applies to that
+    # template only: a promotion copies it, a rollback marks it failed.
+    revision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready camelCase mapping; `from_dict` reads it back unchanged."""

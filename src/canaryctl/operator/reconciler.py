@@ -62,6 +62,8 @@ EVENT_WAIT = 2.0
 #: Seconds to the next look while a name canaryctl needs is taken (no watch reports its
 #: release: the object is not one the canary's watches follow).
 RETRY_TAKEN = 30.0
+#: `_verdict_about`'s answer when the stored status is not yet the one the cache shows.
+_STALE = object()
 
 
 @dataclass
@@ -233,11 +235,21 @@ class Reconciler:
             return self._tick(key, body, spec)
         phase = status.phase if status is not None else None
         target_replicas = (target.get("spec") or {}).get("replicas", 1)
-        if phase is Phase.SUCCEEDED and promoted != candidate and current == candidate:
-            return self._hand_over(key, body, spec, target, primary, status, candidate)
-        if phase is Phase.ROLLED_BACK and candidate and failed != candidate:
-            self._annotate(primary, {managed.FAILED_HASH: candidate})
-            return None
+        promote = phase is Phase.SUCCEEDED and promoted != candidate and current == candidate
+        if promote or (phase is Phase.ROLLED_BACK and candidate and failed != candidate):
+            # A verdict is acted on only when it is the candidate's own: the cached status
+            # may still be the previous rollout's (the candidate's rollout was just stored;
+            # acting on it once copied an unanalysed template into the primary), or the
+            # process died between marking the candidate and starting its rollout.
+            verdict = self._verdict_about(key, phase, candidate)
+            if verdict is _STALE:
+                return None  # the watch brings the status that is stored
+            if verdict is not None and promote:
+                return self._hand_over(key, body, spec, target, primary, verdict, candidate)
+            if verdict is not None:
+                self._annotate(primary, {managed.FAILED_HASH: candidate})
+                return None
+            # else: a finished rollout of another template; the candidate's starts below
         if target_replicas:
             return self._retire_target(key, body, spec, target, primary, status)
         if current not in (promoted, failed):
@@ -263,7 +275,7 @@ class Reconciler:
             self._annotate(primary, {managed.CANDIDATE_HASH: current})
             if self._reset(key, spec, "NewRevision",
                            f"deployment/{spec.canary} changed (template {current}); "
-                           "starting a rollout with it as canary"):  # fmt: skip
+                           "starting a rollout with it as canary", revision=current):  # fmt: skip
                 return 0.0  # the first tick is a pass of its own (see _pair)
         return None
 
@@ -742,8 +754,25 @@ class Reconciler:
             self._engines[key] = entry
         return entry.engine
 
-    def _reset(self, key: Key, spec: CanarySpec, reason: str, message: str) -> bool:
-        """Start a rollout: a fresh Pending status (keeping the last command acted on).
+    def _verdict_about(
+        self, key: Key, phase: Phase | None, candidate: str | None
+    ) -> CanaryStatus | object | None:
+        """The stored status when it is `phase` and about `candidate` (or written by a
+        canaryctl that did not record revisions); `_STALE` when the stored phase is not
+        the cached one; None when it is a finished rollout of another template."""
+        record = self.store.get(key[1], key[0])
+        stored = CanaryStatus.from_dict(record.status) if record and record.status else None
+        if stored is None or stored.phase is not phase:
+            return _STALE
+        if stored.revision not in (None, candidate):
+            return None
+        return stored
+
+    def _reset(
+        self, key: Key, spec: CanarySpec, reason: str, message: str, revision: str | None = None
+    ) -> bool:
+        """Start a rollout: a fresh Pending status (keeping the last command acted on);
+        `revision` is the managed template it analyses.
 
         Decided on the cache, so checked again on a fresh read: a rollout already running
         (the watch had not shown it yet) is never restarted. Returns whether it started.
@@ -756,7 +785,9 @@ class Reconciler:
             return False
         if not spec.managed and old is not None and old.observed_spec_hash == spec.fingerprint:
             return False
-        fresh = CanaryStatus(last_command_id=old.last_command_id if old else None)
+        fresh = CanaryStatus(
+            last_command_id=old.last_command_id if old else None, revision=revision
+        )
         record.status = fresh.to_dict()
         self.store.update(record)
         self._engines.pop(key, None)  # a new rollout starts with fresh analysis state
