@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers bench-traffic
 
 install: $(STAMP)
 
@@ -93,6 +93,12 @@ PEERS_ARGS ?= --sizes 100,300
 bench-peers: binaries
 	bash benchmarks/peers/build.sh
 	$(BIN)/python benchmarks/peers/compare.py $(PEERS_ARGS)
+
+# The real data plane (root, one real node per host): failed requests and the measured
+# split while canaryctl and Flagger promote and roll back through Traefik.
+bench-traffic: system-deps binaries traefik
+	bash benchmarks/peers/build.sh
+	$(BIN)/python benchmarks/peers/traffic.py $(TRAFFIC_ARGS)
 
 # KWOK only: simulated pods, no traffic, no root needed.
 demo-quick: system-deps binaries

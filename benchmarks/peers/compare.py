@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 import yaml
 from lightkube import Client
+from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
@@ -121,13 +122,18 @@ def _flagger_canary(name: str) -> Any:
     return FlaggerCanary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
 
 
-def _flagger_command(qps: int | None) -> Callable[[Path, int], list[str]]:
+def _flagger_command(
+    qps: int | None, mesh: str = "kubernetes", namespace: str = NS
+) -> Callable[[Path, int], list[str]]:
+    """Flagger out of cluster, watching `namespace`, with mesh provider `mesh` (`kubernetes`,
+    `nginx`, `gatewayapi:v1`, ...); `qps` raises its client's rate limit."""
+
     def command(kubeconfig: Path, port: int) -> list[str]:
         args = [
             str(flagger_home() / "bin" / "flagger"),
             f"-kubeconfig={kubeconfig}",
-            "-mesh-provider=kubernetes",
-            f"-namespace={NS}",
+            f"-mesh-provider={mesh}",
+            f"-namespace={namespace}",
             "-log-level=info",
             f"-port={port}",
             "-metrics-server=http://127.0.0.1:1",  # no metrics in these canaries
@@ -139,10 +145,11 @@ def _flagger_command(qps: int | None) -> Callable[[Path, int], list[str]]:
     return command
 
 
-def _canaryctl_command(kubeconfig: Path, port: int) -> list[str]:
+def _canaryctl_command(kubeconfig: Path, port: int, namespace: str = NS) -> list[str]:
+    """`canaryctl operator` out of cluster, watching (and leasing in) `namespace`."""
     return [
-        CLI, "operator", "--kubeconfig", str(kubeconfig), "--namespace", NS,
-        "--lease-namespace", NS, "--metrics-port", str(port), "--health-port", "0",
+        CLI, "operator", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+        "--lease-namespace", namespace, "--metrics-port", str(port), "--health-port", "0",
     ]  # fmt: skip
 
 
@@ -252,12 +259,18 @@ def watch_phases(
 
 
 def install_flagger_crd(client: Client) -> None:
+    """Flagger's CRDs (Canary, MetricTemplate, AlertProvider) from its module source; one
+    already there (a kept cluster) is left as it is."""
     crd_file = flagger_home() / "crds" / "canary.yaml"
     if not crd_file.exists():
         raise SystemExit(f"no Flagger CRD at {crd_file}: run benchmarks/peers/build.sh first")
     for doc in yaml.safe_load_all(crd_file.read_text()):
         if doc and doc.get("kind") == "CustomResourceDefinition":
-            client.create(CustomResourceDefinition.from_dict(doc))
+            try:
+                client.create(CustomResourceDefinition.from_dict(doc))
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         crd = client.get(CustomResourceDefinition, "canaries.flagger.app")
@@ -330,6 +343,30 @@ def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+def free_port() -> int:
+    """A free loopback TCP port (for a tool's metrics endpoint)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_process(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a tool under test, its stdout and stderr to `log_path`."""
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a tool under test: SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def keep_log(path: Path, name: str) -> Path:
     """A copy of the tool's log outside the cluster's folder (removed by `down`)."""
     folder = binaries.cache_root() / "bench-peers-logs"
@@ -367,17 +404,9 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         parallel(lambda o: client.create(o[1], namespace=NS), built)
         names = [f"app-{i:04d}" for i in range(n)]
         parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        log = open(log_path, "wb")  # noqa: SIM115 (the child keeps it)
+        port = free_port()
         started = time.monotonic()
-        proc = subprocess.Popen(
-            tool.command(state.user_kubeconfig(tool.user), port),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        proc = start_process(tool.command(state.user_kubeconfig(tool.user), port), log_path)
         probe.attach(proc.pid)
         say(f"{tool.name} N={n}: started, waiting for {n} canaries to initialise")
         while True:
@@ -437,13 +466,8 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         delivered = api_events(client, tool.event_api_version, set(bumped), wave_start.at)
         logged = log_events(log_path, tool.event_log, set(bumped), wave_start.at)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
         loads = probe.stop()
         audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
         kept = keep_log(log_path, f"{tool.name}-{n}")
