@@ -168,24 +168,34 @@ def _pair(tool: str, router: str):
     return traffic.Pair(tool, router, bed=None)
 
 
-@pytest.mark.parametrize("router", ["nginx", "gateway"])
+@pytest.mark.parametrize("router", ["nginx", "gateway", "kubernetes"])
 def test_the_canaryctl_canary_is_a_valid_managed_spec(router: str) -> None:
+    from canaryctl.driver.analysis import parse_analysis
     from canaryctl.kube.canary import spec_of
+    from canaryctl.providers.webhooks import Webhook
 
     pair = _pair("canaryctl", router)
     spec = spec_of(pair.canary("http://127.0.0.1:1/check/x"))
     assert spec.target_ref is not None and spec.namespace == pair.namespace
+    analysis = parse_analysis(spec)
+    assert analysis is not None and analysis.prometheus is None and analysis.failure_limit == 2
+    hooks = [Webhook.from_mapping(w) for w in analysis.webhooks]
+    assert [(h.type.value, h.url) for h in hooks] == [("rollout", "http://127.0.0.1:1/check/x")]
     kinds = [d["kind"] for d in pair.objects()]
-    assert kinds == ["Service", "Ingress" if router == "nginx" else "HTTPRoute"]
+    assert kinds == ["Service", "HTTPRoute" if router == "gateway" else "Ingress"]
+    assert spec.router.kind == {"nginx": "nginx", "gateway": "gateway"}.get(router, "replicas")
 
 
-@pytest.mark.parametrize("router", ["nginx", "gateway"])
+@pytest.mark.parametrize("router", ["nginx", "gateway", "kubernetes"])
 def test_the_flagger_canary_names_its_router_objects(router: str) -> None:
     pair = _pair("flagger", router)
     body = pair.canary("http://127.0.0.1:1/check/x").to_dict()["spec"]
-    assert body["provider"] == {"nginx": "nginx", "gateway": "gatewayapi:v1"}[router]
+    providers = {"nginx": "nginx", "gateway": "gatewayapi:v1", "kubernetes": "kubernetes"}
+    assert body["provider"] == providers[router]
     assert body["analysis"]["webhooks"][0]["type"] == "rollout"
-    if router == "nginx":
+    if router == "kubernetes":
+        assert body["analysis"]["iterations"] == 3 and "stepWeight" not in body["analysis"]
+    elif router == "nginx":
         assert body["ingressRef"]["name"] == "app"
     else:
         assert body["service"]["gatewayRefs"] and body["service"]["hosts"] == [pair.host]
