@@ -46,6 +46,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -579,9 +580,9 @@ def one_run(pair: Pair, check: Check, scenario: str, old: str, new: str) -> dict
     canary, stable = new, old
     summary = tr.summarize(answers, marks, canary, stable, bumped)
     after = [a for a in answers if a.at >= done_at + 1.0]
-    summary["after_end"] = dict(sorted(
-        {**{v: sum(1 for a in after if a.version == v and not a.failed) for v in (old, new)},
-         "failed": sum(1 for a in after if a.failed)}.items()))  # fmt: skip
+    # The end state (from 1 s after the tool was done): who answers, and failures.
+    end_state = Counter(a.code if a.failed else a.version for a in after)
+    summary["after_end"] = dict(sorted(end_state.items()))
     first_fail = next((t for t, status, _ in check.calls if status != 200), None)
     run = {
         "tool": pair.tool,
@@ -618,7 +619,11 @@ def config_text() -> dict[str, str]:
         "workload": f"examples/pulpocon-app as Deployment app ({REPLICAS} replicas, readiness "
         "probe every 2 s, preStop sleep 5 s, grace 30 s) behind Service app, on the real node",
         "failure": f"the rollout hook answers 500 once the canary version has answered "
-        f"{FAIL_AFTER} of the loops' requests (rollback run only)",
+        f"{FAIL_AFTER} of the loops' requests (rollback run only; the kubernetes row: from "
+        "its first call, as Flagger's blue/green sends the canary no traffic through app)",
+        "kubernetes": "canaryctl router replicas (the same steps) against Flagger "
+        f"-mesh-provider=kubernetes, analysis {json.dumps(FLAGGER_BLUE_GREEN)} (blue/green), "
+        "both behind a plain Ingress to Service app",
     }
 
 
@@ -673,8 +678,15 @@ def main() -> None:
                 loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
                 # The routers side by side (a namespace and a tool process each).
                 with ThreadPoolExecutor(len(pairs)) as pool:
-                    for runs in pool.map(run_pair, pairs):
-                        record["runs"].extend(runs)
+                    futures = [(pair, pool.submit(run_pair, pair)) for pair in pairs]
+                    for pair, future in futures:
+                        try:
+                            record["runs"].extend(future.result())
+                        except Exception as exc:  # kept in the record; the others go on
+                            say(f"{pair.namespace}: failed: {exc!r}")
+                            record.setdefault("errors", []).append(
+                                {"tool": pair.tool, "router": pair.router, "error": repr(exc)}
+                            )
                 loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
                 record["load_1min"] = loads
                 out.parent.mkdir(parents=True, exist_ok=True)
