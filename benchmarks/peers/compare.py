@@ -343,30 +343,6 @@ def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    """A free loopback TCP port (for a tool's metrics endpoint)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_process(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a tool under test, its stdout and stderr to `log_path`."""
-    with open(log_path, "wb") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a tool under test: SIGTERM, then SIGKILL after 30 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def keep_log(path: Path, name: str) -> Path:
     """A copy of the tool's log outside the cluster's folder (removed by `down`)."""
     folder = binaries.cache_root() / "bench-peers-logs"
@@ -404,9 +380,17 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         parallel(lambda o: client.create(o[1], namespace=NS), built)
         names = [f"app-{i:04d}" for i in range(n)]
         parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
-        port = free_port()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        log = open(log_path, "wb")  # noqa: SIM115 (the child keeps it)
         started = time.monotonic()
-        proc = start_process(tool.command(state.user_kubeconfig(tool.user), port), log_path)
+        proc = subprocess.Popen(
+            tool.command(state.user_kubeconfig(tool.user), port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
         probe.attach(proc.pid)
         say(f"{tool.name} N={n}: started, waiting for {n} canaries to initialise")
         while True:
@@ -466,8 +450,13 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         delivered = api_events(client, tool.event_api_version, set(bumped), wave_start.at)
         logged = log_events(log_path, tool.event_log, set(bumped), wave_start.at)
     finally:
-        if proc is not None:
-            stop_process(proc)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         loads = probe.stop()
         audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
         kept = keep_log(log_path, f"{tool.name}-{n}")
