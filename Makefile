@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers bench-traffic
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
 
 install: $(STAMP)
 
@@ -85,6 +85,15 @@ demo: system-deps binaries traefik
 bench-operator: binaries
 	nice -n 10 $(BIN)/python -P benchmarks/operator.py
 
+# canaryctl's operator and Flagger on the real data plane (root, one real node per host):
+# failed requests and the measured split while each promotes and rolls back through
+# Traefik (about 10 minutes; not part of `make test`). TRAFFIC_ARGS='--routers nginx'.
+.PHONY: bench-traffic
+TRAFFIC_ARGS ?=
+bench-traffic: system-deps binaries traefik
+	bash benchmarks/peers/build.sh
+	$(BIN)/python benchmarks/peers/traffic.py $(TRAFFIC_ARGS)
+
 # canaryctl's operator against Flagger (built from its Go module, cached) on fresh KWOK
 # clusters, N = 100 and 300 (tens of minutes; not part of `make test`). The build runs at
 # nice 19; the measured processes are not niced (the load average is recorded instead).
@@ -93,12 +102,6 @@ PEERS_ARGS ?= --sizes 100,300
 bench-peers: binaries
 	bash benchmarks/peers/build.sh
 	$(BIN)/python benchmarks/peers/compare.py $(PEERS_ARGS)
-
-# The real data plane (root, one real node per host): failed requests and the measured
-# split while canaryctl and Flagger promote and roll back through Traefik.
-bench-traffic: system-deps binaries traefik
-	bash benchmarks/peers/build.sh
-	$(BIN)/python benchmarks/peers/traffic.py $(TRAFFIC_ARGS)
 
 # KWOK only: simulated pods, no traffic, no root needed.
 demo-quick: system-deps binaries
