@@ -1,5 +1,7 @@
-"""canaryctl's operator against Flagger on the real data plane: failed requests and the
-measured split while each promotes a good canary and rolls back a bad one, through Traefik.
+"""canaryctl's operator against Flagger on the real data plane, through Traefik.
+
+Failed requests and the measured split while each promotes a good canary and rolls back a
+bad one.
 
 One local cluster with a real node (containerd, kubelet, kube-proxy) and Traefik serving
 Ingresses of class nginx (ingress-nginx's canary annotations) and HTTPRoutes of its Gateway.
