@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
+import gzip
 import http.server
 import json
 import signal
@@ -79,7 +81,7 @@ from canaryctl.kube import manifests
 from canaryctl.kube.canary import Canary
 from canaryctl.kube.client import make_client
 from canaryctl.routers._patch import HTTPRoute
-from canaryctl.testenv import ClusterState, LocalCluster, images
+from canaryctl.testenv import ClusterState, LocalCluster, binaries, images
 from canaryctl.testenv.dataplane import on_real_node
 from canaryctl.testenv.traefik import GATEWAY, NAMESPACE, state_of
 
@@ -601,6 +603,10 @@ def one_run(pair: Pair, check: Check, scenario: str, old: str, new: str) -> dict
     end_state = Counter(a.code if a.failed else a.version for a in after)
     summary["after_end"] = dict(sorted(end_state.items()))
     first_fail = next((t for t, status, _ in check.calls if status != 200), None)
+    # A rollback's reaction: from the first failed check to the routes at weight 0.
+    back = None
+    if first_fail is not None:
+        back = next((m.at for m in marks if m.at >= first_fail and m.weight == 0), None)
     run = {
         "tool": pair.tool,
         "router": pair.router,
@@ -613,6 +619,8 @@ def one_run(pair: Pair, check: Check, scenario: str, old: str, new: str) -> dict
         "timeline": tr.phase_changes(marks, bumped),
         "hook_calls": len(check.calls),
         "hook_first_failure_s": None if first_fail is None else round(first_fail - bumped, 1),
+        "failed_check_to_weight_0_s": None if back is None else round(back - first_fail, 1),
+        "raw": str(keep_raw(f"{ns}-{scenario}", answers, marks)),
     }
     shares = [(s["weight"], s["share_pct"]) for s in summary["steps"]]
     say(
@@ -620,6 +628,17 @@ def one_run(pair: Pair, check: Check, scenario: str, old: str, new: str) -> dict
         f"{summary['requests']} failed; canary share per weight {shares}"
     )
     return run
+
+
+def keep_raw(name: str, answers: list[tr.Answer], marks: list[tr.Mark]) -> Path:
+    """Every answer and mark of a run, gzipped beside the tools' logs (for re-analysis)."""
+    folder = binaries.cache_root() / "bench-peers-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"traffic-{name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json.gz"
+    data = {"answers": [dataclasses.astuple(a) for a in answers],
+            "marks": [dataclasses.astuple(m) for m in marks]}  # fmt: skip
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    return path
 
 
 # --- the whole run ------------------------------------------------------------------------

@@ -108,6 +108,13 @@ def endpoint_weight(ready_by_side: Mapping[str, int], canary_side: str = "canary
 # --- what the loops measured --------------------------------------------------------------
 
 
+#: The tools' phases in which a weight is the analysis step (canaryctl: Progressing and
+#: Paused; Flagger: Progressing). Flagger keeps the last weight while it copies the canary's
+#: template into the primary (Promoting): the primary then answers with the new version
+#: too, so those windows are kept apart.
+ANALYSIS_PHASES = frozenset({"Progressing", "Paused"})
+
+
 @dataclass
 class Step:
     """The answers sent while the route objects held one canary weight (0 < w < 100)."""
@@ -115,6 +122,7 @@ class Step:
     weight: int
     start: float
     end: float
+    phase: str = ""
     answered: int = 0
     canary: int = 0
     failed: int = 0
@@ -137,6 +145,7 @@ class Step:
     def row(self) -> dict[str, Any]:
         return {
             "weight": self.weight,
+            "phase": self.phase,
             "seconds": round(self.end - self.start, 2),
             "answered": self.answered,
             "canary": self.canary,
@@ -155,23 +164,36 @@ class Step:
 
 
 def steps(
-    marks: Sequence[Mark], answers: Iterable[Answer], canary: str, settle: float = 1.0
+    marks: Sequence[Mark],
+    answers: Iterable[Answer],
+    canary: str,
+    settle: float = 1.0,
+    phases: frozenset[str] | None = ANALYSIS_PHASES,
 ) -> list[Step]:
-    """One Step per run of marks with the same weight strictly between 0 and 100, from
-    `settle` seconds after the first mark of that weight (the proxy applies a change a
-    moment after the object changed) to the first mark of another weight. Answers from
-    requests sent in that window count; failed ones are counted apart, not in the share."""
+    """One Step per run of marks with the same weight strictly between 0 and 100 (and a
+    tool phase in `phases`; None: any), from `settle` seconds after the first mark of that
+    weight (the proxy applies a change a moment after the object changed) to the first
+    mark of another weight or phase group. Answers from requests sent in that window
+    count; failed ones are counted apart, not in the share."""
     windows: list[Step] = []
     ordered = sorted(marks, key=lambda m: m.at)
+
+    def group(mark: Mark) -> tuple[int | None, bool | str]:
+        # Progressing and Paused are one analysis step (canaryctl pauses at each weight).
+        return mark.weight, (mark.phase in phases) if phases is not None else mark.phase
+
     i = 0
     while i < len(ordered):
+        key = group(ordered[i])
         weight = ordered[i].weight
         j = i
-        while j + 1 < len(ordered) and ordered[j + 1].weight == weight:
+        while j + 1 < len(ordered) and group(ordered[j + 1]) == key:
             j += 1
         end = ordered[j + 1].at if j + 1 < len(ordered) else ordered[j].at
-        if weight is not None and 0 < weight < 100 and end - (ordered[i].at + settle) >= 1.0:
-            windows.append(Step(weight, ordered[i].at + settle, end))
+        counted = phases is None or ordered[i].phase in phases
+        start = ordered[i].at + (settle if ordered[i - 1].weight != weight or i == 0 else 0.0)
+        if weight is not None and 0 < weight < 100 and counted and end - start >= 1.0:
+            windows.append(Step(weight, start, end, ordered[i].phase))
         i = j + 1
     for answer in answers:
         for step in windows:
@@ -245,6 +267,13 @@ def summarize(
         ],
         "unexpected_versions": dict(others),
         "steps": [s.row() for s in steps(ordered, answers, canary)],
+        # Weights held outside the analysis (e.g. Flagger's Promoting, the primary already
+        # on the new version): for the record, not compared with the weight.
+        "steps_other_phases": [
+            s.row()
+            for s in steps(ordered, answers, canary, phases=None)
+            if s.phase not in ANALYSIS_PHASES
+        ],
     }
 
 
@@ -288,13 +317,16 @@ def _failed_cell(run: Mapping[str, Any]) -> str:
 def table(runs: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown table: a row per router, tool and scenario."""
     lines = [
-        "| router | tool | scenario | ended | took (s) | failed / requests (by loop) "
-        "| canary share at each weight: weight: measured % of answers |",
-        "|---|---|---|---|---|---|---|",
+        "| router | tool | scenario | ended | took (s) | failed check -> weight 0 (s) "
+        "| failed / requests (by loop) | canary share at each weight: weight: measured % of "
+        "answers |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
+        back = run.get("failed_check_to_weight_0_s")
         lines.append(
             f"| {run['router']} | {run['tool']} | {run['scenario']} | {run['ended']} "
-            f"| {run['took_s']:.0f} | {_failed_cell(run)} | {_steps_cell(run)} |"
+            f"| {run['took_s']:.0f} | {'-' if back is None else f'{back:.1f}'} "
+            f"| {_failed_cell(run)} | {_steps_cell(run)} |"
         )
     return "\n".join(lines)

@@ -114,6 +114,25 @@ def test_steps_measure_each_held_weight_after_the_settle_time() -> None:
     assert second.row()["by_loop"] == {"a": {"answered": 900, "canary": 450, "share_pct": 50.0}}
 
 
+def test_a_weight_held_while_the_primary_takes_the_new_version_is_kept_apart() -> None:
+    # Flagger keeps 50% while it promotes (copies the canary into the primary): the
+    # primary answers with the new version too, which is not the weight's split.
+    marks = [tr.Mark(0.2 * i, 50, "Progressing") for i in range(50)]  # 0 .. 9.8
+    marks += [tr.Mark(10.0 + 0.2 * i, 50, "Promoting") for i in range(50)]  # 10 .. 19.8
+    marks += [tr.Mark(20.0, 0, "Finalising")]
+    answers = _answers(0.0, 10.0, 100, 2) + _answers(10.0, 10.0, 100, 1)
+    summary = tr.summarize(answers, marks, "v2", "v1", since=0.0)
+    assert [(s["weight"], s["phase"], s["share_pct"]) for s in summary["steps"]] == [
+        (50, "Progressing", 50.0)
+    ]
+    (other,) = summary["steps_other_phases"]
+    assert (other["phase"], other["share_pct"], other["answered"]) == ("Promoting", 100.0, 1000)
+    # canaryctl pauses at each weight: Progressing then Paused is one step, settled once.
+    marks = [tr.Mark(0.0, 25, "Progressing"), tr.Mark(0.5, 25, "Paused"), tr.Mark(6.0, 0, "X")]
+    (step,) = tr.steps(marks, _answers(0.0, 6.0, 100, 4), "v2")
+    assert (step.start, step.end, step.answered, step.phase) == (1.0, 6.0, 500, "Progressing")
+
+
 def test_a_share_far_from_its_weight_is_flagged() -> None:
     step = tr.Step(25, 0.0, 10.0, answered=1000, canary=400)
     assert not step.within
@@ -154,7 +173,11 @@ def test_table_has_a_row_per_run() -> None:
            "took_s": 41.2, "summary": summary}  # fmt: skip
     text = tr.table([run])
     assert text.count("\n") == 2
-    row = "| nginx | flagger | rollback | Failed | 41 | 2 (keep-alive: 0/250; new-conn: 2/500)"
+    run["failed_check_to_weight_0_s"] = 20.46
+    text = tr.table([run])
+    row = (
+        "| nginx | flagger | rollback | Failed | 41 | 20.5 | 2 (keep-alive: 0/250; new-conn: 2/500)"
+    )
     assert row + " [502 x2]" in text
     assert "25: 25.2 of 400 |" in text
 
