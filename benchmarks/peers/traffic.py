@@ -677,6 +677,7 @@ def main() -> None:
         help="requests/s of the keep-alive loop, per router (0: none)",
     )
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per scenario")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every tool and router")
     parser.add_argument("--name", default="bench-traffic", help="the local cluster's name")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--out", type=Path)
@@ -709,7 +710,8 @@ def main() -> None:
         with Hooks() as hooks:
             bed = Bed(state, client, proxy.url + "/", hooks, args.rate, args.keepalive_rate,
                       args.timeout)  # fmt: skip
-            for tool in args.tools.split(","):
+            rounds = [(r, t) for r in range(args.repeat) for t in args.tools.split(",")]
+            for repeat, tool in rounds:
                 pairs = [Pair(tool, router, bed) for router in args.routers.split(",")]
                 loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
                 # The routers side by side (a namespace and a tool process each).
@@ -717,7 +719,10 @@ def main() -> None:
                     futures = [(pair, pool.submit(run_pair, pair)) for pair in pairs]
                     for pair, future in futures:
                         try:
-                            record["runs"].extend(future.result())
+                            runs = future.result()
+                            for run in runs:
+                                run["round"] = repeat + 1
+                            record["runs"].extend(runs)
                         except Exception as exc:  # kept in the record; the others go on
                             say(f"{pair.namespace}: failed: {exc!r}")
                             record.setdefault("errors", []).append(
