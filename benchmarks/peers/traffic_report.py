@@ -317,16 +317,18 @@ def _failed_cell(run: Mapping[str, Any]) -> str:
 def table(runs: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown table: a row per router, tool and scenario."""
     lines = [
-        "| router | tool | scenario | ended | took (s) | failed check -> weight 0 (s) "
+        "| round | router | tool | scenario | ended | took (s) | failed check -> weight 0 (s) "
         "| failed / requests (by loop) | canary share at each weight: weight: measured % of "
-        "answers |",
-        "|---|---|---|---|---|---|---|---|",
+        "answers | answering after the end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         back = run.get("failed_check_to_weight_0_s")
+        after = run["summary"].get("after_end") or {}
+        end = ", ".join(f"{k} x{v}" for k, v in sorted(after.items())) or "-"
         lines.append(
-            f"| {run['router']} | {run['tool']} | {run['scenario']} | {run['ended']} "
-            f"| {run['took_s']:.0f} | {'-' if back is None else f'{back:.1f}'} "
-            f"| {_failed_cell(run)} | {_steps_cell(run)} |"
+            f"| {run.get('round', 1)} | {run['router']} | {run['tool']} | {run['scenario']} "
+            f"| {run['ended']} | {run['took_s']:.0f} | {'-' if back is None else f'{back:.1f}'} "
+            f"| {_failed_cell(run)} | {_steps_cell(run)} | {end} |"
         )
     return "\n".join(lines)

@@ -175,11 +175,11 @@ def test_table_has_a_row_per_run() -> None:
     assert text.count("\n") == 2
     run["failed_check_to_weight_0_s"] = 20.46
     text = tr.table([run])
-    row = (
-        "| nginx | flagger | rollback | Failed | 41 | 20.5 | 2 (keep-alive: 0/250; new-conn: 2/500)"
-    )
-    assert row + " [502 x2]" in text
-    assert "25: 25.2 of 400 |" in text
+    row = "| 1 | nginx | flagger | rollback | Failed | 41 | 20.5 | 2 (keep-alive: 0/250; new-conn: "
+    assert row + "2/500) [502 x2]" in text
+    assert "25: 25.2 of 400 | - |" in text
+    summary["after_end"] = {"v2.0.0": 300}
+    assert "| v2.0.0 x300 |" in tr.table([run])
 
 
 # --- the objects and the acceptance check of the run --------------------------------------
