@@ -324,6 +324,8 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
     ]
     for run in runs:
         back = run.get("failed_check_to_weight_0_s")
+        if not any(weight for _, _, weight in run.get("timeline") or []):
+            back = None  # the canary never had weight (blue/green): nothing to take back
         after = run["summary"].get("after_end") or {}
         end = ", ".join(f"{k} x{v}" for k, v in sorted(after.items())) or "-"
         lines.append(

@@ -174,12 +174,15 @@ def test_table_has_a_row_per_run() -> None:
     text = tr.table([run])
     assert text.count("\n") == 2
     run["failed_check_to_weight_0_s"] = 20.46
+    run["timeline"] = [(0.0, "Progressing", 25), (30.0, "Failed", 0)]
     text = tr.table([run])
     row = "| 1 | nginx | flagger | rollback | Failed | 41 | 20.5 | 2 (keep-alive: 0/250; new-conn: "
     assert row + "2/500) [502 x2]" in text
     assert "25: 25.2 of 400 | - |" in text
     summary["after_end"] = {"v2.0.0": 300}
     assert "| v2.0.0 x300 |" in tr.table([run])
+    run["timeline"] = [(0.0, "Progressing", 0)]  # blue/green: the canary never had weight
+    assert "| Failed | 41 | - |" in tr.table([run])
 
 
 # --- the objects and the acceptance check of the run --------------------------------------
