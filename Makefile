@@ -85,6 +85,15 @@ demo: system-deps binaries traefik
 bench-operator: binaries
 	nice -n 10 $(BIN)/python -P benchmarks/operator.py
 
+# canaryctl's operator and Flagger on the real data plane (root, one real node per host):
+# failed requests and the measured split while each promotes and rolls back through
+# Traefik (about 10 minutes; not part of `make test`). TRAFFIC_ARGS='--routers nginx'.
+.PHONY: bench-traffic
+TRAFFIC_ARGS ?=
+bench-traffic: system-deps binaries traefik
+	bash benchmarks/peers/build.sh
+	$(BIN)/python benchmarks/peers/traffic.py $(TRAFFIC_ARGS)
+
 # canaryctl's operator against Flagger (built from its Go module, cached) on fresh KWOK
 # clusters, N = 100 and 300 (tens of minutes; not part of `make test`). The build runs at
 # nice 19; the measured processes are not niced (the load average is recorded instead).

@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 import yaml
 from lightkube import Client
+from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.apps_v1 import DeploymentSpec
 from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
@@ -121,13 +122,18 @@ def _flagger_canary(name: str) -> Any:
     return FlaggerCanary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
 
 
-def _flagger_command(qps: int | None) -> Callable[[Path, int], list[str]]:
+def _flagger_command(
+    qps: int | None, mesh: str = "kubernetes", namespace: str = NS
+) -> Callable[[Path, int], list[str]]:
+    """Flagger out of cluster, watching `namespace`, with mesh provider `mesh` (`kubernetes`,
+    `nginx`, `gatewayapi:v1`, ...); `qps` raises its client's rate limit."""
+
     def command(kubeconfig: Path, port: int) -> list[str]:
         args = [
             str(flagger_home() / "bin" / "flagger"),
             f"-kubeconfig={kubeconfig}",
-            "-mesh-provider=kubernetes",
-            f"-namespace={NS}",
+            f"-mesh-provider={mesh}",
+            f"-namespace={namespace}",
             "-log-level=info",
             f"-port={port}",
             "-metrics-server=http://127.0.0.1:1",  # no metrics in these canaries
@@ -139,10 +145,11 @@ def _flagger_command(qps: int | None) -> Callable[[Path, int], list[str]]:
     return command
 
 
-def _canaryctl_command(kubeconfig: Path, port: int) -> list[str]:
+def _canaryctl_command(kubeconfig: Path, port: int, namespace: str = NS) -> list[str]:
+    """`canaryctl operator` out of cluster, watching (and leasing in) `namespace`."""
     return [
-        CLI, "operator", "--kubeconfig", str(kubeconfig), "--namespace", NS,
-        "--lease-namespace", NS, "--metrics-port", str(port), "--health-port", "0",
+        CLI, "operator", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+        "--lease-namespace", namespace, "--metrics-port", str(port), "--health-port", "0",
     ]  # fmt: skip
 
 
@@ -252,12 +259,18 @@ def watch_phases(
 
 
 def install_flagger_crd(client: Client) -> None:
+    """Flagger's CRDs (Canary, MetricTemplate, AlertProvider) from its module source; one
+    already there (a kept cluster) is left as it is."""
     crd_file = flagger_home() / "crds" / "canary.yaml"
     if not crd_file.exists():
         raise SystemExit(f"no Flagger CRD at {crd_file}: run benchmarks/peers/build.sh first")
     for doc in yaml.safe_load_all(crd_file.read_text()):
         if doc and doc.get("kind") == "CustomResourceDefinition":
-            client.create(CustomResourceDefinition.from_dict(doc))
+            try:
+                client.create(CustomResourceDefinition.from_dict(doc))
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         crd = client.get(CustomResourceDefinition, "canaries.flagger.app")
