@@ -251,6 +251,8 @@ class Reconciler:
                 return None
             # else: a finished rollout of another template; the candidate's starts below
         if target_replicas:
+            if _active(self._stored_status(key)):
+                return None  # the cache lags a rollout that has started: its watch event wakes us
             return self._retire_target(key, body, spec, target, primary, status)
         if current not in (promoted, failed):
             # The cache may lag our own last write (a failed hash, a new template): decide
@@ -754,14 +756,18 @@ class Reconciler:
             self._engines[key] = entry
         return entry.engine
 
+    def _stored_status(self, key: Key) -> CanaryStatus | None:
+        """The status as stored now (the cache may lag our own last write)."""
+        record = self.store.get(key[1], key[0])
+        return CanaryStatus.from_dict(record.status) if record and record.status else None
+
     def _verdict_about(
         self, key: Key, phase: Phase | None, candidate: str | None
     ) -> CanaryStatus | object | None:
         """The stored status when it is `phase` and about `candidate` (or written by a
         canaryctl that did not record revisions); `_STALE` when the stored phase is not
         the cached one; None when it is a finished rollout of another template."""
-        record = self.store.get(key[1], key[0])
-        stored = CanaryStatus.from_dict(record.status) if record and record.status else None
+        stored = self._stored_status(key)
         if stored is None or stored.phase is not phase:
             return _STALE
         if stored.revision not in (None, candidate):
