@@ -263,13 +263,13 @@ def canary_events(client: Client, since: float) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: (e["first_s"] is None, e["first_s"]))
 
 
-def _quiet(samples: list[safety.Sample], settle: float) -> bool:
-    """The tool's phase terminal and nothing changed in the last `settle` seconds."""
+def _quiet(samples: list[safety.Sample], settle: float, phases: set[str] = TERMINAL) -> bool:
+    """The tool's phase one of `phases` and nothing changed in the last `settle` seconds."""
     if not samples or samples[-1].at - samples[0].at < settle:
         return False
     last = samples[-1]
     recent = [s for s in samples if s.at >= last.at - settle]
-    return last.phase in TERMINAL and all(_state(s) == _state(last) for s in recent)
+    return last.phase in phases and all(_state(s) == _state(last) for s in recent)
 
 
 def _state(s: safety.Sample) -> tuple[Any, ...]:
@@ -361,12 +361,29 @@ def run_one(tool: Tool, scenario: str, bound: float, settle: float) -> dict[str,
                 say(f"{tool.name} {scenario}: SIGKILL; restart in {RESTART_AFTER:.0f} s")
                 time.sleep(RESTART_AFTER)
                 extra["restarted_at"] = time.time()
-                proc = compare.start_tool(tool, state, log_path, port, append=True)
+                proc = compare.start_tool(tool, state, log_path, compare.free_port(), True)
                 probe.attach(proc.pid)
         deadline = t0 + bound
         while time.time() < deadline and not _quiet(list(watcher.samples), settle):
             if proc.poll() is not None:
                 raise RuntimeError(f"{tool.name} exited ({proc.returncode}); see {log_path}")
+            if (
+                scenario == "scale"
+                and tool.canary_kind is Canary
+                and "user_resumed_s" not in extra
+                and _quiet(list(watcher.samples), 3 * settle, {"Paused"})
+            ):
+                # canaryctl pauses when another actor scales the stable and its Event asks
+                # the user to run `canaryctl resume`: do that, and see what it does next
+                extra["paused_primary"] = watcher.samples[-1].primary_replicas
+                subprocess.run(
+                    [compare.CLI, "resume", APP, "-n", NS, "--kubeconfig", str(state.kubeconfig)],
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
+                extra["user_resumed_s"] = round(time.time() - t0, 1)
+                say(f"{tool.name} {scenario}: paused; resumed as its Event asks")
             time.sleep(1)
         timed_out = time.time() >= deadline
         samples = watcher.stop()
@@ -392,7 +409,11 @@ def run_one(tool: Tool, scenario: str, bound: float, settle: float) -> dict[str,
         "bound_s": bound,
         "timed_out": timed_out,
         "t0": {"crashloop": "bump", "unready": "bump", "scale": "scale", "kill": "kill"}[scenario],
-        "figures": figures(scenario, samples, t0, resume),
+        "figures": {
+            **figures(scenario, samples, t0, resume),
+            "terminal_s": safety.settles_at(samples, t0, lambda s: s.phase in TERMINAL),
+            **{k: extra[k] for k in ("user_resumed_s", "paused_primary") if k in extra},
+        },
         "final_phase": samples[-1].phase if samples else None,
         "phases": safety.phase_timeline(samples, t0),
         "events": events,
@@ -403,7 +424,7 @@ def run_one(tool: Tool, scenario: str, bound: float, settle: float) -> dict[str,
         "sample_errors": watcher.errors if watcher else None,
         "samples": [s.to_dict() for s in samples[::4]],  # every 2 s, for a later look
         "log": str(kept),
-        **{k: v for k, v in extra.items() if k != "restarted_at"},
+        "under_way_s": extra.get("under_way_s"),
     }
 
 
@@ -494,7 +515,13 @@ def main() -> None:
             raise SystemExit(f"unknown scenario {scenario!r}: one of {', '.join(safety.SCENARIOS)}")
         try:
             row = run_one(FAILURE_TOOLS[name], scenario, args.bound, args.settle)
-        except (RuntimeError, OSError, ApiError, httpx.HTTPError) as exc:
+        except (
+            RuntimeError,
+            OSError,
+            ApiError,
+            httpx.HTTPError,
+            subprocess.SubprocessError,
+        ) as exc:
             # one run's failure is reported as such (its row has no figures) and the
             # next run goes on: a harness error is never a tool's result
             say(f"{name} {scenario}: run failed: {exc}")

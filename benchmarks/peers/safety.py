@@ -133,6 +133,8 @@ FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("min_serving", "fewest ready endpoints (needed 2)"),
     ),
     "scale": (
+        ("paused_primary", "paused for a user; primary replicas meanwhile"),
+        ("user_resumed_s", "scale -> resumed by the user (s)"),
         ("done_s", "scale -> promoted at the new count (s)"),
         ("min_serving_after_4", "fewest ready endpoints once at 4"),
         ("final_primary", "primary replicas at the end"),
@@ -185,6 +187,9 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
         for key, label in FIGURES[kind_of(scenario)]:
             cells = [fmt((by.get((scenario, t)) or {}).get("figures", {}).get(key)) for t in tools]
             rows.append((label, cells))
+        rows.append(("time to the tool's final phase (s)", [
+            fmt((by.get((scenario, t)) or {}).get("figures", {}).get("terminal_s")) for t in tools
+        ]))  # fmt: skip
         rows.append(("final phase (the tool's word)", [
             fmt((by.get((scenario, t)) or {}).get("final_phase")) for t in tools
         ]))  # fmt: skip
