@@ -185,10 +185,9 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
             continue
         rows: list[tuple[str, list[str]]] = []
         for key, label in FIGURES[kind_of(scenario)]:
-            cells = [fmt((by.get((scenario, t)) or {}).get("figures", {}).get(key)) for t in tools]
-            rows.append((label, cells))
+            rows.append((label, [cell(by.get((scenario, t)), key) for t in tools]))
         rows.append(("time to the tool's final phase (s)", [
-            fmt((by.get((scenario, t)) or {}).get("figures", {}).get("terminal_s")) for t in tools
+            cell(by.get((scenario, t)), "terminal_s") for t in tools
         ]))  # fmt: skip
         rows.append(("final phase (the tool's word)", [
             fmt((by.get((scenario, t)) or {}).get("final_phase")) for t in tools
@@ -199,6 +198,22 @@ def table(runs: Sequence[Mapping[str, Any]]) -> str:
         for i, (label, cells) in enumerate(rows):
             out.append(f"| {title if i == 0 else ''} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def cell(run: Mapping[str, Any] | None, key: str) -> str:
+    """A figure of a run: '-' when the run or the figure is missing (not measured),
+    'error' for a run the harness could not finish, 'never' for a time (`*_s`) that was
+    measured and never came within the run's bound."""
+    if run is None:
+        return "-"
+    if run.get("error"):
+        return "error"
+    figures = run.get("figures") or {}
+    if key not in figures:
+        return "-"
+    if figures[key] is None and key.endswith("_s"):
+        return f"never ({fmt(run.get('bound_s'))} s)" if run.get("bound_s") else "never"
+    return fmt(figures[key])
 
 
 def reasons(events: Sequence[Mapping[str, Any]] | None) -> str:

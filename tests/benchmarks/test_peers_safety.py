@@ -79,6 +79,12 @@ def test_the_table_puts_tools_side_by_side_and_never_invents_a_missing_figure():
             "events": [{"type": "Normal", "reason": "Synced", "message": "wait\n x", "count": 57}],
         },
         {"tool": "flagger", "scenario": "kill", "error": "not initialised", "figures": {}},
+        {
+            "tool": "canaryctl",
+            "scenario": "kill",
+            "bound_s": 660.0,
+            "figures": {"resume_s": 20.5, "done_s": None, "completed": False},
+        },
     ]
     out = safety.table(runs)
     assert "| scenario | figure | canaryctl | flagger |" in out
@@ -87,7 +93,11 @@ def test_the_table_puts_tools_side_by_side_and_never_invents_a_missing_figure():
     assert "|  | final phase (the tool's word) | RolledBack | Failed |" in out
     assert "|  | Event reasons (count) | HealthGateFailed, RolledBack | Synced x57 |" in out
     assert "|  | time not traffic-safe (s) | - | - |" in out  # not measured: not made up
-    assert "| (d) operator SIGKILLed mid-rollout | restart -> first write (s) | - | - |" in out
+    assert (
+        "| (d) operator SIGKILLed mid-rollout | restart -> first write (s) | 20.5 | error |" in out
+    )
+    assert "|  | kill -> promoted (s) | never (660.0 s) | error |" in out  # measured: never
+    assert "|  | completed correctly | no | error |" in out
     assert "(b) canary never ready" not in out  # no run of it
     said = safety.messages(runs)
     assert "  - Event Normal Synced x57: wait x" in said
