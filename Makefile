@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers bench-failures
 
 install: $(STAMP)
 
@@ -102,6 +102,15 @@ PEERS_ARGS ?= --sizes 100,300
 bench-peers: binaries
 	bash benchmarks/peers/build.sh
 	$(BIN)/python benchmarks/peers/compare.py $(PEERS_ARGS)
+
+# Failure handling side by side: a crash-looping canary, a never-ready canary, the stable
+# scaled mid-rollout, the operator SIGKILLed mid-rollout; each tool (canaryctl, Flagger with
+# its default and its tutorials' progress deadline) on a fresh KWOK cluster per scenario
+# (about 45 minutes; not part of `make test`). One run: FAILURES_ARGS='--runs flagger:kill'.
+FAILURES_ARGS ?=
+bench-failures: binaries
+	bash benchmarks/peers/build.sh
+	nice -n 10 $(BIN)/python benchmarks/peers/failures.py $(FAILURES_ARGS)
 
 # KWOK only: simulated pods, no traffic, no root needed.
 demo-quick: system-deps binaries

@@ -68,7 +68,7 @@ from sampling import Sampler
 
 from canaryctl.kube.canary import Canary
 from canaryctl.kube.client import make_client
-from canaryctl.testenv import LocalCluster, binaries
+from canaryctl.testenv import ClusterState, LocalCluster, binaries
 from canaryctl.testenv.versions import KUBERNETES_VERSION, KWOK_VERSION
 
 NS = "bench"
@@ -353,44 +353,74 @@ def keep_log(path: Path, name: str) -> Path:
     return kept
 
 
+def fresh_cluster(name: str, tool: Tool, nodes: int = 2) -> tuple[LocalCluster, ClusterState]:
+    """A new KWOK-only cluster whose API server audits `tool`'s client identity (whatever a
+    run of the same name left behind is removed first)."""
+    cluster = LocalCluster(name, nodes=nodes, audit_users=(tool.user,), progress=lambda _m: None)
+    cluster.down()
+    return cluster, cluster.up(timeout=180)
+
+
+def prepare_namespace(client: Client, tool: Tool) -> None:
+    """The tool's CRD (Flagger's; canaryctl's comes with the test bed) and the namespace,
+    once its default ServiceAccount exists (pods cannot be created before)."""
+    if tool.canary_kind is FlaggerCanary:
+        install_flagger_crd(client)
+    client.create(Namespace(metadata=ObjectMeta(name=NS)))
+    while not list(client.list(ServiceAccount, namespace=NS)):
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_tool(
+    tool: Tool, state: ClusterState, log_path: Path, port: int, append: bool = False
+) -> subprocess.Popen[bytes]:
+    """The tool's process under its own client identity, stdout and stderr to `log_path`
+    (appended to with `append`: a restarted process)."""
+    with open(log_path, "ab" if append else "wb") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            tool.command(state.user_kubeconfig(tool.user), port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_tool(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 30 s (nothing to do for a process already gone)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, Any]:
     """One tool at one N on a fresh cluster; the cluster and the tool are stopped after."""
     say(f"{tool.name} N={n}: cluster up")
     probe = Sampler()  # the load average from now on; the tool's process once started
     nodes = max(2, math.ceil((n * 2.2 + 50) / PODS_PER_NODE))
-    cluster = LocalCluster(
-        f"bench-peers-{tool.name}-{n}",
-        nodes=nodes,
-        audit_users=(tool.user,),
-        progress=lambda _m: None,
-    )
-    cluster.down()  # a fresh cluster: nothing left from an interrupted run
-    state = cluster.up(timeout=180)
+    cluster, state = fresh_cluster(f"bench-peers-{tool.name}-{n}", tool, nodes)
     proc: subprocess.Popen[bytes] | None = None
     log_path = Path(state.folder) / f"{tool.name}.log"
     try:
         client = make_client(state.kubeconfig)
-        if tool.canary_kind is FlaggerCanary:
-            install_flagger_crd(client)
-        client.create(Namespace(metadata=ObjectMeta(name=NS)))
-        while not list(client.list(ServiceAccount, namespace=NS)):
-            time.sleep(0.1)
+        prepare_namespace(client, tool)
         built = [workload(i) for i in range(n)]
         parallel(lambda o: client.create(o[0], namespace=NS), built)
         parallel(lambda o: client.create(o[1], namespace=NS), built)
         names = [f"app-{i:04d}" for i in range(n)]
         parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        log = open(log_path, "wb")  # noqa: SIM115 (the child keeps it)
+        port = free_port()
         started = time.monotonic()
-        proc = subprocess.Popen(
-            tool.command(state.user_kubeconfig(tool.user), port),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        proc = start_tool(tool, state, log_path, port)
         probe.attach(proc.pid)
         say(f"{tool.name} N={n}: started, waiting for {n} canaries to initialise")
         while True:
@@ -450,13 +480,7 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         delivered = api_events(client, tool.event_api_version, set(bumped), wave_start.at)
         logged = log_events(log_path, tool.event_log, set(bumped), wave_start.at)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_tool(proc)
         loads = probe.stop()
         audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
         kept = keep_log(log_path, f"{tool.name}-{n}")
