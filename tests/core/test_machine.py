@@ -459,6 +459,19 @@ def test_pause_command_freezes_weight_until_resume() -> None:
     assert rest[-1].status.phase is Phase.SUCCEEDED
 
 
+def test_a_pause_asked_by_canaryctl_itself_says_why_not_a_user() -> None:
+    spec = seed_spec()
+    cluster = Cluster(stable=10, canary=0)
+    status = drive(spec, cluster, ticks=2)[-1].status
+    user = step(spec, status, cluster.observe(command=Command(action="pause", id="u"))).events
+    assert [e.message for e in user] == ["paused by a user command; weights are frozen"]
+    drift = Command(action="pause", id="d", cause="another actor scaling deployment/app-v1")
+    told = step(spec, status, cluster.observe(command=drift)).events
+    assert [e.message for e in told] == [
+        "paused by another actor scaling deployment/app-v1; weights are frozen"
+    ]
+
+
 def test_full_promote_command_skips_remaining_steps() -> None:
     spec = seed_spec(steps=[{"setWeight": 5}, {"pause": "1h"}, {"setWeight": 50}])
     cluster = Cluster(stable=10, canary=0)

@@ -338,7 +338,8 @@ def _apply_command(run: _Run) -> None:
             phase is Phase.PAUSED and st.pause_reason is not PauseReason.COMMAND
         ):
             st.phase, st.pause_reason, st.pause_until = Phase.PAUSED, PauseReason.COMMAND, None
-            run.event("Normal", "Paused", "paused by a user command; weights are frozen")
+            by = cmd.cause or "a user command"
+            run.event("Normal", "Paused", f"paused by {by}; weights are frozen")
         else:
             ignore(f"only a progressing rollout can be paused (phase {phase})")
     elif cmd.action == "resume":

@@ -973,6 +973,8 @@ class Command(BaseModel):
     full: bool = False
     # Set by parse_command: the stored command was unreadable, this pause stands for it.
     unreadable: bool = False
+    # Who asked, when not a user: told in the command's Event (e.g. the drift pause).
+    cause: str | None = None
 
 
 def parse_status(data: Any, where: str) -> CanaryStatus | None:

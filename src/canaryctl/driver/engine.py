@@ -301,7 +301,11 @@ class Engine:
         )
         new_drift = drift is not None and status is not None and drift[0] != status.drift_handled
         if new_drift and not pending:
-            command = Command(action="pause", id=drift[0])
+            command = Command(
+                action="pause",
+                id=drift[0],
+                cause=f"another actor scaling deployment/{self.spec.stable}",
+            )
         analysis = None
         if self.analysis is not None and status is not None:
             label = self.analysis.config.version_label
