@@ -132,7 +132,22 @@ def test_auto_looks_follow_the_error_rate_within_their_bounds():
     quiet = {"errors": [[1000, 1, 9000, 5]]}
     assert analysis._next_interval(state, busy) == 5
     assert analysis._next_interval(state, quiet) == 30
-    assert _analysis()._next_interval(state, quiet) == 10  # fixed interval by default
+    assert _analysis(interval="10s")._next_interval(state, quiet) == 10
+
+
+def test_sequential_analysis_looks_adapt_by_default_within_5_to_60_s():
+    analysis = _analysis()
+    assert analysis.config.interval == "auto"
+    assert (analysis.config.min_interval, analysis.config.max_interval) == (5, 60)
+    state = {"firstLook": 1000.0, "lastLook": 1060.0}
+    assert analysis._next_interval(state, {"errors": [[1000, 50, 9000, 550]]}) == 5
+    assert analysis._next_interval(state, {"errors": [[1000, 1, 9000, 5]]}) == 60
+
+
+def test_threshold_judge_checks_every_10_s_by_default():
+    analysis = _analysis(judge="threshold")
+    assert analysis.config.interval == 10
+    assert analysis._next_interval({"firstLook": 0.0, "lastLook": 60.0}, {}) == 10
 
 
 def test_auto_looks_are_looked_at_in_a_rollout():

@@ -32,6 +32,8 @@ from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
 from canaryctl.core.judges import (
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MIN_INTERVAL,
     Batch,
     Histogram,
     LookSchedule,
@@ -56,8 +58,11 @@ from canaryctl.providers.templates import (
 )
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
-#: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
+#: Most looks kept in the status: 2000 looks of 5 s (the shortest automatic look) keep
+#: about 2.8 hours, of 10 s 5.5 hours, of 60 s (the longest) 33 hours.
 MAX_LOOKS = 2000
+#: Seconds between the threshold judge's checks when `interval` is not set.
+THRESHOLD_INTERVAL = 10.0
 #: Time one look's Prometheus queries may take in all, retries included: a tick holds the
 #: lease, and a slow Prometheus must not stall it until another process may take over.
 LOOK_SECONDS = LEASE_SECONDS / 2
@@ -92,9 +97,11 @@ class AnalysisSpec(BaseModel):
     prometheus: PrometheusSpec | None = None
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     judge: Literal["sequential", "threshold"] = "sequential"
-    interval: float | Literal["auto"] = 10.0
-    min_interval: float = 5.0
-    max_interval: float = 30.0
+    # None: "auto" (looks sized to the evidence) for the sequential judge, 10 s for the
+    # threshold judge, whose checks are defined per fixed interval.
+    interval: float | Literal["auto"] | None = None
+    min_interval: float = DEFAULT_MIN_INTERVAL
+    max_interval: float = DEFAULT_MAX_INTERVAL
     app: str | None = None
     version_label: str = "version"
     alpha: float = 0.05
@@ -112,8 +119,8 @@ class AnalysisSpec(BaseModel):
 
     @field_validator("interval", mode="before")
     @classmethod
-    def _interval(cls, value: Any) -> float | str:
-        if value == "auto":
+    def _interval(cls, value: Any) -> float | str | None:
+        if value is None or value == "auto":
             return value
         seconds = parse_duration(value)
         if seconds < 1:
@@ -130,6 +137,8 @@ class AnalysisSpec(BaseModel):
 
     @model_validator(mode="after")
     def _auto_looks(self) -> AnalysisSpec:
+        if self.interval is None:
+            self.interval = "auto" if self.judge == "sequential" else THRESHOLD_INTERVAL
         if self.interval == "auto":
             if self.judge != "sequential":
                 raise ValueError("interval auto needs the sequential judge (Flagger-like checks "

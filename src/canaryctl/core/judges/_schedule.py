@@ -6,7 +6,8 @@ needlessly fine where they are rare. `LookSchedule` sizes the next look so that
 it is expected to hold about `target_errors` errors (canary and stable
 together), from the error rate seen so far; before the first error it doubles
 the look, starting at `min_interval`. Every look stays within
-[min_interval, max_interval].
+[min_interval, max_interval]. This is the default of a rollout's analysis
+(`interval: auto`); the defaults here are the rollout's defaults.
 
 Validity. The next look's length is a function of looks already judged, so every
 look time is a stopping time of the data's filtration, and the judge's
@@ -22,8 +23,22 @@ built from per-look counts, cannot see bursts in windows that are nearly always
 empty; the benchmark measures false rollbacks climbing to 25% with bursts of 3 at
 5-error looks, and back under 5% at 20.
 
-In practice `min_interval` must cover a few scrapes of the metrics (Prometheus'
-`increase()` needs two samples inside the window).
+Why 5 s at the shortest. A look is a handful of PromQL queries over what
+Prometheus has scraped: `increase()` needs two samples inside the window, so a
+look shorter than two scrape intervals reads stale or empty data, and every look
+costs queries. 5 s is two scrapes at 2.5 s, the operator's own tick, and keeps a
+look's cost at a few queries per 5 s per canary; with slower scrapes raise
+`min_interval` to two scrape intervals. The price of a longer shortest look is
+measured, not hidden: no test can roll back before its first look, so a
+regression serving E excess errors per second costs at least E * min_interval
+(benchmarks/analysis.py, grid section 4).
+
+Why 60 s at the longest: where errors are rare a minute-long look still holds only
+a few (at 10 req/s and 0.1% errors, 0.6), so longer looks delay a decision by
+seconds of an analysis that takes hours, while they keep its cost low and its
+looks within the look budget (2000 looks kept in a rollout's status: 33 hours of
+60-s looks, 2.8 hours of 5-s ones, which are only taken where errors are
+plentiful and decisions come in minutes).
 """
 
 from __future__ import annotations
@@ -33,14 +48,19 @@ from dataclasses import dataclass
 
 from canaryctl.errors import SpecError
 
+#: Defaults of `LookSchedule` and of a rollout's `interval: auto` (seconds, errors per look).
+DEFAULT_MIN_INTERVAL = 5.0
+DEFAULT_MAX_INTERVAL = 60.0
+DEFAULT_TARGET_ERRORS = 20.0
+
 
 @dataclass(frozen=True, slots=True)
 class LookSchedule:
     """Length of the next look from the errors seen so far; pure, no clock."""
 
-    target_errors: float = 20.0
-    min_interval: float = 1.0
-    max_interval: float = 10.0
+    target_errors: float = DEFAULT_TARGET_ERRORS
+    min_interval: float = DEFAULT_MIN_INTERVAL
+    max_interval: float = DEFAULT_MAX_INTERVAL
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.target_errors) and self.target_errors > 0):
