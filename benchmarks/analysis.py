@@ -1125,6 +1125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--panel-only", action="store_true", help="run only section 4 (latency, pods, budget)"
     )
+    parser.add_argument(
+        "--skip-panel", action="store_true", help="sections 1-3 only (section 4 is the slowest)"
+    )
+    parser.add_argument("--skip-grid", action="store_true", help="leave out section 3")
     parser.add_argument("--runs", type=int, help="Monte Carlo runs per scenario (default 300)")
     args = parser.parse_args(argv)
     runs = args.runs or (30 if args.quick else 300)
@@ -1133,9 +1137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks: list[tuple[str, bool, str]] = []
     if not (args.grid_only or args.panel_only):
         checks += scenario_sections(runs, started)
-    if not args.panel_only:
+    if not (args.panel_only or args.skip_grid):
         checks += grid_section(runs, grid_seconds, started)
-    if not args.grid_only:
+    if not (args.grid_only or args.skip_panel):
         # Imported here: it imports this module, and only this section needs it. Run with
         # `python -P`, this folder is not on the path (its operator.py would shadow the
         # standard library's), so it goes at the end.
