@@ -330,7 +330,7 @@ class Analysis:
     def _next_interval(self, state: dict[str, Any], looks: dict[str, list[list[float]]]) -> float:
         """Seconds between the previous look and the next one.
 
-        `interval: auto` sizes looks to hold about 20 errors from the error rate seen so
+        `interval: auto` sizes looks to hold about 10 errors from the error rate seen so
         far (`core.judges.LookSchedule`), between minInterval and maxInterval: looks
         depend only on earlier looks, so the tests' guarantees are unchanged.
         """

@@ -15,13 +15,15 @@ e-processes are nonnegative supermartingales along any such sequence of times;
 Ville's inequality bounds false rollbacks by alpha however the looks are chosen.
 Only the speed changes.
 
-Why about 20 errors: a look's canary share of errors is the evidence, and with
-10% canary share a 20-error look holds about two canary errors. Shorter looks
-leave most canary windows empty, and then one bursty window (a pod failing a few
-requests in a row) weighs as much as a whole look, while the dispersion estimate,
-built from per-look counts, cannot see bursts in windows that are nearly always
-empty; the benchmark measures false rollbacks climbing to 25% with bursts of 3 at
-5-error looks, and back under 5% at 20.
+Why about 10 errors. With looks of 5 s at the shortest, a look sizes itself only
+where errors come at fewer than two a second; there, 10-error looks (10-50 s)
+measured less exposure to a 2x regression and faster promotion than 20-error
+ones (benchmark grid: 2.0-2.3x the floor against 2.4-2.7x; 650-1280 s to promote
+against 860-2040 s) and the same false rollbacks under bursts of 3 errors. Far
+fewer is unsafe: the canary's share of a look's errors is the evidence, and
+5-error looks (when looks of 1 s were allowed) rolled back 25% of good canaries
+whose errors came in bursts of 3, as one bursty window weighs as much as a whole
+look while the dispersion estimate cannot see bursts in nearly empty windows.
 
 Why 5 s at the shortest. A look is a handful of PromQL queries over what
 Prometheus has scraped: `increase()` needs two samples inside the window, so a
@@ -51,7 +53,7 @@ from canaryctl.errors import SpecError
 #: Defaults of `LookSchedule` and of a rollout's `interval: auto` (seconds, errors per look).
 DEFAULT_MIN_INTERVAL = 5.0
 DEFAULT_MAX_INTERVAL = 60.0
-DEFAULT_TARGET_ERRORS = 20.0
+DEFAULT_TARGET_ERRORS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
