@@ -322,8 +322,10 @@ JudgeRunner = Callable[[Stream], Outcome]
 
 FLAGGER_MAX_CHECKS = FLAGGER_ITERATIONS + 10  # enough for any failure threshold up to 10
 AUTO = "sequential (auto)"
+#: The schedule of `AUTO` and of the grid's 'defaults' (`--shortest-look` changes its minimum).
+DEFAULT_SCHEDULE = LookSchedule()
 BASELINES: dict[str, JudgeRunner] = {
-    AUTO: lambda s: run_scheduled(s, SequentialJudge, HORIZON_SECONDS, LookSchedule()),
+    AUTO: lambda s: run_scheduled(s, SequentialJudge, HORIZON_SECONDS, DEFAULT_SCHEDULE),
     "sequential (10 s)": lambda s: run_sequential(s, SequentialJudge, HORIZON_SECONDS),
     "flagger-like 99%/5": lambda s: run_per_check(
         s, ThresholdJudge(0.99, 5, FLAGGER_ITERATIONS), FLAGGER_MAX_CHECKS
@@ -501,7 +503,7 @@ TUNED_2X: dict[str, Any] = {
 DEFAULTS = "defaults"
 FIXED_10 = "defaults, 10 s"
 SEQUENTIAL_VARIANTS: dict[str, Variant] = {
-    DEFAULTS: Variant(0, {}, LookSchedule()),
+    DEFAULTS: Variant(0, {}, DEFAULT_SCHEDULE),
     # The same judge where Prometheus can deliver shorter looks (scrapes of 1 s or 0.5 s):
     # what the 5-s shortest look costs in the busiest cells.
     "defaults, >= 2 s": Variant(0, {}, LookSchedule(min_interval=2)),
@@ -986,8 +988,8 @@ def report_defaults(
 ) -> list[tuple[str, bool, str]]:
     """(4) the one default configuration against the floor; (5) its promotion speed."""
     checks: list[tuple[str, bool, str]] = []
-    shortest = LookSchedule().min_interval
-    longest = LookSchedule().max_interval
+    shortest = DEFAULT_SCHEDULE.min_interval
+    longest = DEFAULT_SCHEDULE.max_interval
     print(f"\n(4) One default configuration ({DEFAULTS!r}: SequentialJudge(), looks sized to the")
     print(f"    evidence, {shortest:g}-{longest:g} s) against Wald's floor in every cell. Target: "
           "within 3x of the")  # fmt: skip
@@ -1130,7 +1132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--skip-grid", action="store_true", help="leave out section 3")
     parser.add_argument("--runs", type=int, help="Monte Carlo runs per scenario (default 300)")
+    parser.add_argument(
+        "--shortest-look",
+        type=float,
+        help="seconds: the defaults' shortest automatic look instead of LookSchedule()'s",
+    )
     args = parser.parse_args(argv)
+    if args.shortest_look is not None:
+        # What a rollout with `minInterval` set does; every section reads these two.
+        global DEFAULT_SCHEDULE
+        DEFAULT_SCHEDULE = LookSchedule(min_interval=args.shortest_look)
+        SEQUENTIAL_VARIANTS[DEFAULTS] = Variant(0, {}, DEFAULT_SCHEDULE)
     runs = args.runs or (30 if args.quick else 300)
     grid_seconds = 6 * 3600 if args.quick else GRID_MAX_SECONDS
     started = time.perf_counter()
