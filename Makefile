@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps binaries traefik istioctl istio-analyze helm operator-image test test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
+.PHONY: install system-deps binaries traefik istioctl istio-analyze helm chart-package operator-image test test-host test-chart-cluster chaos demo demo-quick lint format clean-testenv bench-operator bench-peers
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ traefik: install
 helm: install
 	$(BIN)/canaryctl testenv build --helm
 
+# The chart as a versioned archive plus a chart-repository index in dist/charts, to serve
+# over HTTP (`helm repo add`) or push to an OCI registry (`helm push ... oci://REGISTRY/charts`).
+HELM = $(BIN)/python -c 'from canaryctl.testenv import helm_build as h; print(h.ensure(lambda *_: None))'
+chart-package: helm
+	rm -rf dist/charts && mkdir -p dist/charts
+	helm=$$($(HELM)) && $$helm package charts/canaryctl -d dist/charts && $$helm repo index dist/charts
+
 # The operator's OCI image tar: Debian root filesystem (mmdebstrap) + canaryctl's wheel and
 # dependencies, cached by input hash (Containerfile: the same image for a registry).
 # As root only: mmdebstrap's root mode, and only the real node (root) runs the image.
@@ -52,7 +59,13 @@ istio-analyze: binaries istioctl
 	$(BIN)/pytest tests/routers/test_istio_analyze.py
 
 test: system-deps binaries traefik helm operator-image
-	$(BIN)/pytest -m "not chaos"
+	$(BIN)/pytest -m "not chaos and not host_long"
+
+# Further host-restore variants on a real node of their own (root): kube-proxy's nftables
+# mode through `testenv down`. `make test` runs the iptables mode through `down` and the
+# nftables mode through the clean-up of a node whose processes died.
+test-host: system-deps binaries traefik
+	$(BIN)/pytest -m host_long tests/dataplane/test_host_restore.py
 
 # Long reliability runs (10,000 fuzz cases per input, kills at random instants, Prometheus
 # faults, writes at rest); the short version of each runs in `make test`.

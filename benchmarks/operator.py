@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import math
-import os
 import socket
 import statistics
 import subprocess
@@ -41,6 +40,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from canaryctl.kube.canary import Canary
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import LocalCluster
+
+# `python -P` (this file is named like the standard library's `operator`): the helpers
+# beside it are found at the end of the path, after the standard library.
+sys.path.append(str(Path(__file__).resolve().parent))
+from sampling import Sampler
 
 NS = "bench"
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -81,37 +85,15 @@ def parallel(fn: Any, items: list[Any], workers: int = 8) -> None:
             future.result()
 
 
-class Probe:
-    """The operator process seen from outside: CPU, RSS and its own request counter."""
-
-    def __init__(self, pid: int, metrics_port: int) -> None:
-        self.pid, self.port = pid, metrics_port
-
-    def cpu(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def requests(self) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "canaryctl_api_requests_total":
-                    total += sample.value
-        return total
-
-    def window(self, seconds: float) -> tuple[float, float]:
-        """(CPU seconds per minute, API requests per minute) over the next `seconds`."""
-        cpu0, req0, t0 = self.cpu(), self.requests(), time.monotonic()
-        time.sleep(seconds)
-        minutes = (time.monotonic() - t0) / 60
-        return (self.cpu() - cpu0) / minutes, (self.requests() - req0) / minutes
+def metric_total(port: int, name: str) -> float:
+    """The sum of a metric's samples on the operator's /metrics (e.g. its request counter)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
 
 
 def initialised(client: Client, n: int) -> int:
@@ -182,7 +164,7 @@ def run_size(n: int, idle: float, wave_window: float) -> dict[str, Any]:
              "--lease-namespace", NS, "--metrics-port", str(port), "--health-port", "0"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        probe = Probe(op.pid, port)
+        probe = Sampler(op.pid, requests=lambda: metric_total(port, "canaryctl_api_requests_total"))
         started = time.monotonic()
         while True:
             time.sleep(2)
@@ -207,7 +189,7 @@ def run_size(n: int, idle: float, wave_window: float) -> dict[str, Any]:
         ).start()
         time.sleep(1)
         bumped_at: dict[str, float] = {}
-        cpu0, req0, t0 = probe.cpu(), probe.requests(), time.monotonic()
+        wave_start = probe.mark()
         patch = {
             "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "app:2"}]}}}
         }
@@ -220,8 +202,7 @@ def run_size(n: int, idle: float, wave_window: float) -> dict[str, Any]:
         deadline = time.monotonic() + wave_window
         while time.monotonic() < deadline:
             time.sleep(1)
-        minutes = (time.monotonic() - t0) / 60
-        wave_cpu, wave_req = (probe.cpu() - cpu0) / minutes, (probe.requests() - req0) / minutes
+        wave_cpu, wave_req = probe.rates(wave_start, probe.mark())
         react50, react99 = percentiles([started[k] - bumped_at[k] for k in started])
         step50, step99 = percentiles([weighted[k] - bumped_at[k] for k in weighted])
         return {
@@ -232,6 +213,7 @@ def run_size(n: int, idle: float, wave_window: float) -> dict[str, Any]:
             "wave_cpu": wave_cpu,
             "wave_req": wave_req,
             "rss": probe.peak_rss_mib(),
+            "load": probe.stop(),
             "reached": f"{len(weighted)}/{len(bumped)}",
             "react": (react50, react99),
             "step": (step50, step99),

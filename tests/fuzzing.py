@@ -48,7 +48,7 @@ BASE: dict[str, Any] = {
     "service": "app",
     "router": {"kind": "istio", "virtualService": "app", "destinationRule": "app",
                "header": {"X-Track": "canary"}, "cookie": "tester", "mirror": 20},
-    "steps": [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setCanaryScale": 20},
+    "steps": [{"setCanaryScale": 20}, {"pause": {"duration": "30s"}}, {"setWeight": 10},
               {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}],
     "health": {"readyDeadline": "2m", "maxRestarts": 1, "stableMinReadyRatio": 0.9},
     "replicaMode": "full",

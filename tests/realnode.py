@@ -14,10 +14,12 @@ import httpx
 from lightkube import Client, codecs
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
 
 from canaryctl.kube import manifests
 from canaryctl.testenv import ClusterState, binaries, images
 from canaryctl.testenv.dataplane import REAL_POD_PLACEMENT
+from helpers import wait_until
 
 ECHO_SOURCE = Path(__file__).resolve().parent / "dataplane" / "echo"
 
@@ -114,6 +116,46 @@ def cluster_ip(kube: Client, name: str, namespace: str) -> str:
 def echo_version(response: httpx.Response) -> str:
     """The version in an echo server's answer."""
     return response.text.split()[0]
+
+
+def ready_endpoints(kube: Client, namespace: str, service: str) -> int:
+    """Ready endpoints the EndpointSlices of a Service list."""
+    slices = kube.list(
+        EndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service}
+    )
+    return sum(
+        1
+        for s in slices
+        for e in s.endpoints or []
+        if e.conditions is None or e.conditions.ready is not False
+    )
+
+
+def programmed_endpoints(state: ClusterState, namespace: str, service: str) -> int | None:
+    """Endpoints kube-proxy's iptables rules send `service`'s traffic to (None in another
+    proxy mode): the KUBE-SVC chain's jumps to KUBE-SEP chains."""
+    if state.proxy_mode != "iptables":
+        return None
+    out = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+    ).stdout
+    tag = f'--comment "{namespace}/{service}'
+    return sum(
+        1
+        for line in out.splitlines()
+        if line.startswith("-A KUBE-SVC-") and tag in line and "-j KUBE-SEP-" in line
+    )
+
+
+def wait_programmed(
+    state: ClusterState, kube: Client, namespace: str, service: str, ready: int
+) -> None:
+    """Wait until kube-proxy serves `service` with `ready` endpoints: the EndpointSlices list
+    them, and (iptables mode) its rules jump to that many. A split measured before then is
+    over the pods programmed first (5 + 1 pods: 1/6 to the one)."""
+    wait_until(lambda: ready_endpoints(kube, namespace, service) == ready, timeout=60)
+    if state.proxy_mode == "iptables":
+        wait_until(lambda: programmed_endpoints(state, namespace, service) == ready, timeout=30)
 
 
 def split(

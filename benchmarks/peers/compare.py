@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from lightkube import Client
 from lightkube.generic_resource import create_namespaced_resource
@@ -58,7 +59,11 @@ from lightkube.resources.core_v1 import Event, Namespace, Service, ServiceAccoun
 from lightkube.types import PatchType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The shared samplers one level up, appended: that folder holds a file named like the
+# standard library's `operator`, which must not shadow it.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 import report
+from sampling import Sampler
 
 from canaryctl.kube.canary import Canary
 from canaryctl.kube.client import make_client
@@ -206,42 +211,6 @@ def workload(i: int) -> tuple[Service, Deployment]:
     return svc, dep
 
 
-class Load:
-    """Samples the 1-minute load average every few seconds (a daemon thread)."""
-
-    def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), os.getloadavg()[0]))
-            self._stop.wait(5)
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        values = [v for _, v in self.samples] or [math.nan]
-        return {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
-
-
-class Proc:
-    """The tool's process seen from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def cpu(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def mem(self, key: str) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-        return math.nan
-
-
 def initialised(client: Client, n: int) -> int:
     """Canaries whose primary serves and whose target is scaled to 0 (either tool)."""
     deps = {d.metadata.name: d for d in client.list(Deployment, namespace=NS)}
@@ -333,6 +302,30 @@ def api_events(client: Client, api_version: str, names: set[str], since: float) 
     return total
 
 
+def queue_waits(port: int) -> dict[str, dict[str, float]]:
+    """canaryctl's own histogram of the time due reconciles waited for a worker, per lane:
+    {lane: {"count", "sum", "le_0.1", ...}} (cumulative bucket counts, as exported)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "canaryctl_reconcile_queue_seconds":
+            continue
+        for sample in family.samples:
+            lane = out.setdefault(sample.labels.get("lane", ""), {})
+            if sample.name.endswith("_count"):
+                lane["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                lane["sum"] = sample.value
+            elif sample.name.endswith("_bucket"):
+                lane[f"le_{sample.labels['le']}"] = sample.value
+    return out
+
+
 def say(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
@@ -350,7 +343,7 @@ def keep_log(path: Path, name: str) -> Path:
 def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, Any]:
     """One tool at one N on a fresh cluster; the cluster and the tool are stopped after."""
     say(f"{tool.name} N={n}: cluster up")
-    load = Load()
+    probe = Sampler()  # the load average from now on; the tool's process once started
     nodes = max(2, math.ceil((n * 2.2 + 50) / PODS_PER_NODE))
     cluster = LocalCluster(
         f"bench-peers-{tool.name}-{n}",
@@ -385,7 +378,7 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
             stderr=subprocess.STDOUT,
         )
         log.close()
-        probe = Proc(proc.pid)
+        probe.attach(proc.pid)
         say(f"{tool.name} N={n}: started, waiting for {n} canaries to initialise")
         while True:
             time.sleep(2)
@@ -408,10 +401,10 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         say(f"{tool.name} N={n}: initialised in {init_s:.0f} s; idle {idle:.0f} s")
         time.sleep(5)  # the last status writes of the initialisation settle
 
-        idle_t0, cpu0 = time.time(), probe.cpu()
+        idle_start = probe.mark()
         time.sleep(idle)
-        idle_t1, cpu1 = time.time(), probe.cpu()
-        idle_rss = probe.mem("VmRSS")
+        idle_end = probe.mark()
+        idle_rss = probe.rss_mib()
 
         bumped = names[::10]
         moved: dict[str, float] = {}
@@ -432,16 +425,17 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
             client.patch(Deployment, name, patch, namespace=NS, patch_type=PatchType.STRATEGIC)
 
         say(f"{tool.name} N={n}: bumping {len(bumped)} targets")
-        wave_t0, wave_cpu0 = time.time(), probe.cpu()
+        wave_start = probe.mark()
         parallel(bump, bumped)
         deadline = time.monotonic() + wave_timeout
         while time.monotonic() < deadline and len(done) < len(bumped):
             time.sleep(1)
-        wave_t1, wave_cpu1 = time.time(), probe.cpu()
+        wave_end = probe.mark()
         time.sleep(3)  # the last events of the wave
-        peak_rss = probe.mem("VmHWM")
-        delivered = api_events(client, tool.event_api_version, set(bumped), wave_t0)
-        logged = log_events(log_path, tool.event_log, set(bumped), wave_t0)
+        peak_rss = probe.peak_rss_mib()
+        queued = queue_waits(port) if tool.canary_kind is Canary else {}
+        delivered = api_events(client, tool.event_api_version, set(bumped), wave_start.at)
+        logged = log_events(log_path, tool.event_log, set(bumped), wave_start.at)
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -450,15 +444,22 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        loads = load.stop()
+        loads = probe.stop()
         audit = report.parse_audit(state.audit_log.read_text(errors="replace").splitlines())
         kept = keep_log(log_path, f"{tool.name}-{n}")
+        keep_log(state.audit_log, f"{tool.name}-{n}-audit")
         cluster.down()
 
+    idle_t0, idle_t1, wave_t0, wave_t1 = idle_start.at, idle_end.at, wave_start.at, wave_end.at
     idle_req, idle_split = report.per_minute(audit, tool.user, idle_t0, idle_t1)
     wave_req, wave_split = report.per_minute(audit, tool.user, wave_t0, wave_t1)
     react = report.first_writes(audit, tool.user, bumped_at)
     react50, react99 = report.percentiles(react.values())
+    # Where a reaction's time goes: until the tool first asks about the canary's objects
+    # (watch delivery and its queue), then until it writes (its own requests before that).
+    looked = report.first_requests(audit, tool.user, bumped_at)
+    look50, look99 = report.percentiles(looked.values())
+    look_to_write = [react[k] - looked[k] for k in react if k in looked]
     done50, done99 = report.percentiles(done[k] - bumped_at[k] for k in done)
     return {
         "tool": tool.name,
@@ -469,12 +470,12 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         "load_range": f"{loads['min']:.1f}-{loads['max']:.1f}",
         "figures": {
             "init_s": init_s,
-            "idle_cpu_s_per_min": (cpu1 - cpu0) / ((idle_t1 - idle_t0) / 60),
+            "idle_cpu_s_per_min": Sampler.rates(idle_start, idle_end)[0],
             "idle_rss_mib": idle_rss,
             "peak_rss_mib": peak_rss,
             "idle_requests_per_min": idle_req,
             "wave_requests_per_min": wave_req,
-            "wave_cpu_s_per_min": (wave_cpu1 - wave_cpu0) / ((wave_t1 - wave_t0) / 60),
+            "wave_cpu_s_per_min": Sampler.rates(wave_start, wave_end)[0],
             "react_p50_s": react50,
             "react_p99_s": react99,
             "done_p50_s": done50,
@@ -487,6 +488,13 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
         "succeeded": len(done),
         "wave_s": wave_t1 - wave_t0,
         "events": {"delivered": delivered, "logged": logged},
+        "reaction": {
+            "first_request_p50_s": look50,
+            "first_request_p99_s": look99,
+            "request_to_write_p50_s": report.percentiles(look_to_write)[0],
+            "request_to_write_p99_s": report.percentiles(look_to_write)[1],
+            "queue_wait": queued,
+        },
         "idle_split_per_min": dict(list(idle_split.items())[:12]),
         "wave_split_per_min": dict(list(wave_split.items())[:12]),
     }
@@ -513,6 +521,11 @@ def main() -> None:
     parser.add_argument("--wave-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, help="JSON file of the results (appended per run)")
     parser.add_argument("--table", type=Path, help="only print the table of a saved JSON file")
+    parser.add_argument(
+        "--label",
+        help="suffix of the tool's name in the saved rows, e.g. `before` for canaryctl run "
+        "from another checkout with that checkout's Python (a before/after column)",
+    )
     args = parser.parse_args()
     # SIGTERM (e.g. a time-out) ends like Ctrl-C: the tool and its cluster are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -534,6 +547,8 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         for name in args.tools.split(","):
             row = run_one(TOOLS[name], n, args.idle, args.wave_timeout)
+            if args.label:
+                row["tool"] = f"{name}-{args.label}"
             record["runs"].append(row)
             out.write_text(json.dumps(record, indent=2, default=str) + "\n")
             print(json.dumps(row, default=str), file=sys.stderr, flush=True)

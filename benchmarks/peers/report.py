@@ -98,9 +98,18 @@ def first_writes(
     """For each canary name in `since` (its image-bump time), the time of `user`'s first
     write to an object of that canary (the name itself, or `<name>-primary`/`-canary`...)
     after the bump: the tool's first action seen from the API server."""
+    writes = [r for r in requests if r.verb in WRITE_VERBS]
+    return first_requests(writes, user, since, prefix_match)
+
+
+def first_requests(
+    requests: Sequence[Request], user: str, since: Mapping[str, float], prefix_match: bool = True
+) -> dict[str, float]:
+    """As `first_writes`, for requests of any verb that name an object of the canary: when
+    the tool first looked at it after the bump (a poll, or a reconcile woken by a watch)."""
     first: dict[str, float] = {}
     for r in sorted(requests, key=lambda r: r.received):
-        if r.user != user or r.verb not in WRITE_VERBS or r.resource == "events":
+        if r.user != user or r.resource == "events" or not r.name:
             continue
         owner = r.name
         if owner not in since and prefix_match:

@@ -28,6 +28,12 @@ class SpecError(CanaryError):
         self.reason = reason
 
 
+class NameTaken(SpecError):
+    """An object canaryctl must create has a name already used by an object it did not
+    make (never overwritten): refused like a bad spec, and looked at again later, since
+    the fix (renaming or deleting that object) is no change of the Canary."""
+
+
 class ClusterError(CanaryError):
     """The Kubernetes API refused or could not serve a request."""
 
@@ -38,6 +44,22 @@ class RolloutNotFound(ClusterError):
 
 class ConflictError(ClusterError):
     """Another actor changed an object we were about to change."""
+
+
+class WriteDenied(ClusterError):
+    """The API server refused a write on its merits, not because of a race: an admission
+    policy or webhook (a ValidatingAdmissionPolicy's 422 Invalid, a webhook's 403
+    Forbidden), field validation or RBAC. Retrying at once gives the same answer, so the
+    operator reports it (Event and condition naming `object` and the server's `reason`)
+    and retries with a capped backoff, until someone changes the policy or the object.
+    """
+
+    def __init__(self, object_: str, reason: str, code: int) -> None:
+        object_, reason = _shorten(object_), _shorten(reason)
+        super().__init__(f"writing {object_} was denied ({code}): {reason}")
+        self.object = object_
+        self.reason = reason
+        self.code = code
 
 
 class ApiUnreachable(ClusterError):

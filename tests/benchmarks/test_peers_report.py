@@ -90,6 +90,11 @@ def test_first_action_is_the_tools_first_write_to_a_bumped_canarys_objects_after
     assert first == {"app-0001": pytest.approx(5.5), "app-0002": pytest.approx(7.0)}
     assert report.percentiles(first.values()) == (pytest.approx(6.25), pytest.approx(7.0))
     assert all(math.isnan(v) for v in report.percentiles([]))
+    # The first look, any verb (not Events): the read at 07:00:05, the patch at 07:00:09.
+    looked = report.first_requests(
+        requests, "flagger", {"app-0001": bumped_at, "app-0002": bumped_at, "app-0003": bumped_at}
+    )
+    assert looked == {"app-0001": pytest.approx(3.0), "app-0002": pytest.approx(7.0)}
 
 
 def test_the_harness_prints_its_table_with_ratios_from_its_own_saved_json(tmp_path):

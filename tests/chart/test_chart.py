@@ -33,7 +33,7 @@ OPERATOR_VERBS = {
     ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "events"): {"create"},
-    ("autoscaling", "horizontalpodautoscalers"): {"list"},
+    ("autoscaling", "horizontalpodautoscalers"): {"list", "watch", "create", "patch", "delete"},
     ("networking.k8s.io", "ingresses"): {"get", "create", "patch", "delete"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
     ("gateway.networking.k8s.io", "referencegrants"): {"list"},
@@ -215,3 +215,26 @@ def test_cluster_scope_lets_the_service_account_watch_every_namespace_and_nothin
     finally:
         kube.delete(ClusterRoleBinding, name)
         kube.delete(ClusterRole, name)
+
+
+def test_the_packaged_chart_renders_as_the_directory_and_is_indexed(tmp_path) -> None:
+    """`make chart-package`'s steps: the archive renders exactly as the chart directory,
+    carries the Python package's version (the image tag defaults to it), and the index
+    lists it with its digest, ready for `helm repo add` or `helm push`."""
+    import hashlib
+    from importlib.metadata import version
+
+    helm("package", str(CHART), "-d", str(tmp_path))
+    archive = tmp_path / f"canaryctl-{version('canaryctl')}.tgz"
+    assert archive.exists(), sorted(p.name for p in tmp_path.iterdir())
+    chart = yaml.safe_load(helm("show", "chart", str(archive)))
+    assert chart["version"] == chart["appVersion"] == version("canaryctl")
+    args = ["-n", "canaryctl-system", "--set-json", 'watchNamespaces=["team-a"]']
+    assert helm("template", "canaryctl", str(archive), *args) == helm(
+        "template", "canaryctl", str(CHART), *args
+    )
+    helm("repo", "index", str(tmp_path))
+    index = yaml.safe_load((tmp_path / "index.yaml").read_text())
+    (entry,) = index["entries"]["canaryctl"]
+    assert entry["version"] == version("canaryctl")
+    assert entry["digest"] == hashlib.sha256(archive.read_bytes()).hexdigest()

@@ -111,7 +111,8 @@ def adopt_crd(kube: Client, release_ns: str) -> None:
 def operator_panels_answer(kube: Client, release_ns: str, ns: str) -> None:
     """The dashboard's operator panels, queried on a real Prometheus scraping the operator
     pods mid-rollout: each returns a series for the canary (the judge e-values panel
-    only once a sequential judge runs, which this rollout has not)."""
+    only once a sequential judge runs, which this rollout has not; that panel is checked
+    against a live operator in tests/integration/test_operator_dashboard.py)."""
     pods = [p.status.podIP for p in operator_pods(kube, release_ns)]
     targets = [ScrapeTarget(f"{ip}:8080") for ip in pods]
     server = PrometheusServer(targets).start()

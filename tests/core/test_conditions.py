@@ -88,3 +88,15 @@ def test_display_fields() -> None:
     assert verdict_text(failing) == "Failing: canary-ready"
     assert verdict_text(CanaryStatus(phase=Phase.SUCCEEDED)) == "Promoted"
     assert verdict_text(CanaryStatus(phase=Phase.ROLLED_BACK, reason="Aborted")) == "Aborted"
+
+
+def test_a_denied_write_makes_ready_false_naming_the_object_and_the_policy() -> None:
+    from canaryctl.core.conditions import denied_conditions
+
+    out = denied_conditions(
+        "deployment/app in ns", "ValidatingAdmissionPolicy 'keep-up' denied request", 3, 0.0
+    )
+    (ready,) = [c for c in out if c["type"] == "Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "WriteDenied"
+    assert "deployment/app in ns" in ready["message"] and "keep-up" in ready["message"]
+    assert ready["observedGeneration"] == 3

@@ -294,13 +294,58 @@ def test_set_canary_scale_needs_a_weight_router() -> None:
     assert spec.steps[0].set_canary_scale == 20
 
 
+DARK_LAUNCH = [{"setCanaryScale": 20}, {"pause": {}}, {"setWeight": 10}]
+
+
 def test_mirroring_is_an_istio_feature() -> None:
-    base = {"name": "c", "stable": "a", "canary": "b", "service": "s", "steps": [{"setWeight": 10}]}
+    base = {"name": "c", "stable": "a", "canary": "b", "service": "s", "steps": DARK_LAUNCH}
     with pytest.raises(SpecError) as err:
         parse_spec({**base, "router": {"kind": "nginx", "ingress": "web", "mirror": 10}})
     assert err.value.field == "router.mirror"
     spec = parse_spec({**base, "router": {"kind": "istio", "virtualService": "vs", "mirror": 10}})
     assert spec.router.mirror == 10
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}],
+        [{"pause": {}}, {"setWeight": 10}],  # a pause at weight 0 has no canary pods
+        [{"setWeight": 10}, {"setCanaryScale": 50}, {"pause": {}}],  # scale after a weight
+        [{"pause": {"duration": "1m"}}],
+    ],
+)
+def test_a_mirror_that_could_never_run_is_refused_naming_it(steps: list[dict]) -> None:
+    """Mirroring is a dark launch (canary pods, weight 0): without a setCanaryScale step
+    before the first setWeight, nothing would ever be mirrored."""
+    router = {"kind": "istio", "virtualService": "vs", "mirror": 10}
+    with pytest.raises(SpecError) as err:
+        parse_spec(base(router=router, steps=steps))
+    assert err.value.field == "router.mirror"
+    assert "setCanaryScale step before the first setWeight" in err.value.reason
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        DARK_LAUNCH,
+        [{"pause": {}}, {"setCanaryScale": 20}, {"pause": {"duration": "5m"}}, {"setWeight": 100}],
+        [{"setCanaryScale": 20}, {"pause": {}}],  # A/B plus mirror, then promotion
+    ],
+)
+def test_a_mirror_with_a_dark_launch_step_is_accepted(steps: list[dict]) -> None:
+    router = {"kind": "istio", "virtualService": "vs", "mirror": 10}
+    assert parse_spec(base(router=router, steps=steps)).router.mirror == 10
+
+
+def test_quick_mode_mirroring_starts_with_a_dark_launch_held_for_one_pause() -> None:
+    router = {"kind": "istio", "virtualService": "vs", "mirror": 20}
+    spec = quick_spec("d", "ns", "a", "b", "s", steps="10,50,100", pause="30s", router=router)
+    kinds = [step.model_dump(by_alias=True) for step in spec.steps]
+    assert kinds[:3] == [{"setCanaryScale": 10}, {"pause": 30.0}, {"setWeight": 10}]
+    with pytest.raises(SpecError) as err:
+        quick_spec("d", "ns", "a", "b", "s", steps="10,100", pause=None, router=router)
+    assert err.value.field == "pause"
 
 
 def test_managed_mode_names_only_the_target() -> None:

@@ -3,6 +3,10 @@
 Runs its own real node from up to down. Only one real node can run on a host, so these
 tests are marked ``own_node`` and the root conftest runs them before anything starts the
 session's ``dataplane_cluster``.
+
+``make test`` runs kube-proxy's iptables mode through ``down`` and its nftables mode through
+the clean-up of a node whose processes died; ``make test-host`` (marker ``host_long``) adds
+the nftables mode through ``down``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ def _diff(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
     return {k: {"before": a[k], "after": b[k]} for k in a if a[k] != b[k]}
 
 
-@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+@pytest.mark.parametrize(
+    "mode", ["iptables", pytest.param("nftables", marks=pytest.mark.host_long)]
+)
 def test_down_restores_the_host_exactly_after_pods_ran_and_served_traffic(mode: str) -> None:
     why = dataplane.missing_requirements(mode)
     if why:
@@ -62,18 +68,25 @@ def test_down_restores_the_host_exactly_after_pods_ran_and_served_traffic(mode: 
 
 
 def test_a_real_node_whose_processes_died_is_cleaned_up_by_the_next_up() -> None:
-    why = dataplane.missing_requirements()
+    # The dead node runs kube-proxy in nftables mode, its successor in iptables mode: the
+    # clean-up must remove the nftables tables too (``make test`` runs nftables only here).
+    why = dataplane.missing_requirements("nftables") + dataplane.missing_requirements()
     if why:
         pytest.skip("no real node on this host: " + "; ".join(why))
     before = host.observe()
-    dead = LocalCluster(f"pytest-{os.getpid()}-dead", nodes=1, dataplane=True)
+    dead = LocalCluster(
+        f"pytest-{os.getpid()}-dead", nodes=1, dataplane=True, proxy_mode="nftables"
+    )
     state = dead.up(timeout=300)
     successor = LocalCluster(f"pytest-{os.getpid()}-next", nodes=1, dataplane=True)
     try:
         kube = make_client(state.kubeconfig)
         image = load_echo(state)
-        apply(kube, "default", deployment("echo-v1", "v1", 2, image))
+        apply(kube, "default", service(), deployment("echo-v1", "v1", 2, image))
         wait_until(lambda: available(kube, "echo-v1", "default") == 2, timeout=120)
+        url = f"http://{cluster_ip(kube, 'echo', 'default')}/"
+        assert wait_until(lambda: split(url, 5)[0], timeout=30)["v1"] >= 1
+        assert any("kube-proxy" in table for table in host.nft_tables()), host.nft_tables()
         # A reboot-like death: every process of the node gone, its pods' containers and
         # its changes to the host left behind.
         for pid in state.pids.values():

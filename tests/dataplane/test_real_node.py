@@ -1,16 +1,21 @@
 """The real node: Ready next to the KWOK nodes, real pods of a locally built image, a
-ClusterIP answering from the host through kube-proxy, and `kubectl logs/exec`."""
+ClusterIP answering from the host through kube-proxy, `kubectl logs/exec`, and an API
+server that listens on the node's address only and refuses anonymous requests."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from lightkube import Client
-from lightkube.resources.core_v1 import Node, Pod
+from lightkube.resources.core_v1 import Endpoints, Node, Pod
 
 from canaryctl.testenv import ClusterState, LocalCluster
-from canaryctl.testenv.dataplane import NODE_LABEL, NODE_NAME, NODE_TAINT
+from canaryctl.testenv.dataplane import NODE_LABEL, NODE_NAME, NODE_TAINT, node_ip
 from helpers import wait_until
 from realnode import (
     apply,
@@ -23,6 +28,7 @@ from realnode import (
     ready_pods,
     service,
     split,
+    wait_programmed,
 )
 
 pytestmark = [pytest.mark.dataplane, pytest.mark.integration]
@@ -95,7 +101,9 @@ def test_ten_real_pods_become_ready_and_a_cluster_ip_splits_nine_to_one_by_pods(
     assert len({p.status.podIP for p in pods}) == 10
 
     url = f"http://{cluster_ip(dataplane_kube, 'echo', dataplane_namespace)}/"
-    # kube-proxy programs the Service once its EndpointSlice lists the 10 pods.
+    # kube-proxy programs the Service once its EndpointSlice lists the 10 pods: measured
+    # before that, the split is over the pods programmed first (e.g. 5 + 1: 1/6 to v2).
+    wait_programmed(dataplane_cluster, dataplane_kube, dataplane_namespace, "echo", 10)
     wait_until(lambda: split(url, 1)[0], timeout=30)
     versions, failed = split(url, 1000)
     low, high = binomial_interval(1000, 0.9)
@@ -141,3 +149,20 @@ def test_status_shows_the_real_node_and_its_pods(
     assert node["ready"] is True  # type: ignore[index]
     listed = {p["pod"] for p in node["pods"] if p["ready"]}  # type: ignore[index]
     assert len([p for p in listed if p.startswith(f"{dataplane_namespace}/echo-v1-")]) == 2
+
+
+def test_the_api_server_listens_on_the_node_address_only_and_refuses_anonymous_requests(
+    dataplane_cluster: ClusterState, dataplane_kube: Client
+) -> None:
+    """Not on every interface of the host (0.0.0.0): on the node's address, which pods reach
+    through the `kubernetes` Service and every host client uses; no anonymous requests."""
+    state = dataplane_cluster
+    port = state.ports["kube-apiserver"]
+    assert state.address == node_ip() and state.server == f"https://{state.address}:{port}"
+    with pytest.raises(OSError):  # not on loopback, so not on every address of the host
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    ca = ssl.create_default_context(cafile=str(Path(state.folder) / "pki" / "ca.crt"))
+    with httpx.Client(verify=ca, timeout=5) as anonymous:
+        assert anonymous.get(f"{state.server}/readyz").status_code == 401
+    endpoints = dataplane_kube.get(Endpoints, "kubernetes", namespace="default")
+    assert [a.ip for s in endpoints.subsets or [] for a in s.addresses or []] == [state.address]

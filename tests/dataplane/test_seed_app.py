@@ -16,7 +16,15 @@ from lightkube.resources.core_v1 import Pod
 from canaryctl.testenv import ClusterState, LocalCluster, images
 from canaryctl.testenv.dataplane import NODE_NAME, on_real_node
 from helpers import EXAMPLES, wait_until
-from realnode import apply, available, binomial_interval, cluster_ip, ready_pods, split
+from realnode import (
+    apply,
+    available,
+    binomial_interval,
+    cluster_ip,
+    ready_pods,
+    split,
+    wait_programmed,
+)
 
 pytestmark = [pytest.mark.dataplane, pytest.mark.integration]
 SEED = EXAMPLES / "pulpocon-app"
@@ -65,6 +73,7 @@ def test_the_seed_examples_run_the_real_app_on_the_real_node_split_by_ready_pods
     assert len(pods) == 11 and {p.spec.nodeName for p in pods} == {NODE_NAME}
 
     url = f"http://{cluster_ip(dataplane_kube, 'pulpocon-app', dataplane_namespace)}/"
+    wait_programmed(dataplane_cluster, dataplane_kube, dataplane_namespace, "pulpocon-app", 11)
     wait_until(lambda: split(url, 1, _version)[0], timeout=30)
     before = _served(pods)
     versions, failed = split(url, 1000, _version)

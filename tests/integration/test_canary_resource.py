@@ -127,6 +127,13 @@ INVALID = [
     ({"router": {"kind": "nginx"}}, "spec.router.ingress", "router.ingress"),
     ({"router": {"header": {"X-Track": "canary"}}}, "spec.router.kind", "router.header"),
     ({"router": {"kind": "gateway", "httproute": "r", "mirror": 10}}, "spec.router.mirror", None),
+    # Mirroring is a dark launch: without a setCanaryScale step before the first setWeight
+    # it could never run (a CEL rule over two fields).
+    (
+        {"router": {"kind": "istio", "virtualService": "vs", "mirror": 10}},
+        "spec.router.mirror",
+        "router.mirror",
+    ),
     ({"replicaMode": "half"}, "spec.replicaMode", "replicaMode"),
     ({"health": {"maxRestarts": -1}}, "spec.health.maxRestarts", "health.maxRestarts"),
     ({"health": {"readyDeadline": "soon"}}, "spec.health.readyDeadline", None),

@@ -26,7 +26,8 @@ from lightkube.models.core_v1 import (
 )
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
 from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
@@ -273,17 +274,13 @@ def _data(kube: Client, ns: str, res: Any, name: str) -> dict[str, str] | None:
         raise
 
 
-def test_managed_mode_a_config_change_reaches_only_the_canary_until_promotion(
-    kube: Client, namespace: str, start_operator
-) -> None:
-    """The primary reads `-primary` copies of the target's ConfigMap and Secret; a change
-    of the ConfigMap starts a rollout, reaches the primary's copy only at promotion, and
-    the copies go with the Canary."""
-    service(kube, namespace)
+def config_setup(kube: Client, ns: str) -> None:
+    """`app` reading ConfigMap `app-config` (envFrom) and Secret `app-token` (env)."""
+    service(kube, ns)
     kube.create(ConfigMap(metadata=ObjectMeta(name="app-config"), data={"MODE": "v1"}),
-                namespace=namespace)  # fmt: skip
+                namespace=ns)  # fmt: skip
     kube.create(Secret(metadata=ObjectMeta(name="app-token"), stringData={"t": "s3cret"}),
-                namespace=namespace)  # fmt: skip
+                namespace=ns)  # fmt: skip
     container = {
         "name": "app", "image": "app:1",
         "envFrom": [{"configMapRef": {"name": "app-config"}}],
@@ -294,32 +291,122 @@ def test_managed_mode_a_config_change_reaches_only_the_canary_until_promotion(
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
         "spec": {"replicas": 2, "selector": {"matchLabels": labels},
                  "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
-    }), namespace=namespace)  # fmt: skip
+    }), namespace=ns)  # fmt: skip
+
+
+def primary_copies(kube: Client, ns: str) -> tuple[str, str, str]:
+    """(ConfigMap copy, Secret copy) the primary's template reads, and its template hash."""
+    primary = kube.get(Deployment, "app-primary", namespace=ns)
+    container = primary.spec.template.spec.containers[0]
+    version = primary.metadata.annotations["canaryctl.dev/template-hash"]
+    return (container.envFrom[0].configMapRef.name,
+            container.env[0].valueFrom.secretKeyRef.name, version)  # fmt: skip
+
+
+def copies(kube: Client, ns: str) -> set[str]:
+    """The config copies canaryctl keeps for the primary of `app`."""
+    labels = {"app.kubernetes.io/managed-by": "canaryctl", "canaryctl.dev/primary-of": "app"}
+    return {f"{res.__name__.lower()}/{obj.metadata.name}" for res in (ConfigMap, Secret)
+            for obj in kube.list(res, namespace=ns, labels=labels)}  # fmt: skip
+
+
+def test_managed_mode_a_config_change_reaches_only_the_canary_until_promotion(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """The primary reads immutable copies of the target's ConfigMap and Secret for the
+    version it runs. A changed ConfigMap starts a rollout and reaches the canary (which
+    reads the original) during the analysis; the primary's copy is never written: a
+    rolled-back change leaves it as it was, a promoted one gives the primary new copies in
+    the same write as its template, and the old ones go once it runs them. The copies go
+    with the Canary."""
+    config_setup(kube, namespace)
     start_operator(namespace)
     canary(kube, namespace, managed_spec([{"setWeight": 50}, {"pause": {}}]))
     wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
-    primary = kube.get(Deployment, "app-primary", namespace=namespace).spec.template.spec
-    assert primary.containers[0].envFrom[0].configMapRef.name == "app-config-primary"
-    assert primary.containers[0].env[0].valueFrom.secretKeyRef.name == "app-token-primary"
-    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
-    assert _data(kube, namespace, Secret, "app-token-primary") == _data(
+    cm_copy, secret_copy, version = primary_copies(kube, namespace)
+    assert cm_copy == f"app-config-primary-{version[:10]}"
+    assert secret_copy == f"app-token-primary-{version[:10]}"
+    first = kube.get(ConfigMap, cm_copy, namespace=namespace)
+    assert first.data == {"MODE": "v1"} and first.immutable
+    assert _data(kube, namespace, Secret, secret_copy) == _data(
         kube, namespace, Secret, "app-token"
     )
 
-    kube.patch(ConfigMap, "app-config", {"data": {"MODE": "v2"}}, namespace=namespace)
-    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
-    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v1"}
+    def analysed(mode: str) -> None:
+        """A config change under analysis: the canary reads it, the primary's copy not."""
+        kube.patch(ConfigMap, "app-config", {"data": {"MODE": mode}}, namespace=namespace)
+        wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+        pods = kube.list(Pod, namespace=namespace, labels=TARGET_PODS)
+        refs = {p.spec.containers[0].envFrom[0].configMapRef.name for p in pods}
+        assert refs == {"app-config"}, "the canary's pods read the changed ConfigMap"
+        assert primary_copies(kube, namespace) == (cm_copy, secret_copy, version)
+        now = kube.get(ConfigMap, cm_copy, namespace=namespace)
+        assert now.metadata.resourceVersion == first.metadata.resourceVersion
+        assert now.data == {"MODE": "v1"}
+
+    analysed("v2")
+    _command(kube, namespace, "abort")  # rolled back: the primary's copy never changed
+    wait_until(lambda: phase(kube, namespace) == "RolledBack", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert primary_copies(kube, namespace) == (cm_copy, secret_copy, version)
+    assert kube.get(ConfigMap, cm_copy, namespace=namespace).metadata.resourceVersion == (
+        first.metadata.resourceVersion
+    )
+    assert copies(kube, namespace) == {f"configmap/{cm_copy}", f"secret/{secret_copy}"}
+
+    analysed("v3")
     _promote(kube, namespace)
     wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
     wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
-    assert _data(kube, namespace, ConfigMap, "app-config-primary") == {"MODE": "v2"}
+    new_cm, new_secret, new_version = primary_copies(kube, namespace)
+    assert new_version != version and new_cm == f"app-config-primary-{new_version[:10]}"
+    assert _data(kube, namespace, ConfigMap, new_cm) == {"MODE": "v3"}
     assert replicas(kube, namespace, "app-primary") == (2, 2)
+    # the earlier version's copies went once the primary ran the new one
+    assert copies(kube, namespace) == {f"configmap/{new_cm}", f"secret/{new_secret}"}
 
     kube.delete(Canary, "app", namespace=namespace)
     wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
-    assert _data(kube, namespace, ConfigMap, "app-config-primary") is None
-    assert _data(kube, namespace, Secret, "app-token-primary") is None
-    assert _data(kube, namespace, ConfigMap, "app-config") == {"MODE": "v2"}
+    assert copies(kube, namespace) == set()
+    assert _data(kube, namespace, ConfigMap, "app-config") == {"MODE": "v3"}
+
+
+def canary_messages(kube: Client, ns: str, reason: str, name: str = "app") -> list[str]:
+    """Messages of the Events of one reason on a Canary."""
+    return [e.message for e in kube.list(Event, namespace=ns)
+            if e.involvedObject.kind == "Canary" and e.involvedObject.name == name
+            and e.reason == reason]  # fmt: skip
+
+
+def test_managed_mode_never_overwrites_a_users_object_of_a_copys_name(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """Someone else's ConfigMap under the name the primary's copy needs is refused by name
+    (an Event naming it and the Canary); nothing is created, `app` keeps serving, and the
+    object is neither changed nor deleted with the Canary."""
+    config_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    cm_copy = primary_copies(kube, namespace)[0]  # the name the same version needs again
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app-primary") is None, timeout=30)
+    assert copies(kube, namespace) == set()
+
+    mine = ConfigMap(metadata=ObjectMeta(name=cm_copy, labels={"team": "a"}), data={"k": "mine"})
+    kube.create(mine, namespace=namespace)
+    canary(kube, namespace, managed_spec())
+    told = wait_until(lambda: canary_messages(kube, namespace, "InvalidSpec"), timeout=30)
+    assert f"configmap/{cm_copy}" in told[0] and f"canary {namespace}/app" in told[0]
+    time.sleep(1)  # nothing follows the refusal
+    assert replicas(kube, namespace, "app-primary") is None
+    assert replicas(kube, namespace, "app") == (2, 2)  # still serving, untouched
+    assert copies(kube, namespace) == set()
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    kept = kube.get(ConfigMap, cm_copy, namespace=namespace)
+    assert kept.data == {"k": "mine"} and kept.metadata.labels == {"team": "a"}
 
 
 # --- deletion, crashes, leadership ------------------------------------------------------
@@ -371,7 +458,12 @@ def test_operator_killed_mid_rollout_resumes_where_it_was(
 
 def _promote(kube: Client, ns: str) -> None:
     """`canaryctl promote` writes this annotation; written directly to stay CLI-agnostic."""
-    command = {"action": "promote", "full": False, "id": f"t{time.time_ns()}"}
+    _command(kube, ns, "promote")
+
+
+def _command(kube: Client, ns: str, action: str) -> None:
+    """`canaryctl <action>` writes this annotation (written directly, CLI-agnostic)."""
+    command = {"action": action, "full": False, "id": f"t{time.time_ns()}"}
     patch = {"metadata": {"annotations": {"canaryctl.dev/command": json.dumps(command)}}}
     kube.patch(Canary, "app", patch, namespace=ns, patch_type=PatchType.MERGE)
 
@@ -589,3 +681,257 @@ def test_a_restarted_operator_keeps_the_drain_wait_of_the_target_from_the_status
     assert selector(kube, namespace, "app") == PRIMARY_PODS
     # cleared once the target is at 0 (the next retirement waits afresh)
     wait_until(lambda: "drainedSince" not in status(kube, namespace), timeout=10)
+
+
+# --- deletion: what keeps serving --------------------------------------------------------
+
+
+def _kept(kube: Client, ns: str) -> dict[str, str]:
+    """The primary outlives the Canary: no owner reference, marked kept-for; its annotations."""
+    primary = kube.get(Deployment, "app-primary", namespace=ns)
+    assert not primary.metadata.ownerReferences  # the garbage collector leaves it
+    annotations = dict(primary.metadata.annotations or {})
+    assert annotations.get("canaryctl.dev/kept-for")
+    return annotations
+
+
+@pytest.mark.parametrize("on_delete", ["default", "HandOver"])
+def test_deleting_a_managed_canary_mid_rollout_keeps_the_analysed_primary_unless_asked(
+    kube: Client, namespace: str, start_operator, on_delete: str
+) -> None:
+    """The target runs a template whose analysis never ended: by default the primary (the
+    last promoted version) keeps serving at full capacity and the target goes to 0; the
+    annotation `canaryctl.dev/on-delete: HandOver` hands the traffic to the target."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    # The hand-over waits for the target at most health.readyDeadline after the deletion
+    # (the rollback's drain comes first): room for a loaded machine.
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], drainDelay="0s",
+                        health={"readyDeadline": "90s"})  # fmt: skip
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:2")
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    if on_delete == "HandOver":
+        kube.patch(Canary, "app", {"metadata": {"annotations": {
+            "canaryctl.dev/on-delete": "HandOver"}}}, namespace=namespace,
+            patch_type=PatchType.MERGE)  # fmt: skip
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=90)
+    reasons = canary_events(kube, namespace)
+    assert "Deleting" in reasons and "Finalized" in reasons
+    if on_delete == "HandOver":
+        assert "PrimaryKept" not in reasons
+        assert (
+            replicas(kube, namespace, "app") == (2, 2)
+            and image_of(kube, namespace, "app") == "app:2"
+        )
+        wait_until(lambda: replicas(kube, namespace, "app-primary") is None, timeout=30)
+        return
+    assert "PrimaryKept" in reasons
+    _kept(kube, namespace)
+    time.sleep(2)  # the garbage collector would have deleted an owned primary by now
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert image_of(kube, namespace, "app-primary") == "app:1"
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, TARGET_PODS) == 0
+
+
+def test_deleting_a_managed_canary_with_an_invalid_spec_keeps_the_primary_serving(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A spec the operator refuses cannot drive the usual release; the garbage collector
+    must still not take the primary (owned by the Canary) while the target is at 0."""
+    managed_setup(kube, namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    # valid for the schema, refused by the operator (managed mode has no DestinationRule)
+    invalid = {"kind": "istio", "virtualService": "vs", "destinationRule": "dr"}
+    kube.patch(Canary, "app", {"spec": {"router": invalid}}, namespace=namespace,
+               patch_type=PatchType.MERGE)  # fmt: skip
+    wait_until(lambda: "InvalidSpec" in canary_events(kube, namespace), timeout=30)
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    _kept(kube, namespace)
+    time.sleep(2)
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    events = [e for e in kube.list(Event, namespace=namespace)
+              if e.involvedObject.kind == "Canary" and e.reason == "PrimaryKept"]  # fmt: skip
+    assert events and "router.destinationRule" in events[0].message
+    assert "app-primary" in events[0].message
+
+
+# --- refused writes -----------------------------------------------------------------------
+
+
+def test_a_failed_guard_is_a_conflict_on_the_real_api_server(kube: Client, namespace: str) -> None:
+    """The 422 of a JSON-patch `test` op that does not hold is a race, not a refusal."""
+    from canaryctl.errors import ConflictError
+
+    deploy(kube, namespace, "app", 1, "main")
+    with pytest.raises(ConflictError):
+        workloads.scale(kube, "app", namespace, 3, generation=99)
+
+
+def test_a_write_an_admission_policy_refuses_is_told_and_retried_with_backoff(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """A real ValidatingAdmissionPolicy forbids scaling `app` to 0: the operator names the
+    object and the policy's message (Event, Ready condition) and retries with a capped
+    backoff, not five times a second; once the policy goes, the target goes to 0."""
+    from lightkube.resources.admissionregistration_v1 import (
+        ValidatingAdmissionPolicy,
+        ValidatingAdmissionPolicyBinding,
+    )
+
+    name = f"keep-app-up-{namespace}"
+    policy = codecs.from_dict({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                "resources": ["deployments"]}]},
+            "validations": [{
+                "expression": "object.metadata.name != 'app' || object.spec.replicas > 0",
+                "message": "app must keep a replica (team policy)"}],
+        },
+    })  # fmt: skip
+    binding = codecs.from_dict({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}},
+    })  # fmt: skip
+    managed_setup(kube, namespace)
+    kube.create(policy)
+    kube.create(binding)
+    try:
+
+        def enforced() -> bool:
+            try:
+                kube.patch(Deployment, "app", {"spec": {"replicas": 0}}, namespace=namespace,
+                           patch_type=PatchType.MERGE, dry_run=True)  # fmt: skip
+            except ApiError as exc:
+                return exc.status.code == 422
+            return False
+
+        wait_until(enforced, timeout=30)  # the API server has loaded the policy
+        op = start_operator(namespace)
+        assert "watches synced" in op.get("/readyz", op.health_port)[1]
+        canary(kube, namespace, managed_spec())
+        wait_until(lambda: replicas(kube, namespace, "app-primary") == (2, 2), timeout=30)
+
+        def denied() -> dict[str, Any] | None:
+            conditions = status(kube, namespace).get("conditions") or []
+            ready = next((c for c in conditions if c["type"] == "Ready"), {})
+            return ready if ready.get("reason") == "WriteDenied" else None
+
+        ready = wait_until(denied, timeout=30)
+        first = time.monotonic()
+        assert "deployment/app" in ready["message"] and name in ready["message"]
+        assert "team policy" in ready["message"]
+        events = [e for e in kube.list(Event, namespace=namespace)
+                  if e.involvedObject.kind == "Canary" and e.reason == "WriteDenied"]  # fmt: skip
+        assert events and name in events[0].message and "team policy" in events[0].message
+        time.sleep(8)
+        refusals = op.metric("canaryctl_reconcile_errors_total", error="WriteDenied") or 0
+        # backoff 2, 5, 10 s: at most 4 tries in the first 8 s (5 a second would be 40)
+        assert 1 <= refusals <= 4, (refusals, time.monotonic() - first)
+        assert replicas(kube, namespace, "app") == (2, 2)  # refused: still serving
+    finally:
+        kube.delete(ValidatingAdmissionPolicyBinding, name)
+        kube.delete(ValidatingAdmissionPolicy, name)
+    # the next try (backoff <= 10 s now) goes through; the condition says so again
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=40)
+    wait_until(lambda: denied() is None, timeout=20)
+
+
+def user_hpa(ns: str, low: int, high: int) -> HorizontalPodAutoscaler:
+    """The user's HPA `app` scaling deployment/app on CPU."""
+    return HorizontalPodAutoscaler.from_dict({
+        "metadata": {"name": "app", "namespace": ns},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+            "minReplicas": low, "maxReplicas": high,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": 70}}}],
+        },
+    })  # fmt: skip
+
+
+def hpa_range(kube: Client, ns: str, name: str) -> tuple[str, int, int] | None:
+    """(scale target, min, max) of an HPA, None when it does not exist."""
+    try:
+        hpa = kube.get(HorizontalPodAutoscaler, name, namespace=ns)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return hpa.spec.scaleTargetRef.name, hpa.spec.minReplicas, hpa.spec.maxReplicas
+
+
+def test_managed_mode_mirrors_the_targets_hpa_onto_the_primary(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """An autoscaled target keeps its autoscaling when onboarded: `app-primary` gets the
+    user's HPA as `<hpa>-primary`, kept in step, acted on by the real HPA controller, kept
+    through a promotion and deleted with the Canary. The user's HPA leaves the target at 0
+    alone. With the replicas router the HPA is refused by name and nothing is created."""
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object("nginx")), namespace=namespace)
+    kube.create(user_hpa(namespace, 2, 4), namespace=namespace)
+    start_operator(namespace)
+    canary(kube, namespace, managed_spec())  # the replicas router
+    told = wait_until(lambda: canary_messages(kube, namespace, "InvalidSpec"), timeout=30)
+    assert "router.kind" in told[0] and "horizontalpodautoscaler/app" in told[0]
+    assert replicas(kube, namespace, "app-primary") is None
+    assert replicas(kube, namespace, "app") == (2, 2)
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], router=WEIGHT_ROUTERS["nginx"],
+                        drainDelay="0s")  # fmt: skip
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert wait_until(lambda: hpa_range(kube, namespace, "app-primary"), timeout=10) == (
+        "app-primary",
+        2,
+        4,
+    )
+    mirror = kube.get(HorizontalPodAutoscaler, "app-primary", namespace=namespace)
+    assert (
+        mirror.to_dict()["spec"]["metrics"]
+        == user_hpa(namespace, 2, 4).to_dict()["spec"]["metrics"]
+    )
+    # the user changes the HPA: the mirror follows, the HPA controller scales the primary,
+    # and the user's HPA leaves the target at 0 (it would scale it to 3 otherwise)
+    kube.patch(HorizontalPodAutoscaler, "app", {"spec": {"minReplicas": 3, "maxReplicas": 5}},
+               namespace=namespace, patch_type=PatchType.MERGE)  # fmt: skip
+    wait_until(lambda: hpa_range(kube, namespace, "app-primary") == ("app-primary", 3, 5), 10)
+    wait_until(lambda: replicas(kube, namespace, "app-primary") == (3, 3), timeout=60)
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert hpa_range(kube, namespace, "app") == ("app", 3, 5)
+
+    # a promotion copies the template and keeps the HPA's replica count
+    set_image(kube, namespace, "app", "app:2")
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    _promote(kube, namespace)
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert image_of(kube, namespace, "app-primary") == "app:2"
+    assert replicas(kube, namespace, "app-primary") == (3, 3)
+
+    # deleting the Canary: the target takes over at the primary's count, the mirror goes
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=60)
+    assert replicas(kube, namespace, "app") == (3, 3)
+    assert hpa_range(kube, namespace, "app-primary") is None
+    assert hpa_range(kube, namespace, "app") == ("app", 3, 5)

@@ -136,9 +136,19 @@ def scene(
 class Rollout:
     """The engine driving one rollout in a thread, as `canaryctl rollout` does."""
 
-    def __init__(self, scene: Scene, spec: CanarySpec) -> None:
-        self.scene, self.spec = scene, spec
+    def __init__(self, scene: Scene, spec: CanarySpec, interval: float = 0.2) -> None:
+        self.scene, self.spec, self.interval = scene, spec, interval
         self.engine = Engine(scene.kube, spec, record_events=False)
+        #: Ticks the engine has made (a held step writes its record only to renew the
+        #: lease, so tests that hold a step for N ticks count them here).
+        self.ticks = 0
+        tick = self.engine.tick
+
+        def counted() -> Any:
+            self.ticks += 1
+            return tick()
+
+        self.engine.tick = counted  # type: ignore[method-assign]
         self.result: CanaryStatus | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -146,7 +156,7 @@ class Rollout:
 
     def _run(self) -> None:
         try:
-            self.result = self.engine.run(0.2)
+            self.result = self.engine.run(self.interval)
         except BaseException as exc:  # reported by finish()
             self.error = exc
 

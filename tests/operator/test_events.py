@@ -59,3 +59,35 @@ def test_close_posts_what_is_queued() -> None:
     recorder.close()
     assert client.created == [f"R{i}" for i in range(20)]
     assert _count(metrics, "posted") == 20 and _count(metrics, "dropped") == 0
+
+
+def test_a_finalizer_waits_for_its_own_event_not_for_the_queue() -> None:
+    """An urgent Event is posted next, ahead of everything queued, and its own handle says
+    when it is out: waiting on it never waits for everyone else's Events."""
+    client = HeldClient()
+    recorder = Recorder(client)  # type: ignore[arg-type]
+    recorder.emit(CANARY, "Normal", "Busy", "m")
+    assert client.entered.wait(5)  # the worker holds "Busy" in a request
+    for i in range(50):
+        recorder.emit(CANARY, "Normal", f"Other{i}", "m")
+    mine = recorder.emit(CANARY, "Normal", "Finalized", "m", urgent=True)
+    assert not mine.wait(0.2)  # bounded: the request ahead of it is still held
+    client.release.set()
+    assert mine.wait(5) and mine.result == "posted"
+    assert client.created[:2] == ["Busy", "Finalized"]
+    recorder.close()
+
+
+def test_an_urgent_event_is_not_dropped_by_a_full_queue() -> None:
+    metrics, client = Metrics(), HeldClient()
+    recorder = Recorder(client, counter=metrics.events, maxsize=1)  # type: ignore[arg-type]
+    recorder.emit(CANARY, "Normal", "First", "m")
+    assert client.entered.wait(5)
+    recorder.emit(CANARY, "Normal", "Second", "m")
+    dropped = recorder.emit(CANARY, "Normal", "Third", "m")
+    assert dropped.wait(0) and dropped.result == "dropped"
+    mine = recorder.emit(CANARY, "Normal", "Finalized", "m", urgent=True)
+    client.release.set()
+    assert mine.wait(5) and mine.result == "posted"
+    recorder.close()
+    assert client.created == ["First", "Finalized", "Second"]

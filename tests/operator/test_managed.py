@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from canaryctl.errors import SpecError
-from canaryctl.operator import configs, managed, owned, services
+from canaryctl.operator import autoscalers, configs, managed, owned, services
 from canaryctl.operator.cache import Cache
 from canaryctl.operator.reconciler import engine_spec
 
@@ -70,20 +70,25 @@ def test_primary_pods_are_told_apart_by_a_selector_key_the_service_does_not_use(
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     # the copy is the target's template, reading the primary's copies of its configs
     spec = body["spec"]["template"]["spec"]
-    assert spec == configs.with_config_copies(_target()["spec"]["template"])["spec"]
+    assert spec == configs.with_config_copies(_target()["spec"]["template"], "h")["spec"]
     assert spec["containers"][0]["image"] == "app:1"
 
 
-def test_the_primary_reads_copies_of_every_config_and_nothing_else_changes() -> None:
+def test_the_primary_reads_copies_of_every_config_for_its_version_and_nothing_else_changes() -> (
+    None
+):
     template = _target()["spec"]["template"]
     template["spec"]["volumes"].append(
         {"name": "p", "projected": {"sources": [{"secret": {"name": "certs"}}]}}
     )
-    copied = configs.with_config_copies(template)
+    copied = configs.with_config_copies(template, "0123456789abcdef")
     assert configs.config_refs(copied) == {
-        (kind, f"{name}-primary") for kind, name in configs.config_refs(template)
+        (kind, f"{name}-primary-0123456789") for kind, name in configs.config_refs(template)
     }
-    assert ("Secret", "certs-primary") in configs.config_refs(copied)
+    assert ("Secret", "certs-primary-0123456789") in configs.config_refs(copied)
+    # another version reads other objects: a copy a running pod reads is never rewritten
+    other = configs.with_config_copies(template, "fedcba9876543210")
+    assert not configs.config_refs(other) & configs.config_refs(copied)
     assert copied["metadata"] == template["metadata"]
     assert configs.config_refs(template) == configs.config_refs(_target()["spec"]["template"]) | {
         ("Secret", "certs")
@@ -98,9 +103,12 @@ def test_a_config_copy_has_the_data_the_owner_and_the_label_for_cleanup() -> Non
         "data": {"t": "c2VjcmV0"},
     }  # fmt: skip
     owner = owned.Owner("canaryctl.dev/v1alpha1", "Canary", "app", "uid-1")
-    body = configs.config_copy("Secret", source, "app", owner)
-    assert body["metadata"]["name"] == "app-token-primary"
+    body = configs.config_copy("Secret", source, "app", owner, "0123456789abcdef")
+    assert body["metadata"]["name"] == "app-token-primary-0123456789"
     assert body["metadata"]["labels"][owned.PRIMARY_OF] == "app"
+    assert body["immutable"] is True
+    assert configs.is_our_copy(body, "app") and not configs.is_our_copy(body, "other")
+    assert not configs.is_our_copy(source, "app")  # a user's object of that name
     assert body["data"] == source["data"] and body["type"] == "Opaque"
     assert "resourceVersion" not in body["metadata"] and "uid" not in body["metadata"]
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -171,3 +179,73 @@ def test_managed_mode_refuses_destination_rule_subsets_naming_the_field() -> Non
     with pytest.raises(SpecError) as err:
         engine_spec(_managed_canary(router))
     assert err.value.field == "router.destinationRule"
+
+
+# --- HorizontalPodAutoscalers -----------------------------------------------------------
+
+
+def _hpa(name: str = "app", target: str = "app", low: int = 2, high: int = 5) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "labels": {"team": "a"}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": low,
+            "maxReplicas": high,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+        },
+    }
+
+
+def test_the_primary_hpa_is_the_users_spec_scaling_the_primary_and_marked_ours() -> None:
+    owner = owned.Owner("canaryctl.dev/v1alpha1", "Canary", "app", "uid-1")
+    body = autoscalers.primary_hpa(_hpa(), "app", owner)
+    assert body["metadata"]["name"] == "app-primary"
+    spec, user = body["spec"], _hpa()["spec"]
+    assert spec["scaleTargetRef"] == {**user["scaleTargetRef"], "name": "app-primary"}
+    for key in ("minReplicas", "maxReplicas", "metrics", "behavior"):
+        assert spec[key] == user[key]
+    assert owned.is_ours(body, "app") and body["metadata"]["labels"]["team"] == "a"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    # the mirror is never taken for a user's HPA of the target
+    assert autoscalers.target_hpas([_hpa(), body, _hpa("x", "other")], "app") == [_hpa()]
+
+
+def test_a_mirror_in_step_is_not_written_and_a_changed_user_hpa_is() -> None:
+    body = autoscalers.primary_hpa(_hpa(), "app", None)
+    stored = {**body, "spec": {**body["spec"], "behavior": {
+        "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max"},
+        "scaleUp": {"stabilizationWindowSeconds": 0}}}}  # fmt: skip  # server defaults
+    assert autoscalers._same(stored, body)
+    assert not autoscalers._same(stored, autoscalers.primary_hpa(_hpa(high=9), "app", None))
+    assert not autoscalers._same(stored, autoscalers.primary_hpa(_hpa(low=1), "app", None))
+
+
+def test_an_hpa_on_the_target_is_refused_with_the_replicas_router_by_name() -> None:
+    autoscalers.refuse_with_replicas_router([_hpa()], "app", "nginx")
+    autoscalers.refuse_with_replicas_router([], "app", "replicas")
+    with pytest.raises(SpecError) as err:
+        autoscalers.refuse_with_replicas_router([_hpa("web")], "app", "replicas")
+    assert err.value.field == "router.kind" and "horizontalpodautoscaler/web" in str(err.value)
+
+
+def test_cache_wakes_the_canary_whose_target_or_primary_an_hpa_scales() -> None:
+    cache = Cache()
+    key = cache.put_canary({
+        "metadata": {"name": "app", "namespace": "ns"},
+        "spec": {"targetRef": {"kind": "Deployment", "name": "app"}, "service": "app"},
+    })  # fmt: skip
+    assert cache.put_hpa(_hpa()) == {key}
+    assert cache.put_hpa(autoscalers.primary_hpa(_hpa(), "app", None)) == {key}
+    assert cache.put_hpa(_hpa("x", "other")) == set()
+    assert {h["metadata"]["name"] for h in cache.hpas_in("ns")} == {"app", "app-primary", "x"}
+    assert cache.put_hpa(_hpa(), deleted=True) == {key}
+    assert {h["metadata"]["name"] for h in cache.hpas_in("ns")} == {"app-primary", "x"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -202,3 +203,45 @@ def test_webhook_from_resource_form_parses_durations_and_defaults() -> None:
 def test_invalid_webhook_specs_are_spec_errors(spec: dict) -> None:
     with pytest.raises(SpecError):
         Webhook.from_mapping(spec)
+
+
+# --- a budget shared by the calls of one tick -----------------------------------------
+
+
+def test_a_slow_hook_is_cut_at_the_budget_and_the_next_is_not_called(
+    client: WebhookClient, receiver: Receiver
+) -> None:
+    """A hook answering after 3 s, with its own 10 s timeout, inside a 0.5 s budget: the call
+    fails at the budget (a failed call, like any timeout), and a hook after it is not made."""
+    slow = hook(receiver.route("/slow", Reply(200, b"late", delay=3.0)), timeout=10.0)
+    after = hook(receiver.route("/after", Reply(200)), HookType.CONFIRM_PROMOTION)
+    with client.within(0.5):
+        (cut,) = client.run([slow], HookType.ROLLOUT, **RUN)
+        (skipped,) = client.run([after], HookType.CONFIRM_PROMOTION, **RUN)
+    assert not cut.passed and cut.status_code is None
+    assert cut.message.startswith("timed out after 0.5s, what was left of this tick's budget")
+    assert cut.message.endswith("(hook timeout 10s)")
+    assert cut.duration < 1.0
+    assert not skipped.passed and skipped.message.startswith("not called: no time left")
+    assert receiver.hits("/after") == []
+
+
+def test_retries_stop_when_the_budget_is_spent(receiver: Receiver) -> None:
+    url = receiver.route("/busy", Reply(503, b"busy", delay=0.2))
+    busy = hook(url, retries=10)
+    started = time.monotonic()
+    with WebhookClient(backoff=0.1) as hooks, hooks.within(0.6):
+        result = hooks.call(busy, payload(busy, **RUN))
+    assert not result.passed and "not retried: no time left" in result.message
+    assert 1 <= len(receiver.hits("/busy")) < 4
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_nested_budget_never_extends_the_outer_one(
+    client: WebhookClient, receiver: Receiver
+) -> None:
+    slow = hook(receiver.route("/slow", Reply(200, delay=3.0)), timeout=10.0)
+    started = time.monotonic()
+    with client.within(0.3), client.within(5.0):
+        result = client.call(slow, payload(slow, **RUN))
+    assert not result.passed and time.monotonic() - started < 0.8

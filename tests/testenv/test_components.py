@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -9,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from canaryctl.errors import TestenvError
-from canaryctl.testenv.components import Component, Runner, alive, order
+from canaryctl.testenv import components, dataplane
+from canaryctl.testenv.components import Component, Runner, alive, names_folder, order
+from helpers import wait_until
 
 
 def _sleeper(name: str, folder: Path, links: tuple[str, ...] = (), **kw: object) -> Component:
@@ -149,3 +153,41 @@ def test_before_start_runs_once_the_links_are_healthy_and_before_the_process_sta
         assert alive(pids["app"], str(tmp_path)), "app read the file made for it and runs"
     finally:
         Runner.stop(pids, str(tmp_path))
+
+
+def test_names_folder_tells_ours_from_others_and_from_the_gone(tmp_path: Path) -> None:
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path)])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert wait_until(lambda: names_folder(ours.pid, str(tmp_path)), timeout=10)
+        assert names_folder(other.pid, str(tmp_path)) is False
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()
+    assert names_folder(ours.pid, str(tmp_path)) is None
+
+
+def test_stray_shims_are_killed_with_one_look_at_each_process_of_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = str(tmp_path)
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", folder])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        wait_until(lambda: names_folder(stray.pid, folder), timeout=10)
+
+        def no_waiting(_seconds: float) -> None:
+            # `alive` waits a second on every process that is not ours (kernel threads,
+            # other programs): a scan of the host through it took over a minute.
+            raise AssertionError("the scan of /proc waited on a process")
+
+        monkeypatch.setattr(components.time, "sleep", no_waiting)
+        dataplane._kill_strays(folder)
+        monkeypatch.undo()
+        assert stray.wait(timeout=10) == -signal.SIGKILL
+        assert bystander.poll() is None, "a process that does not name the folder is left alone"
+    finally:
+        for proc in (stray, bystander):
+            proc.kill()
+            proc.wait()

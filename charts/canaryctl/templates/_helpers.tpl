@@ -64,12 +64,13 @@ object the rollout owns or scales.
   verbs: [list, watch]
 - apiGroups: [""]
   resources: [configmaps]
-  # a config change of a managed target starts a rollout; managed mode keeps <name>-primary
-  # copies of the ConfigMaps the target reads (server-side apply, deleted with the Canary)
+  # a config change of a managed target starts a rollout; managed mode keeps
+  # <name>-primary-<version> copies of the ConfigMaps the target reads (server-side apply,
+  # pruned once unused, deleted with the Canary)
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
-  # as configmaps (checksums and <name>-primary copies), plus reading a Prometheus
+  # as configmaps (checksums and <name>-primary-<version> copies), plus reading a Prometheus
   # credential a Canary names
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
@@ -78,8 +79,9 @@ object the rollout owns or scales.
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   # validation: the replica router refuses a Deployment an HPA scales; weight routers
-  # check a canary HPA can hold the stable's capacity
-  verbs: [list]
+  # check a canary HPA can hold the stable's capacity; managed mode watches the target's
+  # HPAs and keeps <hpa>-primary for the primary (server-side apply, deleted with the Canary)
+  verbs: [list, watch, create, patch, delete]
 {{- if has "nginx" .Values.routers }}
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]

@@ -249,7 +249,8 @@ def rollout(
     mirror: Annotated[
         float | None,
         typer.Option(
-            help="istio: mirror this percent to the canary while its weight is 0 (dark launch)."
+            help="istio: mirror this percent to the canary in a dark launch (its pods, weight "
+            "0) held for one --pause before the first weight."
         ),
     ] = None,
     canary_namespace: Annotated[

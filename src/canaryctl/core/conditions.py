@@ -10,7 +10,9 @@ and `message`. A condition keeps its `lastTransitionTime` while its status does 
   while the rollout runs.
 - `Ready`: True while traffic is on a version with the capacity it needs and the spec is
   accepted; False while rolling back, while the stable is degraded, or for an invalid spec
-  (reason InvalidSpec, message naming the field).
+  (reason InvalidSpec, message naming the field), or while the API server refuses the
+  operator's writes (reason WriteDenied: an admission policy or webhook, naming the object
+  and the policy's message).
 """
 
 from __future__ import annotations
@@ -121,6 +123,21 @@ def invalid_spec_conditions(
     return set_condition(
         previous, READY, "False", "InvalidSpec", f"{field}: {reason}", generation, now
     )
+
+
+def denied_conditions(
+    object_: str,
+    reason: str,
+    generation: int | None,
+    now: float,
+    previous: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Conditions of a Canary whose writes the API server refuses (an admission policy or
+    webhook, validation, RBAC): Ready False, naming the object and the server's message."""
+    return set_condition(
+        previous, READY, "False", "WriteDenied", f"writing {object_} was denied: {reason}",
+        generation, now,
+    )  # fmt: skip
 
 
 def verdict_text(status: CanaryStatus | None) -> str:

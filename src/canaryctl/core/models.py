@@ -351,6 +351,14 @@ class AnalysisRef(BaseModel):
 #: Most steps in one spec (keeps the API server's CEL cost bounded, and plans readable).
 MAX_STEPS = 64
 _ROUTER_KIND = "(has(self.router) && has(self.router.kind) ? self.router.kind : 'replicas')"
+#: Mirroring is a dark launch (on only while the canary has capacity and weight 0): without
+#: a setCanaryScale step before the first setWeight, a spec would never mirror anything.
+_MIRROR_NEEDS_DARK_LAUNCH = (
+    "mirroring runs only while the canary has pods and weight 0 (a dark launch), so it "
+    "needs a setCanaryScale step before the first setWeight, e.g. steps: "
+    "[{setCanaryScale: 20}, {pause: {duration: 10m}}, {setWeight: 10}, ...]; "
+    "without one nothing is ever mirrored: add the step or remove mirror"
+)
 # The CEL twins of CanarySpec._consistent, in the same order.
 _SPEC_RULES: list[dict[str, str]] = [
     {
@@ -407,6 +415,12 @@ _SPEC_RULES: list[dict[str, str]] = [
         "message": "a setWeight exceeds maxWeight; lower it, raise maxWeight, "
         "or end the steps with 100 to promote",
         "fieldPath": ".steps",
+    },
+    {
+        "rule": "!has(self.router) || !has(self.router.mirror) || self.steps.exists(i, s, "
+        "has(s.setCanaryScale) && self.steps.all(j, t, j >= i || !has(t.setWeight)))",
+        "message": _MIRROR_NEEDS_DARK_LAUNCH,
+        "fieldPath": ".router.mirror",
     },
 ]
 
@@ -560,6 +574,8 @@ class CanarySpec(BaseModel):
                     "or end the steps with 100 to promote",
                 )
             previous = weight
+        if self.router.mirror is not None and not _dark_launch(self.steps):
+            raise _FieldError("router.mirror", _MIRROR_NEEDS_DARK_LAUNCH)
         return self
 
     @property
@@ -608,6 +624,16 @@ class CanarySpec(BaseModel):
             self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _dark_launch(steps: Sequence[Any]) -> bool:
+    """Whether a setCanaryScale step comes before the first setWeight (weight 0 with pods)."""
+    for step in steps:
+        if isinstance(step, SetCanaryScaleStep):
+            return True
+        if isinstance(step, SetWeightStep):
+            return False
+    return False
 
 
 def spec_hash(spec: CanarySpec) -> str:
@@ -714,11 +740,24 @@ def quick_spec(
 
     Each weight below 100 becomes a setWeight step followed by the pause (when given);
     a trailing 100 is the promotion, so "10,50,100" with "30s" means: 10%, wait 30s,
-    50%, wait 30s, promote. "10,50" promotes after the last pause as well. `kind/name`
-    forms like `deploy/app-v1` and `svc/app` are accepted. Raises `SpecError`.
+    50%, wait 30s, promote. "10,50" promotes after the last pause as well. With a
+    `mirror` in `router` the steps start with a dark launch: `setCanaryScale` at the first
+    weight, then the pause (required), while requests are mirrored to the canary.
+    `kind/name` forms like `deploy/app-v1` and `svc/app` are accepted. Raises `SpecError`.
     """
     plan: list[dict[str, Any]] = []
-    for weight in _quick_weights(steps):
+    weights = _quick_weights(steps)
+    if router is not None and router.get("mirror") is not None and weights:
+        # Mirroring is a dark launch: the canary first gets the first weight's capacity
+        # and no weight, held for one pause while requests are mirrored to it.
+        if pause is None:
+            raise SpecError(
+                "pause",
+                "mirroring in quick mode holds a dark launch (canary pods, weight 0, mirrored "
+                "requests) for one pause before the first weight: give --pause, e.g. 5m",
+            )
+        plan += [{"setCanaryScale": weights[0]}, {"pause": pause}]
+    for weight in weights:
         plan.append({"setWeight": weight})
         if pause is not None and weight != 100:
             plan.append({"pause": pause})

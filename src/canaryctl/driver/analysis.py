@@ -12,11 +12,19 @@ Webhooks, per look: `pre-rollout` once before the first (a failure rolls back), 
 (e.g. a load test; `failureLimit` failures in a row roll back), `rollback` (a 200 asks for
 rollback), `confirm-promotion` (promotion waits until every one answers 200); and
 `event` on each transition and `post-rollout` once at the end, from the engine.
+
+Time: a tick holds the lease, so everything a tick asks of the outside (webhooks of every
+kind, then the look's Prometheus queries) shares one budget, `TICK_SECONDS` (half the
+lease) from the start of the tick (`Analysis.tick_budget`). A hook cut short by it is a
+failed call (gates stay shut, a rollback hook asks for nothing, a rollout hook counts a
+failure); Prometheus queries left without time are a missing look (no promotion on it).
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,9 +71,12 @@ from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 MAX_LOOKS = 2000
 #: Seconds between the threshold judge's checks when `interval` is not set.
 THRESHOLD_INTERVAL = 10.0
-#: Time one look's Prometheus queries may take in all, retries included: a tick holds the
-#: lease, and a slow Prometheus must not stall it until another process may take over.
-LOOK_SECONDS = LEASE_SECONDS / 2
+#: Time one tick's webhooks and Prometheus queries may take in all, retries included: a
+#: tick holds the lease, and a slow hook or Prometheus must not stall it until another
+#: process may take over (the other half is for the API server's reads and writes).
+TICK_SECONDS = LEASE_SECONDS / 2
+#: The same budget, for one look (its hooks and queries) outside a tick's budget.
+LOOK_SECONDS = TICK_SECONDS
 
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -186,6 +197,8 @@ class Analysis:
         self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
         self._tail_bounds: dict[str, float | None] = {}
         self.hooks = hooks or WebhookClient()
+        # Monotonic end of the current tick's budget (None: each look gets LOOK_SECONDS).
+        self._deadline: float | None = None
 
     @classmethod
     def from_spec(cls, spec: CanarySpec, secrets: Any = None) -> Analysis | None:
@@ -200,20 +213,40 @@ class Analysis:
             source = PrometheusClient(prom.url, auth=auth, secrets=secrets, timeout=prom.timeout)
         return cls(spec, config, source)
 
+    @contextmanager
+    def tick_budget(self, seconds: float = TICK_SECONDS) -> Iterator[None]:
+        """Bound every webhook call and Prometheus query inside the block to `seconds` in
+        all (the engine wraps each tick in it). Nested budgets never extend an outer one."""
+        outer = self._deadline
+        deadline = time.monotonic() + seconds
+        self._deadline = deadline if outer is None else min(outer, deadline)
+        try:
+            yield
+        finally:
+            self._deadline = outer
+
+    def _left(self) -> float:
+        """Seconds left in the tick's budget (a whole look's when no tick budget is set)."""
+        if self._deadline is None:
+            return LOOK_SECONDS
+        return max(0.0, self._deadline - time.monotonic())
+
     def _call(self, hook_type: HookType, phase: str) -> list[Any]:
-        return self.hooks.run(
-            self.webhooks, hook_type, name=self.spec.name, namespace=self.spec.namespace,
-            phase=phase, checksum=self.spec.fingerprint,
-        )  # fmt: skip
+        with self.hooks.within(self._left()):
+            return self.hooks.run(
+                self.webhooks, hook_type, name=self.spec.name, namespace=self.spec.namespace,
+                phase=phase, checksum=self.spec.fingerprint,
+            )  # fmt: skip
 
     def notify(self, phase: str, type_: str, message: str) -> None:
         """Send one transition to the `event` webhooks (never raises)."""
         if any(h.type is HookType.EVENT for h in self.webhooks):
-            self.hooks.notify(
-                self.webhooks, name=self.spec.name, namespace=self.spec.namespace,
-                phase=phase, message=message, event_type=type_,
-                checksum=self.spec.fingerprint,
-            )  # fmt: skip
+            with self.hooks.within(self._left()):
+                self.hooks.notify(
+                    self.webhooks, name=self.spec.name, namespace=self.spec.namespace,
+                    phase=phase, message=message, event_type=type_,
+                    checksum=self.spec.fingerprint,
+                )  # fmt: skip
 
     def finish(self, status: CanaryStatus) -> None:
         """Call the `post-rollout` webhooks once the rollout has ended."""
@@ -260,7 +293,14 @@ class Analysis:
         return judges
 
     def evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
-        """One tick: look again if `interval` has passed, and judge all looks so far."""
+        """One tick: look again if `interval` has passed, and judge all looks so far.
+
+        The look's webhooks and queries share the tick's budget (`tick_budget`; without
+        one, LOOK_SECONDS for this call)."""
+        with self.tick_budget(self._left()):
+            return self._evaluate(status, now, versions)
+
+    def _evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
         state = dict(status.analysis_state or {})
         if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
             # Promoting or rolling back: the verdict that led here stays on record.
@@ -276,10 +316,11 @@ class Analysis:
         hook_checks: list[CheckRecord] = []
         if now - last >= self._next_interval(state, looks):
             window = now - last
+            # One look, its hooks and then all its queries, stays inside the tick's budget
+            # (outside a tick: LOOK_SECONDS for the look), well inside the lease.
             hook_checks = self._look_hooks(status, state, now)
-            # One look, all its queries together, stays well inside the driver's lease.
             within = getattr(self.source, "within", None)
-            with within(LOOK_SECONDS) if within else nullcontext():
+            with within(self._left()) if within else nullcontext():
                 try:
                     fresh = self._fetch(window, now, versions) if self.source else {}
                 except AnalysisError as exc:

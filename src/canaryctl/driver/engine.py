@@ -51,7 +51,7 @@ from canaryctl.errors import (
 )
 from canaryctl.kube import events, secrets, workloads
 from canaryctl.kube.client import is_transient
-from canaryctl.kube.store import ConfigMapStore, Record, RolloutStore
+from canaryctl.kube.store import RENEW_AFTER, ConfigMapStore, Record, RolloutStore
 from canaryctl.kube.store import identity as process_identity
 from canaryctl.kube.workloads import DeploymentInfo
 from canaryctl.routers import Router, make_router
@@ -248,7 +248,20 @@ class Engine:
     # --- one tick ------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        """Observe, decide, persist, act. Raises LeaseHeld when another process drives."""
+        """Observe, decide, persist, act. Raises LeaseHeld when another process drives.
+
+        Webhooks and Prometheus queries of one tick share one budget of half the lease
+        (`analysis.TICK_SECONDS`), so a slow hook or Prometheus cannot hold a tick until
+        another process may take the lease over. The tick acts on the Deployments it
+        observed (one read of each, see `workloads.one_view`); a Deployment it scales is
+        read afresh after that write."""
+        with workloads.one_view():
+            if self.analysis is None:
+                return self._tick()
+            with self.analysis.tick_budget():
+                return self._tick()
+
+    def _tick(self) -> TickResult:
         now = self.clock()
         record = self.store.get(self.spec.name, self.spec.namespace)
         if record is None:
@@ -321,23 +334,37 @@ class Engine:
             if analysis.warning and analysis.warning != previous:
                 new_warning = analysis.warning
 
-        # persist: the decision is stored (and the lease renewed) before anything is done
-        record.status = decision.status.to_dict()
-        record.holder, record.renewed = self.me, now
-        if decision.status.phase.terminal:
-            record.holder = None  # release: nothing left to drive
-        try:
-            self.store.update(record)
-        except ConflictError:
-            # Someone wrote meanwhile (a command, another process): decide again next tick.
-            return TickResult(status=status or decision.status, acted=False)
+        # persist: the decision is stored (and the lease renewed) before anything is done.
+        # At rest (the same status as stored, the lease ours and renewed less than
+        # RENEW_AFTER ago) nothing is written: a held pause costs one write per RENEW_AFTER
+        # instead of one per tick. The lease is as long as ever, so at least two thirds of
+        # it is left when acting on it (see docs/reliability.md, "Lease at rest").
+        stored = decision.status.to_dict()
+        at_rest = (
+            stored == record.status
+            and not decision.status.phase.terminal
+            and record.holder == self.me
+            and 0.0 <= self.clock() - record.renewed < RENEW_AFTER
+        )
+        if not at_rest:
+            record.status = stored
+            record.holder, record.renewed = self.me, now
+            if decision.status.phase.terminal:
+                record.holder = None  # release: nothing left to drive
+            try:
+                self.store.update(record)
+            except ConflictError:
+                # Someone wrote meanwhile (a command, another process): decide again next tick.
+                return TickResult(status=status or decision.status, acted=False)
 
-        # act, but not on stale observations: when reading and storing took longer than
-        # STALE_AFTER (a request held by an API server that lost etcd, or slow to answer
-        # after an outage), the cluster may have moved since it was read. The decision is
-        # stored; the next tick observes afresh and re-derives the same idempotent actions,
-        # exactly as after a kill between storing and acting.
-        if self.clock() - now > STALE_AFTER:
+        # act, but not on stale observations or an old lease: when reading and storing took
+        # longer than STALE_AFTER (a request held by an API server that lost etcd, or slow
+        # to answer after an outage), the cluster may have moved since it was read, and at
+        # rest the lease is counted from its last renewal. The decision is stored; the next
+        # tick observes afresh and re-derives the same idempotent actions, exactly as after
+        # a kill between storing and acting.
+        since = record.renewed if at_rest else now
+        if self.clock() - since > STALE_AFTER:
             log.info(
                 "observations are %.0fs old after storing; acting next tick", self.clock() - now
             )

@@ -6,11 +6,12 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ConfigError
 
-from canaryctl.errors import ClusterError
+from canaryctl.errors import ClusterError, ConflictError, WriteDenied
 
 #: Field manager for server-side apply and the managedFields of every write we make.
 FIELD_MANAGER = "canaryctl"
@@ -54,6 +55,82 @@ def is_transient(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+#: Statuses of a write refused on its merits: admission (a ValidatingAdmissionPolicy answers
+#: 422 Invalid by default, a webhook 403 Forbidden), field validation, RBAC.
+DENIED_STATUSES = frozenset({403, 422})
+
+
+def _texts(exc: Any) -> list[str]:
+    """The message of an ApiError's Status and of each of its causes."""
+    status = exc.status
+    texts = [str(getattr(status, "message", "") or "")]
+    details = getattr(status, "details", None)
+    for cause in getattr(details, "causes", None) or ():
+        texts.append(str(getattr(cause, "message", "") or ""))
+    return [t for t in texts if t]
+
+
+#: What the API server answers (422, reason Invalid, no details) when a JSON patch cannot be
+#: applied to the stored object: a `test` op that does not hold, or a path that is gone.
+#: The patch library's own words ("testing value ... failed: test failed") are dropped.
+PATCH_NOT_APPLICABLE = "the server rejected our request due to an error in our request"
+
+
+def is_failed_test(exc: Any) -> bool:
+    """Whether a 422 is the API server's answer to a JSON patch that no longer applies (a
+    `test` op that did not hold: the guarded value changed, a race like a 409), not a
+    refusal of the change (admission and validation name the object and the reason)."""
+    if exc.status.code != 422:
+        return False
+    texts = _texts(exc)
+    return any(t.startswith(PATCH_NOT_APPLICABLE) or "test failed" in t for t in texts)
+
+
+def write_error(exc: Any, what: str) -> ClusterError:
+    """The error for a refused write to `what` (e.g. "deployment/app in ns"), one mapping
+    for every writer: a race (409, a failed `test` op) is a ConflictError, decided again
+    at once; a refusal on the merits (403, any other 422: admission policy or webhook,
+    validation, RBAC) is WriteDenied with the server's own message (it names the policy);
+    anything else a ClusterError."""
+    code = exc.status.code
+    if code == 409 or is_failed_test(exc):
+        return ConflictError(f"{what} changed meanwhile")
+    texts = _texts(exc)
+    message = texts[0] if texts else f"HTTP {code}"
+    if code in DENIED_STATUSES:
+        # A VAP puts the policy's message in the cause too: the longest text says most.
+        return WriteDenied(what, max(texts, key=len) if texts else message, code)
+    return ClusterError(f"writing {what}: {message}")
+
+
+def denial_of(exc: BaseException) -> WriteDenied | None:
+    """The WriteDenied that `exc` is or wraps (a ClusterError raised from an ApiError 403
+    or 422 that is not a failed `test` op), or None."""
+    from lightkube.core.exceptions import ApiError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, WriteDenied):
+            return current
+        if isinstance(current, ApiError):
+            error = write_error(current, _object_of(exc, current))
+            return error if isinstance(error, WriteDenied) else None
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _object_of(outer: BaseException, api: Any) -> str:
+    """The object a refused request was about: from the Status details, else the message
+    of the error that wrapped it (which names it)."""
+    details = getattr(api.status, "details", None)
+    kind, name = getattr(details, "kind", None), getattr(details, "name", None)
+    if kind and name:
+        return f"{kind}/{name}"
+    return str(outer) if outer is not api else "an object"
 
 
 def make_client(kubeconfig: str | Path | None = None, context: str | None = None) -> Client:

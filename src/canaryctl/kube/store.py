@@ -43,6 +43,9 @@ RENEWED = "canaryctl.dev/renewed"
 LABELS = {"app.kubernetes.io/managed-by": "canaryctl"}
 COMMANDS = ("promote", "abort", "pause", "resume")
 LEASE_SECONDS = 15.0
+#: A driver at rest (nothing new to store) renews its lease only once it is this old: a
+#: third of the lease, so two renewals can fail in a row before anyone may take over.
+RENEW_AFTER = LEASE_SECONDS / 3
 
 
 Source = Literal["configmap", "canary"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lightkube import Client
@@ -12,7 +15,8 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
-from canaryctl.errors import ClusterError, ConflictError
+from canaryctl.errors import ClusterError
+from canaryctl.kube.client import write_error
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,49 @@ def api_message(exc: ApiError) -> str:
     return exc.status.message or str(exc)
 
 
+#: The Deployments read in the current `one_view()` block, by (client, namespace, name).
+_VIEW: contextvars.ContextVar[dict[tuple[int, str, str], DeploymentInfo] | None] = (
+    contextvars.ContextVar("canaryctl_deployment_view", default=None)
+)
+
+
+@contextlib.contextmanager
+def one_view() -> Iterator[None]:
+    """Within the block, each Deployment (with its pods) is read from the API once.
+
+    One engine tick observes, decides and acts on one view of its two Deployments; the
+    router's own reads during that tick (the weight, the split to scale towards) used to
+    read both again, two requests each, several times a tick. A scale or delete made
+    through this module drops that Deployment from the view, so a read after our own
+    write is fresh. Per thread (a context variable): concurrent ticks never share a view.
+    """
+    token = _VIEW.set({})
+    try:
+        yield
+    finally:
+        _VIEW.reset(token)
+
+
+def _forget(client: Client, name: str, namespace: str) -> None:
+    view = _VIEW.get()
+    if view is not None:
+        view.pop((id(client), namespace, name), None)
+
+
 def read_deployment(client: Client, name: str, namespace: str) -> DeploymentInfo:
-    """Observe one Deployment and the pods its selector matches (missing -> exists=False)."""
+    """Observe one Deployment and the pods its selector matches (missing -> exists=False);
+    inside `one_view()`, the view's copy once read."""
+    view = _VIEW.get()
+    key = (id(client), namespace, name)
+    if view is not None and key in view:
+        return view[key]
+    info = _read_deployment(client, name, namespace)
+    if view is not None:
+        view[key] = info
+    return info
+
+
+def _read_deployment(client: Client, name: str, namespace: str) -> DeploymentInfo:
     try:
         dep = client.get(Deployment, name, namespace=namespace)
     except ApiError as exc:
@@ -117,6 +162,7 @@ def scale(
         raise ClusterError(f"deployment/{name} not found in {namespace}")
     if current.desired_replicas == replicas:
         return False
+    _forget(client, name, namespace)  # written (or refused): read it afresh next time
     ops: list[dict[str, object]] = [
         {"op": "test", "path": "/metadata/generation",
          "value": current.generation if generation is None else generation},
@@ -125,17 +171,15 @@ def scale(
     try:
         client.patch(Deployment, name, ops, namespace=namespace, patch_type=PatchType.JSON)
     except ApiError as exc:
-        # 422 is how the API server reports a failed `test` op (the replace is valid).
-        if exc.status.code in (409, 422):
-            raise ConflictError(
-                f"deployment/{name} in {namespace} changed while scaling it to {replicas}"
-            ) from exc
-        raise ClusterError(f"scaling deployment/{name} to {replicas}: {api_message(exc)}") from exc
+        # 422 is also how the API server reports a failed `test` op (a race, as a 409);
+        # an admission policy's 422/403 is a refusal (WriteDenied), never retried at once.
+        raise write_error(exc, f"deployment/{name} in {namespace} (scaling to {replicas})") from exc
     return True
 
 
 def delete_deployment(client: Client, name: str, namespace: str) -> bool:
     """Delete a Deployment (foreground: its pods go with it); False if already gone."""
+    _forget(client, name, namespace)
     try:
         client.delete(Deployment, name, namespace=namespace)
     except ApiError as exc:

@@ -1,6 +1,13 @@
 """What the watches have shown: the latest Canary, Deployment and config objects, and which
 canary cares about which object. Reading it costs no API request, which is how a canary
 with nothing to do stays free.
+
+Synced: at start-up the watches deliver their initial lists object by object, and a
+canary decided on a half-filled cache sees a referenced ConfigMap as missing (a new
+template hash: a spurious rollout). So nobody acts before every watched kind is synced:
+the operator lists each kind once (`expect`: the keys that exist), and a kind is synced
+once the watch has shown each of them (or their deletion). Like client-go's HasSynced,
+but without keeping a second copy of the objects.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from canaryctl.operator import managed
 from canaryctl.operator.configs import config_refs, data_checksum
 
 Key = tuple[str, str]  # (namespace, name)
+#: The kinds whose watches must have delivered their initial list before anyone acts.
+SYNCED_KINDS = ("Canary", "Deployment", "ConfigMap", "Secret", "HorizontalPodAutoscaler")
 
 
 def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -33,11 +42,52 @@ class Cache:
         self.canaries: dict[Key, dict[str, Any]] = {}
         self.deployments: dict[Key, dict[str, Any]] = {}
         self.checksums: dict[tuple[str, str, str], str] = {}  # (ns, kind, name) -> checksum
+        self.hpas: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # ns -> name -> HPA
         # object -> canaries to wake when it changes
         self._deps: dict[Key, set[Key]] = defaultdict(set)
         self._services: dict[Key, set[Key]] = defaultdict(set)
         self._configs: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
         self._interest: dict[Key, tuple[list[Key], list[Key], list[tuple[str, str, str]]]] = {}
+        # Initial lists: keys listed but not yet shown by the watch, per kind (absent:
+        # not listed yet); keys the watch showed deleted before the list was in.
+        self._expected: dict[str, set[Key]] = {}
+        self._gone: dict[str, set[Key]] = defaultdict(set)
+
+    # --- initial lists --------------------------------------------------------------------
+
+    def expect(self, kind: str, keys: set[Key]) -> None:
+        """The keys of `kind` a list found: the kind is synced once the watch has shown
+        each (those it showed already, or showed deleted, count)."""
+        with self._lock:
+            self._expected[kind] = {k for k in keys if not self._has(kind, k)} - self._gone[kind]
+
+    def pending(self) -> dict[str, int]:
+        """{kind: objects the watch has yet to show} for every kind not synced yet (a kind
+        not listed yet counts -1). Empty once all are synced."""
+        with self._lock:
+            out = {kind: len(self._expected[kind]) if kind in self._expected else -1
+                   for kind in SYNCED_KINDS}  # fmt: skip
+            out = {kind: n for kind, n in out.items() if n}
+            if not out:
+                self._gone.clear()  # synced: tombstones are no longer needed
+            return out
+
+    def _has(self, kind: str, key: Key) -> bool:
+        if kind == "Canary":
+            return key in self.canaries
+        if kind == "Deployment":
+            return key in self.deployments
+        if kind == "HorizontalPodAutoscaler":
+            return key[1] in self.hpas.get(key[0], {})
+        return (key[0], kind, key[1]) in self.checksums
+
+    def _seen(self, kind: str, key: Key, deleted: bool) -> None:
+        """The watch showed `key` (called with the lock held)."""
+        expected = self._expected.get(kind)
+        if expected is not None:
+            expected.discard(key)
+        if deleted and (expected is None or expected):
+            self._gone[kind].add(key)
 
     # --- canaries -------------------------------------------------------------------------
 
@@ -59,6 +109,7 @@ class Cache:
         services = [(ns, spec["service"])] if isinstance(spec.get("service"), str) else []
         with self._lock:
             self.canaries[key] = slim
+            self._seen("Canary", key, deleted=False)
             self._unindex(key)
             self._interest[key] = (deps, services, [])
             for d in deps:
@@ -72,6 +123,7 @@ class Cache:
         """Forget a Canary that is gone."""
         with self._lock:
             self.canaries.pop(key, None)
+            self._seen("Canary", key, deleted=True)
             self._unindex(key)
             self._interest.pop(key, None)
 
@@ -118,6 +170,7 @@ class Cache:
                 self.deployments.pop(key, None)
             else:
                 self.deployments[key] = _slim(body)
+            self._seen("Deployment", key, deleted)
             woken = set(self._deps.get(key, ()))
             for canary in woken:  # a new template may read other configs
                 self._index_configs(canary)
@@ -133,9 +186,32 @@ class Cache:
                 self.checksums.pop(key, None)
             else:
                 self.checksums[key] = data_checksum(body)
+            self._seen(kind, (key[0], key[2]), deleted)
             if self.checksums.get(key) == before:
                 return set()
             return set(self._configs.get(key, ()))
+
+    def put_hpa(self, body: Mapping[str, Any], deleted: bool = False) -> set[Key]:
+        """Remember a HorizontalPodAutoscaler (or forget it); returns the canaries to wake:
+        those whose target or primary it scales (the user's HPA, or canaryctl's mirror)."""
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        with self._lock:
+            before = self.hpas[ns].get(name)
+            if deleted:
+                self.hpas[ns].pop(name, None)
+            else:
+                self.hpas[ns][name] = _slim(body)
+            # gates acting too: a mirror seen before its source would look orphaned
+            self._seen("HorizontalPodAutoscaler", (ns, name), deleted)
+            scaled = {((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+                      for h in (before, None if deleted else body) if h}  # fmt: skip
+            return {c for d in scaled if d for c in self._deps.get((ns, d), ())}
+
+    def hpas_in(self, namespace: str) -> list[dict[str, Any]]:
+        """The HorizontalPodAutoscalers of a namespace, as last seen."""
+        with self._lock:
+            return list(self.hpas.get(namespace, {}).values())
 
     def service_woken(self, namespace: str, service: str | None) -> set[Key]:
         """Canaries routing through a Service (woken by its EndpointSlices)."""

@@ -1,10 +1,16 @@
 """Managed mode's ConfigMaps and Secrets (Flagger's behaviour).
 
-Each one the target's template reads is copied to `<name>-primary` (labelled
-`canaryctl.dev/primary-of: <target>`, owned by the Canary) and the primary's template
-reads the copies. A config change therefore reaches only the canary (the target reads
-the original) until promotion, which copies the new data over before the template; the
-copies go with the Canary. The data itself is never logged.
+Each one the target's template reads is copied, for each version the primary runs, to
+`<name>-primary-<version>` (the version: the template hash being promoted; labelled
+`canaryctl.dev/primary-of: <target>`, immutable, owned by the Canary), and the primary's
+template reads those copies. A config change therefore reaches only the canary (the
+target reads the original) until promotion, which writes new copies and, in the same
+write as the template, points the primary at them: a copy is never changed in place, so
+the primary's running pods (a mounted ConfigMap is refreshed in place by the kubelet)
+keep the data they were started with until the promoted template replaces them, and a
+rolled-back change never touches them. Copies the primary no longer reads are pruned
+once it runs its new version; all go with the Canary. A same-named object canaryctl did
+not make for this target is never overwritten. The data itself is never logged.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Secret
 
-from canaryctl.errors import ClusterError
+from canaryctl.errors import ClusterError, ConflictError, NameTaken
 from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref, release
 
 
@@ -50,35 +56,46 @@ def config_refs(template: Mapping[str, Any]) -> set[tuple[str, str]]:
             if holder.get(field)}  # fmt: skip
 
 
-def config_copy_name(name: str) -> str:
-    """The primary's copy of a ConfigMap or Secret the target reads (Flagger's naming)."""
-    return f"{name}{SUFFIX}"
+#: Characters of the version (template hash) in a copy's name.
+VERSION_CHARS = 10
 
 
-def with_config_copies(template: Mapping[str, Any]) -> dict[str, Any]:
-    """The template reading the primary's copies (`<name>-primary`) instead of the target's
+def config_copy_name(name: str, version: str) -> str:
+    """The primary's copy of a ConfigMap or Secret the target reads, for the primary's
+    version `version` (the template hash it runs): `<name>-primary-<version>`. Named by
+    the template hash, not by the data, so the name tells nothing about a Secret's data
+    that the primary's annotations do not already show."""
+    return f"{name}{SUFFIX}-{version[:VERSION_CHARS]}"
+
+
+def with_config_copies(template: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The template reading the primary's copies for `version` instead of the target's
     ConfigMaps and Secrets, so a config change reaches only the canary until promotion."""
     out = copy.deepcopy(dict(template))
     for _kind, holder, field in _ref_slots(out):
         if holder.get(field):
-            holder[field] = config_copy_name(holder[field])
+            holder[field] = config_copy_name(holder[field], version)
     return out
 
 
 def config_copy(
-    kind: str, source: Mapping[str, Any], target: str, owner: Owner | None
+    kind: str, source: Mapping[str, Any], target: str, owner: Owner | None, version: str
 ) -> dict[str, Any]:
-    """The primary's copy of a ConfigMap or Secret (a dict for server-side apply): the
-    same data under `<name>-primary`, owned by the Canary. The data is never logged."""
+    """The primary's copy of a ConfigMap or Secret for one version (a dict for server-side
+    apply): the same data, immutable, marked as canaryctl's for `target` and owned by the
+    Canary. The data is never logged."""
     meta = source["metadata"]
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": kind,
         "metadata": {
-            "name": config_copy_name(meta["name"]),
+            "name": config_copy_name(meta["name"], version),
             "namespace": meta["namespace"],
             "labels": {**OWNED, PRIMARY_OF: target},
+            "annotations": {PRIMARY_OF: target},
         },
+        # Never changed in place: a new version is a new copy (see the module docstring).
+        "immutable": True,
     }
     for key in ("data", "binaryData", "type"):
         if source.get(key):
@@ -86,6 +103,12 @@ def config_copy(
     if owner is not None:
         body["metadata"]["ownerReferences"] = [owner_ref(owner)]
     return body
+
+
+def is_our_copy(obj: Mapping[str, Any], target: str) -> bool:
+    """Whether canaryctl made `obj` as a config copy for the primary of `target`."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in OWNED.items()) and labels.get(PRIMARY_OF) == target
 
 
 def data_checksum(obj: Mapping[str, Any]) -> str:
@@ -97,31 +120,79 @@ def data_checksum(obj: Mapping[str, Any]) -> str:
 _CONFIG_KINDS = {"ConfigMap": ConfigMap, "Secret": Secret}
 
 
+def _read(client: Client, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    try:
+        return client.get(_CONFIG_KINDS[kind], name, namespace=namespace).to_dict()
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise ClusterError(f"reading {kind.lower()}/{name}: {exc.status.message}") from exc
+
+
 def copy_configs(
     client: Client, namespace: str, template: Mapping[str, Any], target: str,
-    owner: Owner | None,
+    owner: Owner | None, version: str, checksums: Mapping[tuple[str, str], str],
+    canary: str,
 ) -> list[str]:  # fmt: skip
-    """Write the primary's copies of the configs `template` reads, with their current data
-    (server-side apply: idempotent). A config that does not exist is skipped: the primary
-    then misses it as the target does. Returns the copies written."""
+    """Create the primary's copies for `version` of the configs `template` reads.
+
+    `checksums` are the data checksums the version was decided on (what was analysed): a
+    config whose data differs now is a newer change, so nothing is copied (ConflictError:
+    decide again). A copy that exists already is left as it is (immutable, same version);
+    a same-named object that is not canaryctl's copy for `target` is refused (NameTaken
+    naming it and the Canary `canary`), never overwritten. A config that does not exist
+    is skipped: the primary then misses it as the target does. Returns the copies created.
+    """
     written = []
     for kind, name in sorted(config_refs(template)):
-        res = _CONFIG_KINDS[kind]
+        source = _read(client, kind, name, namespace)
+        if source is None:
+            continue
+        if data_checksum(source) != checksums.get((kind, name)):
+            raise ConflictError(f"{kind.lower()}/{name} changed after its version was decided")
+        body = config_copy(kind, source, target, owner, version)
+        copy_name = body["metadata"]["name"]
+        existing = _read(client, kind, copy_name, namespace)
+        if existing is not None:
+            if not is_our_copy(existing, target):
+                raise NameTaken(
+                    "targetRef",
+                    f"{kind.lower()}/{copy_name} exists in {namespace} and was not made by "
+                    f"canaryctl for deployment/{target}: canary {namespace}/{canary} needs "
+                    f"that name for the primary's copy of {kind.lower()}/{name} and never "
+                    "overwrites someone else's object; rename or delete it",
+                )
+            continue
         try:
-            source = client.get(res, name, namespace=namespace).to_dict()
-        except ApiError as exc:
-            if exc.status.code == 404:
-                continue
-            raise ClusterError(f"reading {kind.lower()}/{name}: {exc.status.message}") from exc
-        body = config_copy(kind, source, target, owner)
-        try:
-            client.apply(res.from_dict(body), namespace=namespace, force=True)
+            client.apply(_CONFIG_KINDS[kind].from_dict(body), namespace=namespace)
         except ApiError as exc:
             raise ClusterError(
-                f"copying {kind.lower()}/{name} to {body['metadata']['name']}: {exc.status.message}"
+                f"copying {kind.lower()}/{name} to {copy_name}: {exc.status.message}"
             ) from exc
-        written.append(f"{kind.lower()}/{body['metadata']['name']}")
+        written.append(f"{kind.lower()}/{copy_name}")
     return written
+
+
+def prune_config_copies(
+    client: Client, namespace: str, target: str, template: Mapping[str, Any]
+) -> list[str]:
+    """Delete the copies for the primary of `target` that its `template` (already
+    rewritten to read copies) no longer reads: earlier versions, once no pod runs them.
+    Returns the copies deleted."""
+    keep = config_refs(template)
+    labels = {**OWNED, PRIMARY_OF: target}
+    deleted = []
+    for kind, res in _CONFIG_KINDS.items():
+        try:
+            names = [o.metadata.name for o in client.list(res, namespace=namespace, labels=labels)]
+            for name in names:
+                if (kind, name) not in keep:
+                    client.delete(res, name, namespace=namespace)
+                    deleted.append(f"{kind.lower()}/{name}")
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise ClusterError(f"pruning {kind} copies: {exc.status.message}") from exc
+    return deleted
 
 
 def delete_config_copies(client: Client, namespace: str, target: str) -> None:

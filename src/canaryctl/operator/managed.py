@@ -36,7 +36,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, SpecError
+from canaryctl.kube.client import write_error
 from canaryctl.operator.configs import config_refs, with_config_copies
 from canaryctl.operator.owned import OWNED, PRIMARY_OF, SUFFIX, Owner, owner_ref
 
@@ -120,7 +121,7 @@ def primary_manifest(
     spec = target["spec"]
     selector = dict((spec.get("selector") or {}).get("matchLabels") or {})
     keys = rewritten_keys(selector, service_selector)
-    template = with_config_copies(spec["template"])
+    template = with_config_copies(spec["template"], hash_)
     tmeta = template.setdefault("metadata", {})
     tmeta["labels"] = _suffixed(tmeta.get("labels"), keys)
     tmeta["annotations"] = {**(tmeta.get("annotations") or {}), CONFIG_CHECKSUM: checksum}
@@ -175,6 +176,4 @@ def annotate(
     try:
         client.patch(Deployment, name, ops, namespace=namespace, patch_type=PatchType.JSON)
     except ApiError as exc:
-        if exc.status.code in (409, 422):
-            raise ConflictError(f"deployment/{name} changed while annotating it") from exc
-        raise ClusterError(f"annotating deployment/{name}: {exc.status.message}") from exc
+        raise write_error(exc, f"deployment/{name} in {namespace}") from exc

@@ -58,6 +58,13 @@ class Metrics:
             "canaryctl_reconcile_duration_seconds", "Time of one reconcile of one canary",
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )  # fmt: skip
+        self.queued = Histogram(
+            "canaryctl_reconcile_queue_seconds",
+            "Time a due reconcile waited for a worker, by lane (react: a change to react "
+            "to; tick: a running rollout's next look)",
+            ["lane"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
         self.api_requests = Counter(
             "canaryctl_api_requests_total", "Requests to the Kubernetes API (watches excluded)",
             ["verb"], registry=r,
@@ -124,9 +131,11 @@ def count_requests(client: Any, metrics: Metrics) -> None:
 
 
 def serve(
-    port: int, metrics: Metrics | None, checks: dict[str, Callable[[], bool]]
+    port: int, metrics: Metrics | None, checks: dict[str, Callable[[], bool | tuple[bool, str]]]
 ) -> ThreadingHTTPServer:
-    """Serve /metrics (when `metrics`) and each health check path on `port`, in a thread."""
+    """Serve /metrics (when `metrics`) and each health check path on `port`, in a thread.
+
+    A check returns whether all is well, or (that, a line saying why) for the body."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -134,8 +143,9 @@ def serve(
             if path == "/metrics" and metrics is not None:
                 body, ctype, code = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
             elif path in checks:
-                ok = checks[path]()
-                body = b"ok\n" if ok else b"not ready\n"
+                result = checks[path]()
+                ok, why = result if isinstance(result, tuple) else (result, "")
+                body = (b"ok\n" if ok else b"not ready\n") + (why.encode() + b"\n" if why else b"")
                 ctype, code = "text/plain", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404

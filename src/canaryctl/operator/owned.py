@@ -16,7 +16,7 @@ from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
-from canaryctl.errors import ClusterError, ConflictError
+from canaryctl.kube.client import write_error
 
 SUFFIX = "-primary"
 PRIMARY_OF = "canaryctl.dev/primary-of"
@@ -91,7 +91,9 @@ def release(
     except ApiError as exc:
         if exc.status.code == 404:
             return False
-        if exc.status.code in (409, 422):
-            raise ConflictError(f"{name} changed while releasing it from its Canary") from exc
-        raise ClusterError(f"releasing {name} from its Canary: {exc.status.message}") from exc
+        raise write_error(
+            exc,
+            f"{resource.__name__.lower()}/{name} in {meta['namespace']} "
+            "(releasing it from its Canary)",
+        ) from exc
     return True

@@ -11,6 +11,7 @@ resumes from what the cluster shows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,14 +24,15 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from canaryctl.core.conditions import invalid_spec_conditions
-from canaryctl.core.models import CanarySpec, CanaryStatus, Phase
+from canaryctl.core.conditions import conditions_for, denied_conditions, invalid_spec_conditions
+from canaryctl.core.models import CanarySpec, CanaryStatus, HealthSpec, Phase
 from canaryctl.driver.engine import Engine, LeaseHeld
-from canaryctl.errors import ClusterError, ConflictError, SpecError
+from canaryctl.errors import ClusterError, ConflictError, NameTaken, SpecError, WriteDenied
 from canaryctl.kube import workloads
 from canaryctl.kube.canary import API_VERSION, Canary, spec_of
 from canaryctl.kube.canary_store import CanaryStore
-from canaryctl.operator import configs, managed, owned, services
+from canaryctl.kube.client import denial_of
+from canaryctl.operator import autoscalers, configs, managed, owned, services
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.metrics import Metrics
@@ -41,6 +43,25 @@ log = logging.getLogger(__name__)
 FINALIZER = "canaryctl.dev/finalizer"
 #: Seconds to the next look while a step waits on something no watch reports.
 RETRY_SOON = 0.5
+#: Seconds to the next look after a race (409, a failed JSON-patch `test`): decide again.
+RETRY_CONFLICT = 0.2
+#: Seconds to the next look after a write refused on its merits (admission policy or
+#: webhook, validation, RBAC), growing with consecutive refusals: the answer will not
+#: change before someone changes the policy or the object.
+DENIED_DELAYS = (2.0, 5.0, 10.0, 30.0, 60.0)
+#: Annotation on a Canary: what its deletion does with a target whose template was never
+#: promoted (deleted mid-rollout, or changed since the last promotion). `KeepPrimary`
+#: (the default): the primary, the last analysed version, keeps serving and outlives the
+#: Canary. `HandOver`: the target takes over once ready (a template known bad never does).
+#: An annotation, not a spec field: it is no part of a rollout (setting it right before
+#: a deletion must not start one, as a changed spec would).
+ON_DELETE = "canaryctl.dev/on-delete"
+HAND_OVER = "HandOver"
+#: Longest wait for the finalizer's own Event before it lets the Canary go (seconds).
+EVENT_WAIT = 2.0
+#: Seconds to the next look while a name canaryctl needs is taken (no watch reports its
+#: release: the object is not one the canary's watches follow).
+RETRY_TAKEN = 30.0
 
 
 @dataclass
@@ -108,6 +129,11 @@ class Reconciler:
         # wait the drain delay again); this process's own view, None when it cleared it.
         self._drained_since: dict[Key, float | None] = {}
         self._sides_written: dict[Key, tuple[Any, Any]] = {}  # <service>-primary/-canary
+        # Writes refused on their merits: (consecutive refusals, last message told).
+        self._denials: dict[Key, tuple[int, str]] = {}
+        # The last valid spec seen: the release of a Canary whose spec then became
+        # invalid still cleans up its routes with it.
+        self._last_spec: dict[Key, CanarySpec] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -118,6 +144,8 @@ class Reconciler:
             self._engines.pop(key, None)
             self._drained_since.pop(key, None)
             self._sides_written.pop(key, None)
+            self._denials.pop(key, None)
+            self._last_spec.pop(key, None)
             self.metrics.forget(*key)
             return None
         meta = body["metadata"]
@@ -130,25 +158,41 @@ class Reconciler:
         try:
             spec = engine_spec(body)
         except SpecError as exc:
-            if deleting:  # nothing was started with an invalid spec
-                self._set_finalizer(body, add=False)
-                return None
+            if deleting:
+                release = functools.partial(self._finalize_invalid, key, body, exc)
+                return self._guarded(key, body, release)
             self._refuse(key, body, exc)
             return None
+        self._last_spec[key] = spec
         status = status_of(body)
         if status is not None:
             self.metrics.observe_status(key[0], key[1], status)
+        if deleting:
+            return self._guarded(key, body, lambda: self._finalize(key, body, spec, status))
+        if spec.managed:
+            return self._guarded(key, body, lambda: self._managed(key, body, spec, status))
+        return self._guarded(key, body, lambda: self._pair(key, body, spec, status))
+
+    def _guarded(self, key: Key, body: dict, step: Callable[[], float | None]) -> float | None:
+        """Run one pass, sorting out refusals: an invalid spec is told once per generation;
+        a race (409, a failed `test`) is decided again at once; a write refused on its
+        merits (an admission policy or webhook, 403/422) is told (Event and condition,
+        naming the object and the server's message) and retried with a capped backoff."""
         try:
-            if deleting:
-                return self._finalize(key, body, spec, status)
-            if spec.managed:
-                return self._managed(key, body, spec, status)
-            return self._pair(key, body, spec, status)
+            delay = step()
         except SpecError as exc:
             self._refuse(key, body, exc)
-            return None
+            return RETRY_TAKEN if isinstance(exc, NameTaken) else None
         except ConflictError:
-            return 0.2  # someone wrote in between: decide again on what is there now
+            return RETRY_CONFLICT  # someone wrote in between: decide again on what is there
+        except ClusterError as exc:
+            denied = denial_of(exc)
+            if denied is None:
+                raise  # the scheduler backs off and counts it
+            return self._denied(key, body, denied)
+        if key in self._denials:
+            self._denial_over(key)
+        return delay
 
     # --- pair mode ------------------------------------------------------------------------
 
@@ -176,6 +220,7 @@ class Reconciler:
         if target is None:
             raise SpecError("targetRef.name", f"deployment/{spec.canary} not found in {ns}")
         primary = self.cache.deployment(ns, spec.stable)
+        self._autoscalers(key, body, spec, primary, _active(status))
         current = self._target_hash(ns, target)
         if primary is None:
             return self._initialize(key, body, spec, target, current)
@@ -222,6 +267,20 @@ class Reconciler:
                 return 0.0  # the first tick is a pass of its own (see _pair)
         return None
 
+    def _autoscalers(
+        self, key: Key, body: dict, spec: CanarySpec, primary: dict | None, active: bool
+    ) -> None:
+        """The target's HPAs: refused with the replicas router (before anything is made,
+        and before each rollout; one running is left to finish), otherwise mirrored onto
+        the primary once it exists (no request when in step)."""
+        seen = self.cache.hpas_in(spec.namespace)
+        if not active:
+            found = autoscalers.target_hpas(seen, spec.canary)
+            autoscalers.refuse_with_replicas_router(found, spec.canary, spec.router.kind)
+        if primary is not None:
+            autoscalers.sync_primary_hpas(self.client, spec.namespace, spec.canary, seen,
+                                          self._owner(body), key[1])  # fmt: skip
+
     def _fresh(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Deployment read from the API (not the cache), as a plain mapping."""
         try:
@@ -257,9 +316,10 @@ class Reconciler:
     ) -> dict:
         template = (target.get("spec") or {}).get("template") or {}
         sums = self.cache.checksums_for(spec.namespace, configs.config_refs(template))
-        # The configs first: the primary's new template reads their copies.
+        # The configs first: the primary's new template reads their copies (new objects for
+        # this version; the running pods keep reading theirs until the template replaces them).
         configs.copy_configs(self.client, spec.namespace, template, spec.canary,
-                             self._owner(body))  # fmt: skip
+                             self._owner(body), hash_, sums, body["metadata"]["name"])  # fmt: skip
         return managed.primary_manifest(
             target,
             service_selector=self._service_selector(spec),
@@ -294,6 +354,9 @@ class Reconciler:
         replicas = (status.baseline_replicas if status else 0) or max(
             int((target.get("spec") or {}).get("replicas", 1) or 0), 1
         )
+        if autoscalers.target_hpas(self.cache.hpas_in(spec.namespace), spec.canary):
+            # the primary's HPA owns its replica count: keep it, never set it back
+            replicas = int((primary.get("spec") or {}).get("replicas") or 0) or replicas
         ann = dict(primary["metadata"].get("annotations") or {})
         extra = {k: v for k, v in ann.items() if k in (managed.CANDIDATE_HASH, managed.FAILED_HASH)}
         manifest = self._primary_body(body, spec, target, replicas, candidate, extra)
@@ -331,6 +394,9 @@ class Reconciler:
             delay = self._route_to_primary(key, body, spec, status, service, target, primary)
             if delay is not None:
                 return delay
+        # Every primary pod runs the current version: copies of earlier versions can go.
+        configs.prune_config_copies(self.client, spec.namespace, spec.canary,
+                                    (primary.get("spec") or {}).get("template") or {})  # fmt: skip
         workloads.scale(self.client, spec.canary, spec.namespace, 0,
                         generation=target["metadata"].get("generation"))  # fmt: skip
         self._keep_drained_since(key, status, None)
@@ -428,8 +494,9 @@ class Reconciler:
                 if not st.phase.terminal and st.phase is not Phase.ROLLING_BACK and not pending:
                     self.store.send_command(key[1], key[0], "abort")
                     self.recorder.emit(body, "Warning", "Deleting",
-                                       "Canary deleted mid-rollout: rolling back to the stable "
-                                       "before letting it go")  # fmt: skip
+                                       "Canary deleted mid-rollout: rolling back to "
+                                       f"deployment/{spec.stable} (the stable) before letting "
+                                       "it go")  # fmt: skip
             return self._tick(key, body, spec)
         baseline = (status.baseline_replicas if status else 0) or 1
         make_router(self.client, spec, baseline).cleanup()
@@ -442,11 +509,18 @@ class Reconciler:
                 told = (f"traffic on deployment/{spec.stable}, left serving and no longer owned "
                         f"by this Canary; deployment/{spec.canary} at 0; other objects "
                         "removed")  # fmt: skip
-        # told before letting go: the Event would otherwise name a Canary already gone
-        self.recorder.emit(body, "Normal", "Finalized", told)
-        self.recorder.flush()
-        self._set_finalizer(body, add=False)
+        self._let_go(body, "Normal", told)
         return None
+
+    def _let_go(self, body: dict, type_: str, told: str) -> None:
+        """Tell the outcome, then remove the finalizer. Told first (the Event would
+        otherwise name a Canary already gone): this one Event, posted next and waited for
+        up to EVENT_WAIT, never the whole queue of everyone else's Events."""
+        posted = self.recorder.emit(body, type_, "Finalized", told, urgent=True)
+        if not posted.wait(EVENT_WAIT):
+            log.warning("the Finalized event of %s/%s is not posted yet; letting go anyway",
+                        body["metadata"]["namespace"], body["metadata"]["name"])  # fmt: skip
+        self._set_finalizer(body, add=False)
 
     def _release_target(
         self, body: dict, spec: CanarySpec, status: CanaryStatus | None
@@ -476,9 +550,10 @@ class Reconciler:
                                        f"deployment/{spec.stable} keeps serving behind "
                                        f"service/{spec.service} and stays after the Canary "
                                        f"goes (with its config copies); deployment/"
-                                       f"{spec.canary} stays at 0. Fix its template, scale it "
-                                       f"up, then delete deployment/{spec.stable}, or create "
-                                       "the Canary again")  # fmt: skip
+                                       f"{spec.canary} stays at 0. To serve it instead: check "
+                                       "its template, scale it up, wait until it is ready, "
+                                       f"then delete deployment/{spec.stable}; or create the "
+                                       "Canary again")  # fmt: skip
                     # The decision first (a restarted operator carries it on): released
                     # from the Canary, so the garbage collector leaves it serving.
                     owned.release(self.client, Deployment, primary, uid, {managed.KEPT_FOR: uid})
@@ -493,6 +568,7 @@ class Reconciler:
             workloads.delete_deployment(self.client, spec.stable, ns)
         self._delete_side_services(spec)
         configs.delete_config_copies(self.client, ns, spec.canary)
+        autoscalers.delete_primary_hpas(self.client, ns, spec.canary)
         return None, False
 
     def _hand_back(
@@ -516,6 +592,19 @@ class Reconciler:
             if rolled_back and status.message:
                 why += f" ({status.reason}: {status.message})"
             return None, why
+        # Never promoted (the Canary went mid-rollout, or the target changed since the
+        # last promotion): the primary is the last analysed version, and it keeps serving
+        # unless the Canary asks for the hand-over (ON_DELETE).
+        promoted = current == ann.get(managed.TEMPLATE_HASH) or (
+            status is not None
+            and status.phase is Phase.SUCCEEDED
+            and current == ann.get(managed.CANDIDATE_HASH)
+        )
+        if not promoted and not _hands_over(body):
+            return None, (f"its template ({current}) was never promoted (the Canary was "
+                          "deleted before its analysis ended, or the target changed since "
+                          f"the last promotion); annotate the Canary {ON_DELETE}: "
+                          f"{HAND_OVER} to hand over an unanalysed target")  # fmt: skip
         want = max(int((primary.get("spec") or {}).get("replicas") or 0),
                    status.baseline_replicas if status else 0, 1)  # fmt: skip
         if int((target.get("spec") or {}).get("replicas") or 0) < want:
@@ -538,6 +627,7 @@ class Reconciler:
         the Services canaryctl made go. Idempotent; None when done."""
         ns = spec.namespace
         configs.release_config_copies(self.client, ns, spec.canary, uid)
+        autoscalers.release_primary_hpas(self.client, ns, spec.canary, uid)
         if (target.get("spec") or {}).get("replicas"):
             workloads.scale(self.client, spec.canary, ns, 0,
                             generation=target["metadata"].get("generation"))  # fmt: skip
@@ -545,6 +635,93 @@ class Reconciler:
         if service is not None and services.restore_service(self.client, service.to_dict()):
             return RETRY_SOON
         self._delete_side_services(spec)
+        return None
+
+    def _finalize_invalid(self, key: Key, body: dict, exc: SpecError) -> float | None:
+        """Deletion of a Canary whose spec no longer parses: the normal release needs the
+        spec, so the safe course is to keep what serves.
+
+        Managed mode: the primary (the last analysed version) is brought to full capacity,
+        released from the Canary (no ownerReference, annotation `kept-for`), so the garbage
+        collector cannot delete it while the target is at 0; its config copies stay with
+        it; then the target goes to 0 once the primary is ready (bounded by the
+        readyDeadline, after which it is left as it is). The routes are reset with the last
+        valid spec this process saw, if any. A Warning Event says what was kept and why.
+        Pair mode owns no workload: traffic and replicas are left as they are, and told.
+        Idempotent; None once the Canary was let go.
+        """
+        ns, uid = key[0], body["metadata"].get("uid") or ""
+        status = status_of(body)
+        primary = self._kept_or_owned_primary(ns, uid)
+        if primary is None:
+            self._let_go(body, "Warning",
+                         f"the spec is invalid ({exc}), so nothing could be rolled back: "
+                         "no Deployment owned by this Canary serves; traffic and replicas "
+                         "are left as they are")  # fmt: skip
+            return None
+        name = primary["metadata"]["name"]
+        target_name = (primary["metadata"].get("annotations") or {}).get(owned.PRIMARY_OF)
+        want = max(int((primary.get("spec") or {}).get("replicas") or 0),
+                   status.baseline_replicas if status else 0, 1)  # fmt: skip
+        if int((primary.get("spec") or {}).get("replicas") or 0) < want:
+            workloads.scale(self.client, name, ns, want,
+                            generation=primary["metadata"].get("generation"))  # fmt: skip
+            return RETRY_SOON
+        if any(ref.get("uid") == uid for ref in primary["metadata"].get("ownerReferences") or ()):
+            # The decision first (a restarted operator carries it on): released from the
+            # Canary, so the garbage collector leaves it serving.
+            owned.release(self.client, Deployment, primary, uid, {managed.KEPT_FOR: uid})
+            self.recorder.emit(body, "Warning", "PrimaryKept",
+                               f"the spec is invalid ({exc}), so the Canary cannot be "
+                               f"released as usual: deployment/{name} (the last promoted "
+                               f"version) keeps serving with {want} replicas, released from "
+                               "the Canary so it stays after it goes (with its config "
+                               f"copies and HPAs); deployment/{target_name} goes to 0 once it is "
+                               f"ready. To serve deployment/{target_name} instead: scale it "
+                               f"up, wait until it is ready, then delete deployment/{name}; "
+                               "or fix the spec and create the Canary again")  # fmt: skip
+            return RETRY_SOON
+        if target_name:
+            configs.release_config_copies(self.client, ns, target_name, uid)
+            autoscalers.release_primary_hpas(self.client, ns, target_name, uid)
+        told = (f"the spec is invalid ({exc}); deployment/{name} keeps serving with {want} "
+                "replicas and is no longer owned by this Canary")  # fmt: skip
+        target = self._fresh(ns, target_name) if target_name else None
+        if target is not None and (target.get("spec") or {}).get("replicas"):
+            if _ready(primary, want):
+                workloads.scale(self.client, target_name, ns, 0,
+                                generation=target["metadata"].get("generation"))  # fmt: skip
+                return RETRY_SOON
+            last = self._last_spec.get(key)
+            deadline = (last.health if last else HealthSpec()).ready_deadline
+            left = _deleted_at(body, self.clock()) + deadline - self.clock()
+            if left > 0:
+                return min(RETRY_SOON, left)
+            told += (f"; deployment/{name} was not ready {deadline:g}s after the deletion, "
+                     f"so deployment/{target_name} was left as it is")  # fmt: skip
+        elif target_name:
+            told += f"; deployment/{target_name} at 0"
+        last = self._last_spec.get(key)
+        if last is not None:
+            make_router(self.client, last, want).cleanup()
+            told += "; routes reset to the primary"
+        self._let_go(body, "Warning", told)
+        return None
+
+    def _kept_or_owned_primary(self, namespace: str, uid: str) -> dict[str, Any] | None:
+        """The primary canaryctl made for the Canary `uid` (owned by it, or already kept
+        for it), read fresh; found from the watched Deployments, not from the spec."""
+        if not uid:
+            return None
+        for (ns, name), dep in list(self.cache.deployments.items()):
+            meta = dep.get("metadata") or {}
+            target = (meta.get("annotations") or {}).get(owned.PRIMARY_OF)
+            if ns != namespace or not target or not owned.is_ours(dep, target):
+                continue
+            refs = meta.get("ownerReferences") or ()
+            kept = (meta.get("annotations") or {}).get(managed.KEPT_FOR) == uid
+            if kept or any(ref.get("uid") == uid for ref in refs):
+                return self._fresh(ns, name)
         return None
 
     def _delete_side_services(self, spec: CanarySpec) -> None:
@@ -598,7 +775,7 @@ class Reconciler:
         except LeaseHeld:
             return 1.0
         except ConflictError:
-            return 0.2
+            return RETRY_CONFLICT  # a race (409, a failed guard); a refusal is WriteDenied
         st = result.status
         self.metrics.observe_status(key[0], key[1], st)
         self.metrics.count_checks(key[0], key[1], seen, st)
@@ -618,6 +795,53 @@ class Reconciler:
         return delay
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _denied(self, key: Key, body: dict, exc: WriteDenied) -> float:
+        """A write refused on its merits: told once per message (Event), kept in the Ready
+        condition, retried with a capped backoff. Returns the delay."""
+        count, told = self._denials.get(key, (0, ""))
+        self._denials[key] = (count + 1, str(exc))
+        self.metrics.errors.labels("WriteDenied").inc()
+        if str(exc) != told:
+            log.warning("%s/%s: %s", key[0], key[1], exc)
+            self.recorder.emit(body, "Warning", "WriteDenied",
+                               f"{exc}. Nothing else was changed; retrying with backoff (up "
+                               f"to every {DENIED_DELAYS[-1]:g}s) until the policy or the "
+                               "object changes")  # fmt: skip
+        self._write_conditions(
+            key, body,
+            lambda gen, previous: denied_conditions(exc.object, exc.reason, gen, self.clock(),
+                                                    previous),
+        )  # fmt: skip
+        return DENIED_DELAYS[min(count, len(DENIED_DELAYS) - 1)]
+
+    def _denial_over(self, key: Key) -> None:
+        """A pass went through after refusals: the conditions say what the status says
+        again (no Event: a pass that did not reach the refused write would tell a story
+        the next refusal contradicts)."""
+        self._denials.pop(key, None)
+        body = self.cache.canaries.get(key)
+        if body is None:
+            return
+        self._write_conditions(
+            key,
+            body,
+            lambda gen, previous: conditions_for(status_of(body), gen, self.clock(), previous),
+        )
+
+    def _write_conditions(
+        self, key: Key, body: dict, make: Callable[[int, Any], list[dict[str, Any]]]
+    ) -> None:
+        """Write the conditions `make(generation, previous)` returns, if they differ."""
+        generation = body["metadata"].get("generation", 0)
+        previous = (body.get("status") or {}).get("conditions") or ()
+        conditions = make(generation, previous)
+        if _same_conditions(conditions, previous):
+            return
+        try:
+            self.store.write_conditions(key[1], key[0], conditions, generation)
+        except ClusterError as err:
+            log.warning("could not write the conditions of %s/%s: %s", *key, err)
 
     def _refuse(self, key: Key, body: dict, exc: SpecError) -> None:
         generation = body["metadata"].get("generation", 0)
@@ -654,6 +878,22 @@ class Reconciler:
             if exc.status.code in (404, 409, 422):
                 return  # changed or gone meanwhile: the watch brings the new version
             raise ClusterError(f"updating finalizers of canary {meta['name']}: {exc}") from exc
+
+
+def _same_conditions(a: Any, b: Any) -> bool:
+    """Equal but for the transition times (which a rewrite would not change anyway)."""
+
+    def strip(conditions: Any) -> list[tuple[Any, ...]]:
+        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"),
+                       c.get("observedGeneration")) for c in conditions)  # fmt: skip
+
+    return strip(a) == strip(b)
+
+
+def _hands_over(body: Mapping[str, Any]) -> bool:
+    """Whether the Canary opted in to handing an unpromoted target the traffic on deletion."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(ON_DELETE, "")).strip().lower() == HAND_OVER.lower()
 
 
 def _deleted_at(body: Mapping[str, Any], default: float) -> float:

@@ -21,7 +21,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from canaryctl.errors import ClusterError, ConflictError
+from canaryctl.errors import ClusterError
+from canaryctl.kube.client import write_error
 from canaryctl.operator.owned import OWNED, PRIMARY_OF, Owner, is_ours, json_pointer, owner_ref
 
 #: On the user's Service: selector keys the operator added to point it at the primary.
@@ -158,6 +159,4 @@ def _patch_service(client: Client, meta: Mapping[str, Any], ops: list[dict[str, 
         client.patch(Service, meta["name"], ops, namespace=meta["namespace"],
                      patch_type=PatchType.JSON)  # fmt: skip
     except ApiError as exc:
-        if exc.status.code in (409, 422):
-            raise ConflictError(f"service/{meta['name']} changed while repointing it") from exc
-        raise ClusterError(f"patching service/{meta['name']}: {exc.status.message}") from exc
+        raise write_error(exc, f"service/{meta['name']} in {meta['namespace']}") from exc

@@ -9,6 +9,11 @@ call, never a pass. What a pass means depends on the hook type:
 - checks (`pre-rollout`, `rollout`): a failure counts as a failed check;
 - `rollback`: a pass asks for a rollback;
 - `post-rollout` and `event`: informative; failures are logged, never acted on.
+
+Calls made inside `WebhookClient.within(seconds)` share that budget: each attempt's
+timeout is capped at what is left, retries stop when it is spent, and a hook reached with
+no time left is not called. A cut-short call is a failed call like any timeout (a driver
+ticks under a lease: a slow hook must not hold a tick until another process takes over).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -51,6 +57,8 @@ _PASS_STATUSES = range(200, 203)
 # tolerate being called twice.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _BODY_SNIPPET = 300
+#: Seconds below which a budget counts as spent (too little for a request and its answer).
+_MIN_LEFT = 0.05
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -207,6 +215,8 @@ class WebhookClient:
         self._backoff = backoff
         # Redirects are not followed: a hook answers for itself.
         self._http = httpx.Client(transport=transport, follow_redirects=False)
+        # Monotonic time by which the calls of the current budget must be done (`within`).
+        self._deadline: float | None = None
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -218,6 +228,28 @@ class WebhookClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Bound every call made inside the block, retries included, to `seconds` in all.
+
+        Nested budgets never extend an outer one. A call cut short by the budget fails,
+        saying so; a hook reached with nothing left is not called (and fails the same way).
+        """
+        outer = self._deadline
+        deadline = time.monotonic() + max(seconds, 0.0)
+        if outer is None or deadline < outer:
+            self._deadline = deadline
+        try:
+            yield
+        finally:
+            self._deadline = outer
+
+    def _left(self) -> float | None:
+        """Seconds the current budget has left (None: no budget)."""
+        if self._deadline is None:
+            return None
+        return self._deadline - time.monotonic()
+
     def call(self, hook: Webhook, body: Mapping[str, Any]) -> WebhookResult:
         """POST `body` to the hook; retries connection failures and 502/503/504."""
         started = time.monotonic()
@@ -226,20 +258,37 @@ class WebhookClient:
         attempts = hook.retries + 1
         status: int | None = None
         message = ""
+        spent = "no time left in this tick's budget"
         for attempt in range(attempts):
             if attempt:
-                time.sleep(self._backoff * 2 ** (attempt - 1))
+                pause = self._backoff * 2 ** (attempt - 1)
+                left = self._left()
+                if left is not None and left - pause <= _MIN_LEFT:
+                    message += f"; not retried: {spent}"
+                    break
+                time.sleep(pause)
+            left = self._left()
+            if left is not None and left <= _MIN_LEFT:
+                if not attempt:
+                    status, message = None, f"not called: {spent}"
+                break
+            timeout = hook.timeout if left is None else min(hook.timeout, left)
             try:
-                response = self._http.post(
-                    hook.url, content=data, headers=headers, timeout=hook.timeout
-                )
+                response = self._http.post(hook.url, content=data, headers=headers, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 status, message = None, f"unreachable: {type(exc).__name__}: {exc}"
                 continue
             except httpx.TimeoutException:
                 # The hook may be working on it (a load test): calling again would
                 # start the work twice, so a read timeout is final.
-                status, message = None, f"timed out after {hook.timeout:g}s"
+                if timeout < hook.timeout:
+                    message = (
+                        f"timed out after {timeout:.1f}s, what was left of this tick's budget "
+                        f"(hook timeout {hook.timeout:g}s)"
+                    )
+                else:
+                    message = f"timed out after {timeout:g}s"
+                status = None
                 break
             except httpx.TransportError as exc:
                 status, message = None, f"failed: {type(exc).__name__}: {exc}"

@@ -55,6 +55,9 @@ class ClusterState:
     #: Client identities whose requests the API server writes to audit.log (metadata only);
     #: empty: no audit log. Each has its own kubeconfig, see ``user_kubeconfig``.
     audit_users: list[str] = field(default_factory=list)
+    #: The one address the API server listens on, and every client's (kubeconfigs, the
+    #: node, the health checks): 127.0.0.1, or the node's address with a real node.
+    address: str = "127.0.0.1"
 
     @property
     def kubeconfig(self) -> Path:
@@ -62,7 +65,7 @@ class ClusterState:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        return f"https://{self.address}:{self.ports['kube-apiserver']}"
 
     @property
     def audit_log(self) -> Path:
@@ -163,19 +166,17 @@ def etcd(bed: Bed) -> Component:
     )
 
 
-def _apiserver_addresses(dataplane: bool) -> list[str]:
+def _apiserver_addresses(state: ClusterState) -> list[str]:
     """Where the API server listens, and the address of the `kubernetes` Service's endpoint.
 
     Without a real node only local processes talk to it: loopback. With one, pods do too
     (an operator in a pod): they reach 10.96.0.1, which kube-proxy forwards to the endpoint
     the API server advertises, so that must be the node's address (a pod's 127.0.0.1 is its
-    own), and the API server must listen there as well. Clients on the host keep 127.0.0.1.
+    own). kube-apiserver has a single --bind-address, so it listens on the node's address
+    only (not on every interface of the host), and every client on the host uses that
+    address too (``ClusterState.address``, in the kubeconfigs and the serving certificate).
     """
-    if not dataplane:
-        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
-    from canaryctl.testenv.dataplane import node_ip
-
-    return ["--bind-address=0.0.0.0", f"--advertise-address={node_ip()}"]
+    return [f"--bind-address={state.address}", f"--advertise-address={state.address}"]
 
 
 def kube_apiserver(bed: Bed) -> Component:
@@ -184,7 +185,10 @@ def kube_apiserver(bed: Bed) -> Component:
     args = [
         str(bed.bins["kube-apiserver"]),
         f"--etcd-servers=http://127.0.0.1:{bed.port('etcd')}",
-        *_apiserver_addresses(bed.state.dataplane),
+        *_apiserver_addresses(bed.state),
+        # Every client has a certificate or a token (kubelet, kube-proxy, controllers,
+        # pods, health checks): a request without credentials is refused, not anonymous.
+        "--anonymous-auth=false",
         f"--secure-port={bed.port('kube-apiserver')}",
         f"--cert-dir={bed.folder}/pki",
         f"--tls-cert-file={certs.server_cert}",
@@ -426,6 +430,11 @@ class LocalCluster:
             bins = {**bins, "traefik": traefik_build.ensure(self.progress)}
         started = time.monotonic()
         deadline = started + timeout
+        address = "127.0.0.1"
+        if self.dataplane:
+            from canaryctl.testenv.dataplane import node_ip
+
+            address = node_ip()
         state = ClusterState(
             self.name,
             str(self.folder),
@@ -434,9 +443,10 @@ class LocalCluster:
             dataplane=self.dataplane,
             proxy_mode=self.proxy_mode,
             audit_users=list(self.audit_users),
+            address=address,
         )
         self.folder.mkdir(parents=True, exist_ok=True)
-        certs = pki.generate(self.folder / "pki")
+        certs = pki.generate(self.folder / "pki", addresses=(address,))
         bed = Bed(bins, state, certs)
         try:
             components = [build(bed) for build in self.builders(state)]

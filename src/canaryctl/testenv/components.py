@@ -79,26 +79,35 @@ def order(components: Sequence[Component]) -> list[Component]:
     return done
 
 
+def names_folder(pid: int, folder: str) -> bool | None:
+    """One look at a process: True if it runs with ``folder`` in its command line, False
+    if it runs without, None if it is gone (or a zombie, which has exited)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if stat.split(") ", 1)[-1].startswith("Z"):
+        return None
+    return folder in cmdline
+
+
 def alive(pid: int, folder: str) -> bool:
     """True if pid runs and is ours: its command line names our state folder.
 
     Checking the command line keeps ``down`` from killing an unrelated process that
-    reused a pid after a reboot.
+    reused a pid after a reboot. For a pid we recorded; to scan every process of the
+    host use ``names_folder`` (one look each), since this waits up to a second on a
+    process that is not ours.
     """
     if not pid:
         return False
     # A child caught between fork and exec still shows its parent's command line (or an
     # empty one): look again for a moment before calling a live process someone else's.
     for attempt in range(20):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return False
-        if stat.split(") ", 1)[-1].startswith("Z"):
-            return False  # a zombie has exited
-        if folder in cmdline:
-            return True
+        ours = names_folder(pid, folder)
+        if ours is not False:
+            return bool(ours)
         if attempt < 19:
             time.sleep(0.05)
     return False

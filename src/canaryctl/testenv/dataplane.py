@@ -32,7 +32,7 @@ import yaml
 
 from canaryctl.errors import TestenvError
 from canaryctl.testenv import host, images, pki
-from canaryctl.testenv.components import Component, alive
+from canaryctl.testenv.components import Component, alive, names_folder
 
 if TYPE_CHECKING:
     from canaryctl.testenv.cluster import Bed, Builder, ClusterState
@@ -512,9 +512,14 @@ def _remove_all(address: str) -> None:
 
 
 def _kill_strays(folder: str) -> None:
-    """containerd's shims outlive it (they reparent to init); ours name our socket."""
+    """containerd's shims outlive it (they reparent to init); ours name our socket.
+
+    One look per process (``names_folder``), not ``alive``: that waits up to a second on
+    every process that is not ours, a minute and more on a host with a hundred of them.
+    No new shim can appear meanwhile: containerd, which starts them, has stopped.
+    """
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid() and alive(int(entry), folder):
+        if entry.isdigit() and int(entry) != os.getpid() and names_folder(int(entry), folder):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry), signal.SIGKILL)
 

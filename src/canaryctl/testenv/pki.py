@@ -86,8 +86,10 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def generate(folder: Path, service_ip: str = "10.96.0.1") -> Pki:
-    """Create a CA, the API server's serving cert, an admin client cert and SA signing keys."""
+def generate(folder: Path, service_ip: str = "10.96.0.1", addresses: tuple[str, ...] = ()) -> Pki:
+    """Create a CA, the API server's serving cert, an admin client cert and SA signing keys.
+
+    `addresses`: more names or IPs the API server is reached at (the node's address)."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def cert_pem(cert: x509.Certificate) -> bytes:
@@ -110,6 +112,7 @@ def generate(folder: Path, service_ip: str = "10.96.0.1") -> Pki:
             "kubernetes",
             "kubernetes.default",
             "kubernetes.default.svc",
+            *(a for a in addresses if a not in ("127.0.0.1", "localhost")),
         ),
     )
     # O=system:masters is bound to cluster-admin by the API server's bootstrap policy.

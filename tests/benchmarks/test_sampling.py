@@ -1,0 +1,56 @@
+"""The benchmarks' shared sampler: CPU, memory and a request counter of a process, read at
+marks and turned into per-minute rates (this test samples its own process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SAMPLING = Path(__file__).resolve().parents[2] / "benchmarks" / "sampling.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_sampling", SAMPLING)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sampling = _load()
+
+
+def test_marks_give_cpu_and_requests_per_minute_of_a_process():
+    counter = {"n": 0.0}
+    probe = sampling.Sampler(os.getpid(), requests=lambda: counter["n"], every=0.05)
+    start = probe.mark()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn 0.2 s of CPU
+        pass
+    counter["n"] = 30.0
+    end = sampling.Mark(start.at + 30.0, probe.cpu(), probe.mark().requests)
+    cpu, requests = probe.rates(start, end)
+    assert requests == pytest.approx(60.0)  # 30 requests in half a minute
+    assert 0.2 <= cpu <= 2.0  # at least the 0.2 CPU-s burnt, per half minute
+    assert probe.peak_rss_mib() >= probe.rss_mib() > 1
+    loads = probe.stop()
+    assert probe.samples and loads["min"] <= loads["mean"] <= loads["max"]
+
+
+def test_a_sampler_without_a_process_samples_the_load_until_attached():
+    probe = sampling.Sampler(every=0.02)
+    time.sleep(0.1)
+    assert probe.samples and math.isnan(probe.samples[0].cpu)
+    with pytest.raises(RuntimeError):
+        probe.cpu()
+    probe.attach(os.getpid())
+    assert probe.cpu() > 0
+    assert math.isnan(probe.mark().requests)  # no counter: requests come from elsewhere
+    probe.stop()
