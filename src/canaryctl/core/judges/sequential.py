@@ -169,23 +169,35 @@ class SequentialJudge:
             return self._verdict(CONTINUE, reason, "no data")
 
         # phi comes from earlier looks only, which keeps the tempered ratios supermartingales.
-        temper = 1.0 / self._dispersion.value()
+        phi = self._dispersion.value()
+        temper = 1.0 / phi
         share = batch.canary_share
         s, f = batch.canary_errors, batch.stable_errors
-        self._rollback.update(s, f, share, temper, self._max_log_step(self.rollback_threshold))
+        # With per-pod counts one pod's excess over its siblings is not evidence for a
+        # decision: the rollback test weighs the canary's errors trimmed of it, the
+        # promotion test the stable's (`_pods`; never more than the untrimmed counts).
+        pods = batch.pods(phi)
+        s_rollback = min(s, pods.canary_errors) if pods else s
+        # The kill switch asks whether the canary fails as a whole: one pod's burst does not.
+        s_whole = min(s, pods.canary_errors_whole) if pods else s
+        f_promote = min(f, pods.stable_errors) if pods else f
+        step = self._max_log_step(self.rollback_threshold)
+        self._rollback.update(s_rollback, f, share, temper, step)
         if self._warmed_up():
-            self._promote.update(s, f, share, temper, self._max_log_step(self.promote_threshold))
+            step = self._max_log_step(self.promote_threshold)
+            self._promote.update(s, f_promote, share, temper, step)
         self._dispersion.add(batch.canary_requests, s, batch.stable_requests, f)
-        self._dispersion.add_pods(batch.stable_pods)
+        if pods:
+            self._dispersion.add_spread(pods.stable_chi2, pods.stable_df)
         self._totals = self._totals + batch
 
         limit = self.max_canary_error_rate
         if (
             limit is not None
             and batch.canary_requests >= self.kill_switch_min_requests
-            and s > limit * batch.canary_requests
+            and s_whole > limit * batch.canary_requests
         ):
-            rate = s / batch.canary_requests
+            rate = s_whole / batch.canary_requests
             message = f"canary error rate {rate:.1%} above the kill switch {limit:.1%}"
             return self._decide(ROLLBACK, "kill-switch", message)
         if self._rollback.log_value >= math.log(self.rollback_threshold):
