@@ -7,10 +7,17 @@ import re
 
 import pytest
 
-from canaryctl.core.judges import Histogram, RelativeLatencyJudge, SequentialJudge
+from canaryctl.core.judges import (
+    Batch,
+    Histogram,
+    PodSummary,
+    RelativeLatencyJudge,
+    SequentialJudge,
+)
 from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.analysis import (
     Analysis,
+    _batch_from_row,
     _histograms_from_row,
     _histograms_to_row,
     parse_analysis,
@@ -174,3 +181,37 @@ def test_auto_looks_are_looked_at_in_a_rollout():
 def test_bad_look_settings_are_spec_errors(block):
     with pytest.raises(SpecError):
         _analysis(**block)
+
+
+def test_per_pod_looks_store_what_the_pooled_test_takes_and_replay_it_exactly():
+    # c0 fails half its requests: the pooled test's rows keep its errors trimmed to what
+    # its siblings and the stable explain, and replaying the rows gives the verdict of a
+    # judge fed the looks with their pods.
+    analysis = _analysis(perPod=True)
+    analysis.source = PodSource(bad=0.5)
+    status = CanaryStatus(phase=Phase.PROGRESSING)
+    direct = SequentialJudge(alpha=0.025)
+    for k in range(3):
+        result = analysis.evaluate(status, 1000.0 + 10 * k, ("v1", "v2"))
+        status = status.model_copy(update={"analysis_state": result.state})
+    rows = result.state["looks"]["errors"]
+    assert len(rows) == 2 and all(len(row) == 9 for row in rows)
+    assert rows[0][1] == pytest.approx(10.8) and rows[0][4] < rows[0][1]
+    source = analysis.source
+    for _ in rows:
+        expected = direct.observe(
+            Batch(
+                108.0, 10.8, 900.0, 9.0,
+                canary_pods=tuple((p, *v) for p, v in source.canary.items()),
+                stable_pods=tuple((p, *v) for p, v in source.stable.items()),
+            )
+        )  # fmt: skip
+    replayed = analysis._replay(result.state["looks"])["errors"]
+    assert replayed.rollback_evalue == pytest.approx(expected.rollback_evalue)
+    assert result.state["errorsDispersion"] == pytest.approx(expected.dispersion)
+
+
+def test_looks_stored_without_pods_still_replay():
+    assert _batch_from_row([100, 1, 900, 9]) == Batch(100, 1, 900, 9)
+    summary = _batch_from_row([100, 1, 900, 9, 1, 8, 7.5, 8, 1]).pod_summary
+    assert summary == PodSummary(1, 8, 7.5, 8, 1)

@@ -45,7 +45,9 @@ from canaryctl.core.judges import (
     Batch,
     Histogram,
     LookSchedule,
+    PodCounts,
     PodOutlierJudge,
+    PodSummary,
     RelativeLatencyJudge,
     SequentialJudge,
     ThresholdJudge,
@@ -325,19 +327,19 @@ class Analysis:
                     fresh = self._fetch(window, now, versions) if self.source else {}
                 except AnalysisError as exc:
                     fresh, warning = {}, str(exc)
+                # Each extra source reports its own trouble; none of them blocks the others.
+                fetched = warning is None
+                pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None = None
+                if self._per_pod() and fetched and fresh.get("errors") is not None:
+                    pods, pod_warning = self._fetch_pods(window, now, versions)
+                    warning = warning or pod_warning
                 for name, batch in fresh.items():
                     if batch is not None:
                         rows = looks.setdefault(name, [])
-                        rows.append([batch.canary_requests, batch.canary_errors,
-                                     batch.stable_requests, batch.stable_errors])  # fmt: skip
+                        rows.append(_row(batch, pods if name == "errors" else None, state))
                         del rows[:-MAX_LOOKS]
-                # Each extra source reports its own trouble; none of them blocks the others.
-                fetched = warning is None
-                if self.source is not None and self.config.per_pod and fetched:
-                    pod_warning = self._judge_pods(
-                        state, fresh.get("errors"), window, now, versions
-                    )
-                    warning = warning or pod_warning
+                if pods is not None:
+                    self._judge_pods(state, fresh.get("errors"), pods)
                 quantile = self.config.latency_quantile
                 if self.source is not None and quantile is not None and fetched:
                     try:
@@ -363,6 +365,10 @@ class Analysis:
             # Between looks the last look's trouble stays on record (status, CLI, events).
             warning = state.get("warning")
         verdicts = self._replay(looks)
+        errors = verdicts.get("errors")
+        if self._per_pod() and errors is not None and errors.dispersion is not None:
+            # Known before the next look: how bursty errors are (sets how its pods are trimmed).
+            state["errorsDispersion"] = errors.dispersion
         if PODS in dict(self._judges()):
             verdicts[PODS] = _pod_verdict(state)
         result = self._combine(status, state["lastLook"], verdicts, state, warning)
@@ -464,31 +470,38 @@ class Analysis:
             )
         return out
 
-    def _judge_pods(
-        self,
-        state: dict[str, Any],
-        batch: Batch | None,
-        window: float,
-        now: float,
-        versions: tuple[str, str],
-    ) -> str | None:
-        """One look of the per-pod test. Unlike the other tests it is not replayed from
-        stored looks (pods would outgrow the status): its evidence is kept as state."""
-        judge = dict(self._judges()).get(PODS)
-        if not isinstance(judge, PodOutlierJudge) or batch is None:
-            return None
-        previous = state.get("pods") or {}
-        if previous.get("verdict", {}).get("decision") == "rollback":
-            return None
+    def _per_pod(self) -> bool:
+        return self.source is not None and self.config.per_pod and self.config.judge == "sequential"
+
+    def _fetch_pods(
+        self, window: float, now: float, versions: tuple[str, str]
+    ) -> tuple[tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None, str | None]:
+        """The look's counts per pod (canary's, stable's), or None and why not."""
         try:
             pods = fetch_pod_counts(
                 self.source, self._target(versions), max(1, round(window)), at=now,  # type: ignore[arg-type]
                 label=self.config.pod_label,
             )  # fmt: skip
         except AnalysisError as exc:
-            return str(exc)
+            return None, str(exc)
         if pods is None:
-            return f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+            return None, f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+        return (tuple(pods[0]), tuple(pods[1])), None
+
+    def _judge_pods(
+        self,
+        state: dict[str, Any],
+        batch: Batch | None,
+        pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]],
+    ) -> None:
+        """One look of the per-pod test. Unlike the other tests it is not replayed from
+        stored looks (pods would outgrow the status): its evidence is kept as state."""
+        judge = dict(self._judges()).get(PODS)
+        if not isinstance(judge, PodOutlierJudge) or batch is None:
+            return
+        previous = state.get("pods") or {}
+        if previous.get("verdict", {}).get("decision") == "rollback":
+            return
         if previous.get("judge"):
             judge.load_state(previous["judge"])
         verdict = judge.observe(
@@ -498,7 +511,6 @@ class Analysis:
         record = verdict.to_dict()
         record["pods"] = judge.evidence()
         state["pods"] = {"judge": None if verdict.final else judge.state(), "verdict": record}
-        return None
 
     def _target(self, versions: tuple[str, str]) -> Target:
         """Whose series the queries select: this rollout's app, (stable, canary) versions."""
@@ -528,7 +540,7 @@ class Analysis:
                 if isinstance(judge, RelativeLatencyJudge):
                     verdict = judge.observe(_histograms_from_row(row))
                 else:
-                    verdict = judge.observe(Batch(*row))
+                    verdict = judge.observe(_batch_from_row(row))
             verdicts[name] = verdict
             if isinstance(judge, RelativeLatencyJudge):
                 self._tail_bounds[name] = judge.bound
@@ -607,6 +619,30 @@ class Analysis:
             promotion_allowed=not evidence_only,
         )
         return Result(verdict, state, summary, warning)
+
+
+def _row(
+    batch: Batch,
+    pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None,
+    state: dict[str, Any],
+) -> list[float]:
+    """One look as stored: its four counts, and with per-pod counts the five numbers the
+    pooled test takes from them (`PodSummary`; the pods themselves would outgrow the
+    status). The pods are trimmed with the dispersion known before the look."""
+    row = [batch.canary_requests, batch.canary_errors, batch.stable_requests, batch.stable_errors]
+    if pods is not None:
+        with_pods = Batch(*row, canary_pods=pods[0], stable_pods=pods[1])
+        summary = with_pods.pods(float(state.get("errorsDispersion") or 1.0))
+        if summary is not None:
+            row += summary.to_row()
+    return row
+
+
+def _batch_from_row(row: list[float]) -> Batch:
+    """A stored look back as a batch (see `_row`)."""
+    if len(row) >= 9:
+        return Batch(*row[:4], pod_summary=PodSummary(*row[4:9]))
+    return Batch(*row[:4])
 
 
 def _relative_name(quantile: float) -> str:

@@ -5,7 +5,7 @@ inflating false rollbacks; `ThresholdJudge` reproduces Flagger/Argo per-interval
 success-rate checks.
 """
 
-from canaryctl.core.judges._batch import Batch
+from canaryctl.core.judges._batch import Batch, PodCounts, PodSummary
 from canaryctl.core.judges._schedule import (
     DEFAULT_MAX_INTERVAL,
     DEFAULT_MIN_INTERVAL,
@@ -29,7 +29,9 @@ __all__ = [
     "LookSchedule",
     "Panel",
     "PanelVerdict",
+    "PodCounts",
     "PodOutlierJudge",
+    "PodSummary",
     "RelativeLatencyJudge",
     "SequentialJudge",
     "ThresholdJudge",
