@@ -123,19 +123,28 @@ def binomial(n: int, p: float, rng: random.Random) -> int:
             return k
 
 
-def error_count(requests: int, rate: float, burst: float, rng: random.Random) -> int:
-    """Errors among `requests`: each fails on its own, or in bursts of geometric size.
+def error_clusters(requests: int, rate: float, burst: float, rng: random.Random) -> list[int]:
+    """Errors among `requests` as bursts: each fails on its own, or in bursts of geometric size.
 
-    `burst` is the mean burst size; 1 means independent errors.
+    `burst` is the mean burst size; 1 means independent errors (bursts of one).
     Bursts model a pod failing several requests in a row; the mean rate is kept.
+    The sizes sum to at most `requests` (the last burst is cut short if need be).
     """
     if burst <= 1:
-        return binomial(requests, rate, rng)
+        return [1] * binomial(requests, rate, rng)
     log_q = math.log(1.0 - 1.0 / burst)
-    total = 0
+    sizes, left = [], requests
     for _ in range(poisson(requests * rate / burst, rng)):
-        total += 1 + int(math.log(1.0 - rng.random()) / log_q)
-    return min(requests, total)
+        size = min(left, 1 + int(math.log(1.0 - rng.random()) / log_q))
+        if size > 0:
+            sizes.append(size)
+            left -= size
+    return sizes
+
+
+def error_count(requests: int, rate: float, burst: float, rng: random.Random) -> int:
+    """Errors among `requests` (see `error_clusters`)."""
+    return sum(error_clusters(requests, rate, burst, rng))
 
 
 # ---------------------------------------------------------------- scenarios
@@ -153,6 +162,10 @@ class Scenario:
     steps: tuple[tuple[int, float], ...] = ()  # (minute, canary share) weight steps
     diurnal: float = 0.0  # load multiplied by 1 + diurnal * sin(2 pi t / 60 min)
     burst: float = 1.0  # mean errors per burst; 1 = independent errors
+    # (canary pods, stable pods): looks carry per-pod counts, each burst from one pod
+    # chosen at random; a pod's requests are its even share of its version's, or its
+    # errors if more (a burst fails every request it meets); (0, 0): no pods.
+    pods: tuple[int, int] = (0, 0)
 
     def share_at(self, seconds: float) -> float:
         share = self.share
@@ -185,14 +198,37 @@ class Stream:
         self.rng = random.Random(f"{scenario.name}|{scenario.ratio}|{run}")
         # After each tick: canary requests, canary errors, stable requests, stable errors.
         self._totals: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
+        # Pods draw from their own generator, so the versions' counts are the same
+        # with and without pods (same seeds, same streams).
+        self._pod_rng = random.Random(f"pods|{scenario.name}|{scenario.ratio}|{run}")
+        self._pod_totals: list[tuple[int, ...]] = [(0,) * sum(scenario.pods)]
 
-    def window(self, start: int, ticks: int) -> Batch:
-        """Counts of ticks [start, start + ticks)."""
+    def window(self, start: int, ticks: int, pods: bool = False) -> Batch:
+        """Counts of ticks [start, start + ticks); per pod too if asked and the scenario
+        has pods."""
         end = start + ticks
         while len(self._totals) <= end:
             self._generate()
         a, b = self._totals[start], self._totals[end]
-        return Batch(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3])
+        nc, ns = b[0] - a[0], b[2] - a[2]
+        canary_pods, stable_pods = self.scenario.pods
+        if not (pods and canary_pods):
+            return Batch(nc, b[1] - a[1], ns, b[3] - a[3])
+        errors = [
+            y - x for x, y in zip(self._pod_totals[start], self._pod_totals[end], strict=True)
+        ]
+        return Batch(
+            nc, b[1] - a[1], ns, b[3] - a[3],
+            canary_pods=tuple(
+                (f"canary-{i}", max(nc / canary_pods, errors[i]), float(errors[i]))
+                for i in range(canary_pods)
+            ),
+            stable_pods=tuple(
+                (f"stable-{i}", max(ns / stable_pods, errors[canary_pods + i]),
+                 float(errors[canary_pods + i]))
+                for i in range(stable_pods)
+            ),
+        )  # fmt: skip
 
     def canary_requests_until(self, ticks: int) -> float:
         self.window(0, ticks)
@@ -219,10 +255,20 @@ class Stream:
         rps, share = s.rps_at(seconds), s.share_at(seconds)
         nc = poisson(rps * share * self.tick, rng)
         ns = poisson(rps * (1 - share) * self.tick, rng)
-        ce = error_count(nc, s.stable_rate * s.ratio, s.burst, rng)
-        se = error_count(ns, s.stable_rate, s.burst, rng)
+        canary = error_clusters(nc, s.stable_rate * s.ratio, s.burst, rng)
+        stable = error_clusters(ns, s.stable_rate, s.burst, rng)
         last = self._totals[-1]
-        self._totals.append((last[0] + nc, last[1] + ce, last[2] + ns, last[3] + se))
+        self._totals.append(
+            (last[0] + nc, last[1] + sum(canary), last[2] + ns, last[3] + sum(stable))
+        )
+        canary_pods, stable_pods = s.pods
+        if canary_pods:
+            pods = list(self._pod_totals[-1])
+            for size in canary:
+                pods[self._pod_rng.randrange(canary_pods)] += size
+            for size in stable:
+                pods[canary_pods + self._pod_rng.randrange(stable_pods)] += size
+            self._pod_totals.append(tuple(pods))
 
 
 # ---------------------------------------------------------------- outcomes
@@ -272,10 +318,12 @@ def run_scheduled(
     make: Callable[[], SequentialJudge],
     max_seconds: int,
     schedule: LookSchedule,
+    pods: bool = False,
 ) -> Outcome:
     """Like `run_sequential`, with each look's length chosen by `schedule` from past looks.
 
-    A look lasts the schedule's interval rounded up to whole ticks.
+    A look lasts the schedule's interval rounded up to whole ticks. `pods`: looks carry
+    per-pod counts (`perPod: true`), when the scenario has pods.
     """
     judge = make()
     ticks = looks = 0
@@ -284,7 +332,7 @@ def run_scheduled(
     while ticks < limit:
         interval = schedule.next_interval(ticks * stream.tick, errors)
         n = min(max(1, math.ceil(interval / stream.tick - 1e-9)), limit - ticks)
-        batch = stream.window(ticks, n)
+        batch = stream.window(ticks, n, pods)
         ticks += n
         looks += 1
         errors += batch.canary_errors + batch.stable_errors
@@ -447,13 +495,37 @@ def print_scenarios(scenarios: list[Scenario], results: dict[tuple[str, str], Su
             )
 
 
+BURST_CELLS = ((100, 0.01), (100, 0.05), (1000, 0.01))
+BURST_PODS = (5, 9)  # canary pods, stable pods: each burst comes from one of them
+
+
 def burst_stress() -> list[Scenario]:
-    cells = ((100, 0.01), (100, 0.05), (1000, 0.01))
-    return [
-        Scenario(f"A/A bursts of {burst:g} at {rps} req/s {rate:.0%}", 1.0, rate, rps, burst=burst)
+    """A/A with errors in bursts from one pod, and 2x regressions with the same bursts."""
+    aa = [
+        Scenario(
+            f"A/A bursts of {burst:g} at {rps} req/s {rate:.0%}",
+            1.0,
+            rate,
+            rps,
+            burst=burst,
+            pods=BURST_PODS,
+        )
         for burst in (1.0, 2.0, 3.0, 5.0, 8.0)
-        for rps, rate in cells
+        for rps, rate in BURST_CELLS
     ]
+    bad = [
+        Scenario(
+            f"2x bursts of {burst:g} at {rps} req/s {rate:.0%}",
+            2.0,
+            rate,
+            rps,
+            burst=burst,
+            pods=BURST_PODS,
+        )
+        for burst in (3.0, 5.0, 8.0)
+        for rps, rate in BURST_CELLS
+    ]
+    return aa + bad
 
 
 # ---------------------------------------------------------------- section 3: exposure grid
@@ -1216,15 +1288,60 @@ def scenario_sections(runs: int, started: float) -> list[tuple[str, bool, str]]:
     )
     print(f"\n   [section 1 done in {time.perf_counter() - started:.0f} s]")
 
-    print(f"\n== 2. Burst stress: A/A false rollbacks as errors get burstier ({runs} runs, 60 min)")
+    checks += burst_section(runs, started)
+    return checks
+
+
+POOLED = "auto looks, pooled counts"
+PER_POD = "auto looks, per-pod counts"
+FIXED = "10-s looks, pooled counts"
+
+
+def burst_section(runs: int, started: float) -> list[tuple[str, bool, str]]:
+    """Section 2: bursts from one pod, without and with per-pod counts."""
+    print(
+        f"\n== 2. Bursts from one pod ({runs} runs, 60 min; {BURST_PODS[0]} canary and "
+        f"{BURST_PODS[1]} stable pods, each burst from one pod; same streams in every column)"
+    )
     stress = burst_stress()
-    fixed = "sequential (10 s)"
-    stress_results = simulate(stress, {seq: BASELINES[seq], fixed: BASELINES[fixed]}, runs)
-    print(f"  {'scenario':<40} {'auto looks (defaults)':<26} {'10-s looks':<26}")
-    for scenario in stress:
-        auto = stress_results[scenario.name, seq].count("rollback")
-        ten = stress_results[scenario.name, fixed].count("rollback")
-        print(f"  {scenario.name:<40} {rate_text(auto, runs):<26} {rate_text(ten, runs):<26}")
+    runners: dict[str, JudgeRunner] = {
+        POOLED: BASELINES[AUTO],
+        PER_POD: lambda s: run_scheduled(
+            s, SequentialJudge, HORIZON_SECONDS, DEFAULT_SCHEDULE, pods=True
+        ),
+        FIXED: BASELINES["sequential (10 s)"],
+    }
+    results = simulate(stress, runners, runs)
+    print("  A/A false rollbacks (95% Wilson interval):")
+    print(f"  {'scenario':<36}" + "".join(f" {name:<27}" for name in runners))
+    aa = [s for s in stress if s.ratio == 1.0]
+    for scenario in aa:
+        cells = [rate_text(results[scenario.name, n].count("rollback"), runs) for n in runners]
+        print(f"  {scenario.name:<36}" + "".join(f" {c:<27}" for c in cells))
+    print("  2x regressions with the same bursts: rolled back / wrongly promoted of "
+          f"{runs}, median seconds to roll back, mean exposure (excess errors):")  # fmt: skip
+    print(f"  {'scenario':<36}" + "".join(f" {name:<27}" for name in runners))
+    for scenario in (s for s in stress if s.ratio > 1.0):
+        cells = []
+        for name in runners:
+            r = results[scenario.name, name]
+            cells.append(
+                f"{r.count('rollback')}/{r.count('promote')} "
+                f"{fmt(median(r.seconds('rollback')))} s {r.mean_exposure():.0f}"
+            )
+        print(f"  {scenario.name:<36}" + "".join(f" {c:<27}" for c in cells))
+    checks: list[tuple[str, bool, str]] = []
+    for name, label in ((PER_POD, "with per-pod counts"), (POOLED, "pooled counts only")):
+        worst = max(aa, key=lambda s: results[s.name, name].count("rollback"))
+        k = results[worst.name, name].count("rollback")
+        checks.append(
+            (
+                f"sequential defaults, {label}: false rollbacks <= alpha with errors bursting "
+                "from one pod (bursts of 1-8, every cell of section 2)",
+                k <= ALPHA * runs,
+                f"worst {worst.name}: {rate_text(k, runs)}",
+            )
+        )
     print(f"\n   [section 2 done in {time.perf_counter() - started:.0f} s]")
     return checks
 

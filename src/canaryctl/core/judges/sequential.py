@@ -17,7 +17,7 @@ the errors seen, so they need no stable baseline rate, and the canary's share
 may change from look to look (weight steps, autoscaling, diurnal load).
 
 Bursty errors. The guarantee assumes independent errors. Real errors come in
-bursts, which would make a few looks look like strong evidence. Three defences,
+bursts, which would make a few looks look like strong evidence. Four defences,
 none of which costs validity under the independent model:
 
 * each look's likelihood ratio is raised to 1/phi, phi being the dispersion of
@@ -32,7 +32,13 @@ none of which costs validity under the independent model:
 * promotion evidence is only collected after `promote_warmup_looks` looks and
   `promote_warmup_errors` errors, once burstiness is known: promoting late is
   cheap, promoting wrongly is not. A dry spell of canary errors between bursts
-  would otherwise read as a healthy canary.
+  would otherwise read as a healthy canary;
+* with per-pod counts (`Batch.canary_pods` / `stable_pods`, or a stored
+  `pod_summary`), one pod's excess over its siblings is left out of the evidence
+  for a decision (the canary's pods in the rollback test and the kill switch, the
+  stable's in the promotion test), and the stable's pods measure phi from the
+  first look on (`_pods`: trimmed counts are never larger, so each factor is at
+  most the untrimmed one, pointwise).
 
 Tuning. The defaults suit an unknown regression and bursty errors. When the
 regression worth catching is known (say 2x) and errors are independent, a
