@@ -3,6 +3,7 @@ relative-latency looks stored in the status and replayed exactly."""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -15,6 +16,7 @@ from canaryctl.core.judges import (
     SequentialJudge,
 )
 from canaryctl.core.models import CanaryStatus, Phase, parse_spec
+from canaryctl.driver import analysis as analysis_module
 from canaryctl.driver.analysis import (
     Analysis,
     _batch_from_row,
@@ -23,6 +25,7 @@ from canaryctl.driver.analysis import (
     parse_analysis,
 )
 from canaryctl.errors import SpecError
+from core.judges.sampling import poisson
 
 
 def _analysis(**block: object) -> Analysis:
@@ -215,3 +218,68 @@ def test_looks_stored_without_pods_still_replay():
     assert _batch_from_row([100, 1, 900, 9]) == Batch(100, 1, 900, 9)
     summary = _batch_from_row([100, 1, 900, 9, 1, 8, 7.5, 8, 1]).pod_summary
     assert summary == PodSummary(1, 8, 7.5, 8, 1)
+
+
+class StreamSource:
+    """Prometheus answers from a list of looks (canary and stable requests and errors)."""
+
+    def __init__(self, looks: list[tuple[float, float, float, float]]) -> None:
+        self.looks = looks
+        self.index = 0
+
+    def query(self, promql: str, *, at: float | None = None) -> float | None:
+        look = self.looks[min(self.index // 4, len(self.looks) - 1)]
+        self.index += 1  # four queries per look: canary and stable, requests and errors
+        canary = 'version="v2"' in promql
+        errors = 'code=~"5.."' in promql
+        return look[(0 if canary else 2) + (1 if errors else 0)]
+
+
+def _looks(seed: int, count: int, ratio: float) -> list[tuple[float, float, float, float]]:
+    rng = random.Random(seed)
+    return [
+        (100.0, float(poisson(100 * 0.01 * ratio, rng)), 900.0, float(poisson(9.0, rng)))
+        for _ in range(count)
+    ]
+
+
+def test_looks_past_the_budget_are_folded_into_the_state_and_still_count(monkeypatch):
+    # With a budget of 5 looks, 12 looks leave 5 rows and 7 folded into the judge's
+    # state: the replayed evidence is that of a judge that saw all 12 looks.
+    monkeypatch.setattr(analysis_module, "MAX_LOOKS", 5)
+    looks = _looks(3, 12, ratio=1.0)
+    analysis = _analysis(interval="10s")
+    analysis.source = StreamSource(looks)
+    status = CanaryStatus(phase=Phase.PROGRESSING)
+    for k in range(13):
+        result = analysis.evaluate(status, 1000.0 + 10 * k, ("v1", "v2"))
+        status = status.model_copy(update={"analysis_state": result.state})
+    assert len(result.state["looks"]["errors"]) == 5
+    assert result.state["folded"]["errors"]["looks"] == 7
+    direct = SequentialJudge()
+    for look in looks:
+        expected = direct.observe(Batch(*look))
+    replayed = analysis._replay(result.state["looks"], result.state["folded"])["errors"]
+    assert replayed.look == expected.look == 12
+    assert replayed.rollback_evalue == pytest.approx(expected.rollback_evalue)
+    assert replayed.promote_evalue == pytest.approx(expected.promote_evalue)
+    assert replayed.dispersion == pytest.approx(expected.dispersion)
+    # the look schedule still counts the folded looks' errors
+    errors = sum(look[1] + look[3] for look in looks)
+    assert result.state["folded"]["errors"]["errors"] + sum(
+        row[1] + row[3] for row in result.state["looks"]["errors"]
+    ) == pytest.approx(errors)
+
+
+def test_a_decision_among_folded_looks_stays_the_decision(monkeypatch):
+    monkeypatch.setattr(analysis_module, "MAX_LOOKS", 3)
+    analysis = _analysis(interval="10s")
+    state: dict = {}
+    rows = [list(look) for look in _looks(5, 10, ratio=20.0)]
+    decided = SequentialJudge()
+    verdicts = [decided.observe(Batch(*row)) for row in rows]
+    assert verdicts[-1].decision == "rollback"  # a 20x canary: decided within 10 looks
+    analysis._fold(state, "errors", rows)
+    assert len(rows) == 3 and state["folded"]["errors"]["final"]["decision"] == "rollback"
+    replayed = analysis._replay({"errors": rows}, state["folded"])["errors"]
+    assert replayed == verdicts[-1]

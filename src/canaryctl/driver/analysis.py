@@ -337,7 +337,7 @@ class Analysis:
                     if batch is not None:
                         rows = looks.setdefault(name, [])
                         rows.append(_row(batch, pods if name == "errors" else None, state))
-                        del rows[:-MAX_LOOKS]
+                        self._fold(state, name, rows)
                 if pods is not None:
                     self._judge_pods(state, fresh.get("errors"), pods)
                 quantile = self.config.latency_quantile
@@ -351,7 +351,7 @@ class Analysis:
                         fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
                         rows = looks.setdefault(_relative_name(quantile), [])
                         rows.append(_histograms_to_row(*pair))
-                        del rows[:-MAX_LOOKS]
+                        self._fold(state, _relative_name(quantile), rows)
             state["lastLook"] = now
             state["looks"] = looks
             missing = any(b is None for b in fresh.values())
@@ -364,7 +364,7 @@ class Analysis:
         else:
             # Between looks the last look's trouble stays on record (status, CLI, events).
             warning = state.get("warning")
-        verdicts = self._replay(looks)
+        verdicts = self._replay(looks, state.get("folded"))
         errors = verdicts.get("errors")
         if self._per_pod() and errors is not None and errors.dispersion is not None:
             # Known before the next look: how bursty errors are (sets how its pods are trimmed).
@@ -385,7 +385,9 @@ class Analysis:
         if c.interval != "auto":
             return float(c.interval)
         elapsed = float(state["lastLook"]) - float(state.get("firstLook", state["lastLook"]))
-        errors = sum(row[1] + row[3] for row in looks.get("errors", []))
+        folded = (state.get("folded") or {}).get("errors") or {}
+        errors = float(folded.get("errors", 0.0))
+        errors += sum(row[1] + row[3] for row in looks.get("errors", []))
         schedule = LookSchedule(min_interval=c.min_interval, max_interval=c.max_interval)
         return schedule.next_interval(elapsed, errors)
 
@@ -530,17 +532,57 @@ class Analysis:
         target = self._target(versions)
         return fetch_histograms(self.source, target, max(1, round(window)), at=now)  # type: ignore[arg-type]
 
-    def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
+    def _fold(self, state: dict[str, Any], name: str, rows: list[list[float]]) -> None:
+        """Keep at most MAX_LOOKS looks of a test: older ones are folded into its stored
+        state (a few numbers), so the test goes on weighing every look since the first.
+        Dropping them instead would turn the e-process into a sliding window, which is
+        not a supermartingale. The threshold judge, whose checks are per interval, keeps
+        its last MAX_LOOKS looks."""
+        excess = len(rows) - MAX_LOOKS
+        if excess <= 0:
+            return
+        judge = dict(self._judges()).get(name)
+        if not hasattr(judge, "load_state"):
+            del rows[:excess]
+            return
+        folded = state.setdefault("folded", {})
+        previous = folded.get(name) or {}
+        final = previous.get("final")
+        if final is None:
+            if previous.get("judge") is not None:
+                judge.load_state(previous["judge"])  # type: ignore[union-attr]
+            for row in rows[:excess]:
+                verdict = _observe(judge, row)
+                if verdict.final:
+                    final = verdict.to_dict()  # absorbing: later looks change nothing
+                    break
+        errors = float(previous.get("errors", 0.0))
+        if name == "errors":
+            errors += sum(row[1] + row[3] for row in rows[:excess])
+        folded[name] = {
+            "looks": int(previous.get("looks", 0)) + excess,
+            "errors": errors,
+            "judge": None if final is not None else judge.state(),  # type: ignore[union-attr]
+            "final": final,
+        }
+        del rows[:excess]
+
+    def _replay(
+        self, looks: dict[str, list[list[float]]], folded: dict[str, Any] | None = None
+    ) -> dict[str, JudgeVerdict | None]:
         verdicts: dict[str, JudgeVerdict | None] = {}
         for name, judge in self._judges():
             if name == PODS:
                 continue  # judged at each look and kept as state (see `_judge_pods`)
             verdict = None
+            start = (folded or {}).get(name) or {}
+            if start.get("final") is not None:
+                verdicts[name] = JudgeVerdict.from_dict(start["final"])
+                continue
+            if start.get("judge") is not None:
+                judge.load_state(start["judge"])
             for row in looks.get(name, []):
-                if isinstance(judge, RelativeLatencyJudge):
-                    verdict = judge.observe(_histograms_from_row(row))
-                else:
-                    verdict = judge.observe(_batch_from_row(row))
+                verdict = _observe(judge, row)
             verdicts[name] = verdict
             if isinstance(judge, RelativeLatencyJudge):
                 self._tail_bounds[name] = judge.bound
@@ -636,6 +678,13 @@ def _row(
         if summary is not None:
             row += summary.to_row()
     return row
+
+
+def _observe(judge: Any, row: list[float]) -> JudgeVerdict:
+    """One stored look through its judge."""
+    if isinstance(judge, RelativeLatencyJudge):
+        return judge.observe(_histograms_from_row(row))
+    return judge.observe(_batch_from_row(row))
 
 
 def _batch_from_row(row: list[float]) -> Batch:
