@@ -68,8 +68,9 @@ from canaryctl.providers.templates import (
 )
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
-#: Most looks kept in the status: 2000 looks of 5 s (the shortest automatic look) keep
-#: about 2.8 hours, of 10 s 5.5 hours, of 60 s (the longest) 33 hours.
+#: Most looks kept in the status per test: 2000 looks of 5 s (the shortest automatic look)
+#: are about 2.8 hours, of 10 s 5.5 hours, of 60 s (the longest) 33 hours. Older looks are
+#: folded into the test's stored state (`Analysis._fold`): they still count.
 MAX_LOOKS = 2000
 #: Seconds between the threshold judge's checks when `interval` is not set.
 THRESHOLD_INTERVAL = 10.0

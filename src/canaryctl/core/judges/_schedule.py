@@ -40,9 +40,9 @@ and 100 req/s, and took 5% x 100 from 2.7x to 3.5x the floor (`--shortest-look 1
 Why 60 s at the longest: where errors are rare a minute-long look still holds only
 a few (at 10 req/s and 0.1% errors, 0.6), so longer looks delay a decision by
 seconds of an analysis that takes hours, while they keep its cost low and its
-looks within the look budget (2000 looks kept in a rollout's status: 33 hours of
-60-s looks, 2.8 hours of 5-s ones, which are only taken where errors are
-plentiful and decisions come in minutes).
+status small (a rollout keeps its last 2000 looks, 33 hours of 60-s looks and
+2.8 hours of 5-s ones, which are only taken where errors are plentiful and
+decisions come in minutes; older looks are folded into the test's stored state).
 """
 
 from __future__ import annotations
