@@ -20,7 +20,9 @@ Two things follow, both in `PodSummary`:
   the canary's errors, the promotion ratio with the stable's), so every trimmed
   factor is at most the untrimmed one, pointwise: the e-processes stay
   supermartingales wherever they were, whatever the trimming rule and even when
-  the rule reads the current look. Trimming can cost speed, never validity.
+  the rule reads the current look. Trimming can cost speed, never validity. The
+  kill switch, which asks whether the canary fails as a whole, counts the canary's
+  errors trimmed with phi = 1 (no burst is a failure of the whole canary).
 * Dispersion. The spread of the stable's errors across its pods within the look
   (Pearson chi-square around the look's pooled stable rate, pods - 1 degrees of
   freedom) is a fast estimate of how bursty errors are (`_dispersion`). Only the
