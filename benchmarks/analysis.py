@@ -1355,6 +1355,22 @@ def burst_section(runs: int, started: float) -> list[tuple[str, bool, str]]:
                 f"{kills(results[worst.name, name])} by the kill switch",
             )
         )
+
+    def by_evidence(scenario: Scenario, name: str) -> int:
+        summary = results[scenario.name, name]
+        return summary.count("rollback") - kills(summary)
+
+    for name, label in ((PER_POD, "with per-pod counts"), (POOLED, "pooled counts only")):
+        worst = max(aa, key=lambda s: by_evidence(s, name))
+        k = by_evidence(worst, name)
+        checks.append(
+            (
+                f"sequential defaults, {label}: false rollbacks by the tests' evidence (the "
+                "kill switch left out) <= alpha with errors bursting from one pod",
+                k <= ALPHA * runs,
+                f"worst {worst.name}: {rate_text(k, runs)}",
+            )
+        )
     print(f"\n   [section 2 done in {time.perf_counter() - started:.0f} s]")
     return checks
 
