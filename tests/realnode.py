@@ -4,6 +4,7 @@ and requests from the host through kube-proxy."""
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -139,11 +140,13 @@ def programmed_endpoints(state: ClusterState, namespace: str, service: str) -> i
     out = subprocess.run(
         ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
     ).stdout
-    tag = f'--comment "{namespace}/{service}'
+    # "<ns>/<svc> -> ip:port" or "<ns>/<svc>:<port name> -> ip:port": never the same prefix
+    # of another Service (app-primary, app-canary)
+    tag = re.compile(rf'--comment "?{re.escape(namespace)}/{re.escape(service)}(:\S+)? -> ')
     return sum(
         1
         for line in out.splitlines()
-        if line.startswith("-A KUBE-SVC-") and tag in line and "-j KUBE-SEP-" in line
+        if line.startswith("-A KUBE-SVC-") and tag.search(line) and "-j KUBE-SEP-" in line
     )
 
 

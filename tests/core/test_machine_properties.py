@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from canaryctl.core import (
     CanarySpec,
     CanaryStatus,
+    CheckRecord,
     Command,
     Decision,
     DeploymentObs,
@@ -35,6 +36,8 @@ from canaryctl.core import (
     parse_spec,
     replica_split,
 )
+from canaryctl.core.machine import trim_history
+from canaryctl.core.models import HISTORY_LIMIT
 
 PROPERTY_SETTINGS = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -484,3 +487,27 @@ def test_a_healthy_canary_is_promoted(spec: CanarySpec, n: int, dts: list[int]) 
     assert world.stable.exists is (spec.on_promotion == "scale-to-zero")
     if spec.router.kind != "replicas":
         assert world.weight == 100
+
+
+_RECORD_NAMES = st.sampled_from(["traffic", "errors (sequential)", "canary-ready", "latency"])
+
+
+@given(st.lists(_RECORD_NAMES, max_size=3 * HISTORY_LIMIT))
+@PROPERTY_SETTINGS
+def test_trimmed_history_is_bounded_ordered_and_keeps_the_course_longest(names: list[str]) -> None:
+    """The trimmed history is a bounded, ordered sub-sequence ending in the newest record;
+    weight changes ("traffic") survive analysis records up to half of the limit."""
+    history = [CheckRecord(time=float(t), name=n, passed=True) for t, n in enumerate(names)]
+    kept = trim_history(history)
+    assert len(kept) == min(len(history), HISTORY_LIMIT)
+    times = [r.time for r in kept]
+    assert times == sorted(times) and set(times) <= {r.time for r in history}
+    if history:
+        assert kept[-1] == history[-1] or history[-1].name == "traffic"
+    traffic = [r for r in history if r.name == "traffic"]
+    kept_traffic = [r for r in kept if r.name == "traffic"]
+    assert len(kept_traffic) >= min(len(traffic), HISTORY_LIMIT // 2)
+    # whatever is dropped among the others is always their oldest
+    others = [r for r in history if r.name != "traffic"]
+    kept_others = [r for r in kept if r.name != "traffic"]
+    assert kept_others == others[len(others) - len(kept_others) :]

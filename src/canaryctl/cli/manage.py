@@ -107,6 +107,10 @@ def get(
     context: ContextOpt = None,
 ) -> None:
     """Show rollouts, or one rollout: the current state of each check and how to steer it."""
+    if watch:
+        import gc
+
+        gc.enable()  # off for a one-shot `get` (cli.app.main); a watch runs for long
     with exits.errors_to_exit_codes():
         if name is None and output != "json":
             _list(namespace, all_namespaces, watch, kubeconfig, context)

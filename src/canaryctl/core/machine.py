@@ -191,7 +191,32 @@ class _Run:
 
 def _append_history(st: CanaryStatus, records: list[CheckRecord]) -> None:
     st.history.extend(records)
-    del st.history[:-HISTORY_LIMIT]
+    st.history[:] = trim_history(st.history)
+
+
+#: Records of these checks are the rollout's own course (the weights it went through);
+#: trimming drops them last, so that a long analysis cannot push the first steps out of
+#: the history that `canaryctl report` and the step-order invariant read.
+_COURSE_CHECKS = frozenset({"traffic"})
+
+
+def trim_history(history: list[CheckRecord]) -> list[CheckRecord]:
+    """The newest `HISTORY_LIMIT` records, dropping analysis and readiness records first.
+
+    Course records (`_COURSE_CHECKS`) keep up to half of the limit whatever their age;
+    beyond that, and for every other record, the oldest go first. Order is kept.
+    """
+    excess = len(history) - HISTORY_LIMIT
+    if excess <= 0:
+        return list(history)
+    course = [i for i, r in enumerate(history) if r.name in _COURSE_CHECKS]
+    others = [i for i, r in enumerate(history) if r.name not in _COURSE_CHECKS]
+    over_quota = course[: max(0, len(course) - HISTORY_LIMIT // 2)]
+    kept_course = course[len(over_quota) :]
+    # oldest first: course records over their quota, then the others, then the rest
+    candidates = over_quota + others + kept_course
+    dropped = set(candidates[:excess])
+    return [r for i, r in enumerate(history) if i not in dropped]
 
 
 def decide(spec: CanarySpec, status: CanaryStatus | None, obs: Observations) -> Decision:
