@@ -15,7 +15,9 @@ request durations. Every judge of a scenario reads the same looks.
   the given mean), or one stable pod fails 20 requests at once in one look.
 * The panel (defaults): errors (`SequentialJudge()`), latency above the stable's
   p95 bound and above its p99 bound (`RelativeLatencyJudge(0.95)`, `(0.99)`),
-  and canary pods one by one (`PodOutlierJudge()`), alpha 0.05 split evenly.
+  and canary pods one by one (`PodOutlierJudge()`), alpha 0.05 split evenly. The
+  errors judge reads the looks' pods too, as a rollout with `perPod: true` does
+  (one pod's excess is not evidence; the stable's pods measure burstiness).
 """
 
 from __future__ import annotations

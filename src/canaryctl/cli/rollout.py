@@ -149,7 +149,7 @@ def router_options(
 def analysis_options(
     prometheus: str | None,
     judge: str,
-    interval: str,
+    interval: str | None,
     tolerance: float | None,
     latency_threshold: float | None,
 ) -> dict[str, Any] | None:
@@ -159,8 +159,9 @@ def analysis_options(
     block: dict[str, Any] = {
         "prometheus": {"url": prometheus},
         "judge": judge,
-        "interval": interval,
     }
+    if interval is not None:
+        block["interval"] = interval
     if tolerance is not None:
         block["tolerance"] = tolerance
     if latency_threshold is not None:
@@ -215,7 +216,13 @@ def rollout(
         str | None, typer.Option(help="Prometheus URL: enables metric analysis.")
     ] = None,
     judge: Annotated[str, typer.Option(help="sequential (default) or threshold.")] = "sequential",
-    analysis_interval: Annotated[str, typer.Option(help="Seconds between looks.")] = "10s",
+    analysis_interval: Annotated[
+        str | None,
+        typer.Option(
+            help="Seconds between looks, or auto (default for the sequential judge: looks "
+            "sized to the evidence, 5-60 s; the threshold judge checks every 10s)."
+        ),
+    ] = None,
     tolerance: Annotated[
         float | None, typer.Option(help="Canary may err up to (1+tolerance)x stable's rate.")
     ] = None,

@@ -40,10 +40,14 @@ from pydantic.alias_generators import to_camel
 
 from canaryctl.core.durations import parse_duration
 from canaryctl.core.judges import (
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MIN_INTERVAL,
     Batch,
     Histogram,
     LookSchedule,
+    PodCounts,
     PodOutlierJudge,
+    PodSummary,
     RelativeLatencyJudge,
     SequentialJudge,
     ThresholdJudge,
@@ -64,8 +68,12 @@ from canaryctl.providers.templates import (
 )
 from canaryctl.providers.webhooks import HookType, Webhook, WebhookClient
 
-#: Most looks kept in the status (a 10 s interval keeps about 5.5 hours).
+#: Most looks kept in the status per test: 2000 looks of 5 s (the shortest automatic look)
+#: are about 2.8 hours, of 10 s 5.5 hours, of 60 s (the longest) 33 hours. Older looks are
+#: folded into the test's stored state (`Analysis._fold`): they still count.
 MAX_LOOKS = 2000
+#: Seconds between the threshold judge's checks when `interval` is not set.
+THRESHOLD_INTERVAL = 10.0
 #: Time one tick's webhooks and Prometheus queries may take in all, retries included: a
 #: tick holds the lease, and a slow hook or Prometheus must not stall it until another
 #: process may take over (the other half is for the API server's reads and writes).
@@ -103,9 +111,11 @@ class AnalysisSpec(BaseModel):
     prometheus: PrometheusSpec | None = None
     webhooks: list[dict[str, Any]] = Field(default_factory=list)
     judge: Literal["sequential", "threshold"] = "sequential"
-    interval: float | Literal["auto"] = 10.0
-    min_interval: float = 5.0
-    max_interval: float = 30.0
+    # None: "auto" (looks sized to the evidence) for the sequential judge, 10 s for the
+    # threshold judge, whose checks are defined per fixed interval.
+    interval: float | Literal["auto"] | None = None
+    min_interval: float = DEFAULT_MIN_INTERVAL
+    max_interval: float = DEFAULT_MAX_INTERVAL
     app: str | None = None
     version_label: str = "version"
     alpha: float = 0.05
@@ -123,8 +133,8 @@ class AnalysisSpec(BaseModel):
 
     @field_validator("interval", mode="before")
     @classmethod
-    def _interval(cls, value: Any) -> float | str:
-        if value == "auto":
+    def _interval(cls, value: Any) -> float | str | None:
+        if value is None or value == "auto":
             return value
         seconds = parse_duration(value)
         if seconds < 1:
@@ -141,6 +151,8 @@ class AnalysisSpec(BaseModel):
 
     @model_validator(mode="after")
     def _auto_looks(self) -> AnalysisSpec:
+        if self.interval is None:
+            self.interval = "auto" if self.judge == "sequential" else THRESHOLD_INTERVAL
         if self.interval == "auto":
             if self.judge != "sequential":
                 raise ValueError("interval auto needs the sequential judge (Flagger-like checks "
@@ -316,19 +328,19 @@ class Analysis:
                     fresh = self._fetch(window, now, versions) if self.source else {}
                 except AnalysisError as exc:
                     fresh, warning = {}, str(exc)
+                # Each extra source reports its own trouble; none of them blocks the others.
+                fetched = warning is None
+                pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None = None
+                if self._per_pod() and fetched and fresh.get("errors") is not None:
+                    pods, pod_warning = self._fetch_pods(window, now, versions)
+                    warning = warning or pod_warning
                 for name, batch in fresh.items():
                     if batch is not None:
                         rows = looks.setdefault(name, [])
-                        rows.append([batch.canary_requests, batch.canary_errors,
-                                     batch.stable_requests, batch.stable_errors])  # fmt: skip
-                        del rows[:-MAX_LOOKS]
-                # Each extra source reports its own trouble; none of them blocks the others.
-                fetched = warning is None
-                if self.source is not None and self.config.per_pod and fetched:
-                    pod_warning = self._judge_pods(
-                        state, fresh.get("errors"), window, now, versions
-                    )
-                    warning = warning or pod_warning
+                        rows.append(_row(batch, pods if name == "errors" else None, state))
+                        self._fold(state, name, rows)
+                if pods is not None:
+                    self._judge_pods(state, fresh.get("errors"), pods)
                 quantile = self.config.latency_quantile
                 if self.source is not None and quantile is not None and fetched:
                     try:
@@ -340,7 +352,7 @@ class Analysis:
                         fresh[_relative_name(quantile)] = Batch(pair[0].count, 0, pair[1].count, 0)
                         rows = looks.setdefault(_relative_name(quantile), [])
                         rows.append(_histograms_to_row(*pair))
-                        del rows[:-MAX_LOOKS]
+                        self._fold(state, _relative_name(quantile), rows)
             state["lastLook"] = now
             state["looks"] = looks
             missing = any(b is None for b in fresh.values())
@@ -353,7 +365,11 @@ class Analysis:
         else:
             # Between looks the last look's trouble stays on record (status, CLI, events).
             warning = state.get("warning")
-        verdicts = self._replay(looks)
+        verdicts = self._replay(looks, state.get("folded"))
+        errors = verdicts.get("errors")
+        if self._per_pod() and errors is not None and errors.dispersion is not None:
+            # Known before the next look: how bursty errors are (sets how its pods are trimmed).
+            state["errorsDispersion"] = errors.dispersion
         if PODS in dict(self._judges()):
             verdicts[PODS] = _pod_verdict(state)
         result = self._combine(status, state["lastLook"], verdicts, state, warning)
@@ -362,7 +378,7 @@ class Analysis:
     def _next_interval(self, state: dict[str, Any], looks: dict[str, list[list[float]]]) -> float:
         """Seconds between the previous look and the next one.
 
-        `interval: auto` sizes looks to hold about 20 errors from the error rate seen so
+        `interval: auto` sizes looks to hold about 10 errors from the error rate seen so
         far (`core.judges.LookSchedule`), between minInterval and maxInterval: looks
         depend only on earlier looks, so the tests' guarantees are unchanged.
         """
@@ -370,7 +386,9 @@ class Analysis:
         if c.interval != "auto":
             return float(c.interval)
         elapsed = float(state["lastLook"]) - float(state.get("firstLook", state["lastLook"]))
-        errors = sum(row[1] + row[3] for row in looks.get("errors", []))
+        folded = (state.get("folded") or {}).get("errors") or {}
+        errors = float(folded.get("errors", 0.0))
+        errors += sum(row[1] + row[3] for row in looks.get("errors", []))
         schedule = LookSchedule(min_interval=c.min_interval, max_interval=c.max_interval)
         return schedule.next_interval(elapsed, errors)
 
@@ -455,31 +473,38 @@ class Analysis:
             )
         return out
 
-    def _judge_pods(
-        self,
-        state: dict[str, Any],
-        batch: Batch | None,
-        window: float,
-        now: float,
-        versions: tuple[str, str],
-    ) -> str | None:
-        """One look of the per-pod test. Unlike the other tests it is not replayed from
-        stored looks (pods would outgrow the status): its evidence is kept as state."""
-        judge = dict(self._judges()).get(PODS)
-        if not isinstance(judge, PodOutlierJudge) or batch is None:
-            return None
-        previous = state.get("pods") or {}
-        if previous.get("verdict", {}).get("decision") == "rollback":
-            return None
+    def _per_pod(self) -> bool:
+        return self.source is not None and self.config.per_pod and self.config.judge == "sequential"
+
+    def _fetch_pods(
+        self, window: float, now: float, versions: tuple[str, str]
+    ) -> tuple[tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None, str | None]:
+        """The look's counts per pod (canary's, stable's), or None and why not."""
         try:
             pods = fetch_pod_counts(
                 self.source, self._target(versions), max(1, round(window)), at=now,  # type: ignore[arg-type]
                 label=self.config.pod_label,
             )  # fmt: skip
         except AnalysisError as exc:
-            return str(exc)
+            return None, str(exc)
         if pods is None:
-            return f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+            return None, f"no per-pod data (is {self.config.pod_label!r} a label of the series?)"
+        return (tuple(pods[0]), tuple(pods[1])), None
+
+    def _judge_pods(
+        self,
+        state: dict[str, Any],
+        batch: Batch | None,
+        pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]],
+    ) -> None:
+        """One look of the per-pod test. Unlike the other tests it is not replayed from
+        stored looks (pods would outgrow the status): its evidence is kept as state."""
+        judge = dict(self._judges()).get(PODS)
+        if not isinstance(judge, PodOutlierJudge) or batch is None:
+            return
+        previous = state.get("pods") or {}
+        if previous.get("verdict", {}).get("decision") == "rollback":
+            return
         if previous.get("judge"):
             judge.load_state(previous["judge"])
         verdict = judge.observe(
@@ -489,7 +514,6 @@ class Analysis:
         record = verdict.to_dict()
         record["pods"] = judge.evidence()
         state["pods"] = {"judge": None if verdict.final else judge.state(), "verdict": record}
-        return None
 
     def _target(self, versions: tuple[str, str]) -> Target:
         """Whose series the queries select: this rollout's app, (stable, canary) versions."""
@@ -509,17 +533,57 @@ class Analysis:
         target = self._target(versions)
         return fetch_histograms(self.source, target, max(1, round(window)), at=now)  # type: ignore[arg-type]
 
-    def _replay(self, looks: dict[str, list[list[float]]]) -> dict[str, JudgeVerdict | None]:
+    def _fold(self, state: dict[str, Any], name: str, rows: list[list[float]]) -> None:
+        """Keep at most MAX_LOOKS looks of a test: older ones are folded into its stored
+        state (a few numbers), so the test goes on weighing every look since the first.
+        Dropping them instead would turn the e-process into a sliding window, which is
+        not a supermartingale. The threshold judge, whose checks are per interval, keeps
+        its last MAX_LOOKS looks."""
+        excess = len(rows) - MAX_LOOKS
+        if excess <= 0:
+            return
+        judge = dict(self._judges()).get(name)
+        if not hasattr(judge, "load_state"):
+            del rows[:excess]
+            return
+        folded = state.setdefault("folded", {})
+        previous = folded.get(name) or {}
+        final = previous.get("final")
+        if final is None:
+            if previous.get("judge") is not None:
+                judge.load_state(previous["judge"])  # type: ignore[union-attr]
+            for row in rows[:excess]:
+                verdict = _observe(judge, row)
+                if verdict.final:
+                    final = verdict.to_dict()  # absorbing: later looks change nothing
+                    break
+        errors = float(previous.get("errors", 0.0))
+        if name == "errors":
+            errors += sum(row[1] + row[3] for row in rows[:excess])
+        folded[name] = {
+            "looks": int(previous.get("looks", 0)) + excess,
+            "errors": errors,
+            "judge": None if final is not None else judge.state(),  # type: ignore[union-attr]
+            "final": final,
+        }
+        del rows[:excess]
+
+    def _replay(
+        self, looks: dict[str, list[list[float]]], folded: dict[str, Any] | None = None
+    ) -> dict[str, JudgeVerdict | None]:
         verdicts: dict[str, JudgeVerdict | None] = {}
         for name, judge in self._judges():
             if name == PODS:
                 continue  # judged at each look and kept as state (see `_judge_pods`)
             verdict = None
+            start = (folded or {}).get(name) or {}
+            if start.get("final") is not None:
+                verdicts[name] = JudgeVerdict.from_dict(start["final"])
+                continue
+            if start.get("judge") is not None:
+                judge.load_state(start["judge"])
             for row in looks.get(name, []):
-                if isinstance(judge, RelativeLatencyJudge):
-                    verdict = judge.observe(_histograms_from_row(row))
-                else:
-                    verdict = judge.observe(Batch(*row))
+                verdict = _observe(judge, row)
             verdicts[name] = verdict
             if isinstance(judge, RelativeLatencyJudge):
                 self._tail_bounds[name] = judge.bound
@@ -598,6 +662,37 @@ class Analysis:
             promotion_allowed=not evidence_only,
         )
         return Result(verdict, state, summary, warning)
+
+
+def _row(
+    batch: Batch,
+    pods: tuple[tuple[PodCounts, ...], tuple[PodCounts, ...]] | None,
+    state: dict[str, Any],
+) -> list[float]:
+    """One look as stored: its four counts, and with per-pod counts the five numbers the
+    pooled test takes from them (`PodSummary`; the pods themselves would outgrow the
+    status). The pods are trimmed with the dispersion known before the look."""
+    row = [batch.canary_requests, batch.canary_errors, batch.stable_requests, batch.stable_errors]
+    if pods is not None:
+        with_pods = Batch(*row, canary_pods=pods[0], stable_pods=pods[1])
+        summary = with_pods.pods(float(state.get("errorsDispersion") or 1.0))
+        if summary is not None:
+            row += summary.to_row()
+    return row
+
+
+def _observe(judge: Any, row: list[float]) -> JudgeVerdict:
+    """One stored look through its judge."""
+    if isinstance(judge, RelativeLatencyJudge):
+        return judge.observe(_histograms_from_row(row))
+    return judge.observe(_batch_from_row(row))
+
+
+def _batch_from_row(row: list[float]) -> Batch:
+    """A stored look back as a batch (see `_row`)."""
+    if len(row) >= 9:
+        return Batch(*row[:4], pod_summary=PodSummary(*row[4:9]))
+    return Batch(*row[:4])
 
 
 def _relative_name(quantile: float) -> str:

@@ -91,8 +91,12 @@ def test_a_stable_pod_burst_does_not_roll_back_the_canary():
     "pods",
     [(("c0", -1.0, 0.0),), (("c0", 10.0, 11.0),), (("c0", math.nan, 0.0),)],
 )
-def test_bad_pod_counts_make_the_batch_unusable(pods):
-    assert Batch(10, 0, 10, 0, canary_pods=pods).problem() is not None
+def test_bad_pod_counts_void_only_the_pod_evidence(pods):
+    # Dropping a look for what its pods show would let the data choose the evidence.
+    batch = Batch(10, 0, 10, 0, canary_pods=pods)
+    assert batch.problem() is None
+    assert batch.pod_problem() is not None
+    assert batch.pods() is None
 
 
 def test_adding_batches_drops_pod_counts():

@@ -67,3 +67,13 @@ def test_invalid_schedule_names_the_field(kwargs, field):
 def test_every_look_stays_within_its_bounds(target, low, span, elapsed, errors):
     schedule = LookSchedule(target, low, low + span)
     assert low <= schedule.next_interval(elapsed, errors) <= low + span
+
+
+def test_defaults_are_a_rollouts_defaults_5_to_60_s_of_about_10_errors():
+    schedule = LookSchedule()
+    assert (schedule.target_errors, schedule.min_interval, schedule.max_interval) == (10, 5, 60)
+    # 1000 req/s at 1% errors: 10 errors take a second, so the shortest look.
+    assert schedule.next_interval(60, 660) == 5
+    # 100 req/s at 1%: about 10 s; 10 req/s at 0.1%: the longest look.
+    assert schedule.next_interval(60, 60) == pytest.approx(10)
+    assert schedule.next_interval(600, 6) == 60

@@ -5,8 +5,13 @@ inflating false rollbacks; `ThresholdJudge` reproduces Flagger/Argo per-interval
 success-rate checks.
 """
 
-from canaryctl.core.judges._batch import Batch
-from canaryctl.core.judges._schedule import LookSchedule
+from canaryctl.core.judges._batch import Batch, PodCounts, PodSummary
+from canaryctl.core.judges._schedule import (
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MIN_INTERVAL,
+    DEFAULT_TARGET_ERRORS,
+    LookSchedule,
+)
 from canaryctl.core.judges._verdict import Decision, Verdict
 from canaryctl.core.judges.latency import Histogram, RelativeLatencyJudge
 from canaryctl.core.judges.panel import Panel, PanelVerdict, split_alpha
@@ -15,13 +20,18 @@ from canaryctl.core.judges.sequential import SequentialJudge
 from canaryctl.core.judges.threshold import ThresholdJudge
 
 __all__ = [
+    "DEFAULT_MAX_INTERVAL",
+    "DEFAULT_MIN_INTERVAL",
+    "DEFAULT_TARGET_ERRORS",
     "Batch",
     "Decision",
     "Histogram",
     "LookSchedule",
     "Panel",
     "PanelVerdict",
+    "PodCounts",
     "PodOutlierJudge",
+    "PodSummary",
     "RelativeLatencyJudge",
     "SequentialJudge",
     "ThresholdJudge",

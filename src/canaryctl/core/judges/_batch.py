@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: (pod name, requests, errors) of one pod in one look.
-PodCounts = tuple[str, float, float]
+from canaryctl.core.judges._pods import PodCounts, PodSummary, summarize
+
+__all__ = ["EMPTY", "Batch", "PodCounts", "PodSummary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +23,11 @@ class Batch:
     slower than the threshold take the place of errors.
 
     `canary_pods` and `stable_pods` optionally break the look down by pod
-    (`sum by (pod)`): the stable's pods tell how bursty errors are within a look
-    (see `_dispersion`), and the canary's pods let `PodOutlierJudge` test each pod
-    on its own. They are evidence of that look only: adding batches drops them.
+    (`sum by (pod)`): the pooled test leaves one pod's excess out of its evidence and
+    the stable's pods tell how bursty errors are within a look (see `_pods`), and
+    the canary's pods let `PodOutlierJudge` test each pod on its own. `pod_summary`
+    is what the pooled test takes from them, for looks replayed without their pods.
+    They are evidence of that look only: adding batches drops them.
     """
 
     canary_requests: float
@@ -33,6 +36,7 @@ class Batch:
     stable_errors: float
     canary_pods: tuple[PodCounts, ...] = ()
     stable_pods: tuple[PodCounts, ...] = ()
+    pod_summary: PodSummary | None = None
 
     @classmethod
     def from_latency(
@@ -66,12 +70,40 @@ class Batch:
             return "more errors than requests"
         if self.canary_requests == 0:
             return "the canary received no requests"
+        return None
+
+    def pod_problem(self) -> str | None:
+        """Why the look's per-pod counts cannot be used, or None if they can.
+
+        Bad pod counts void only the pod evidence, never the look's totals: a test
+        that dropped looks for what their pods show would choose its evidence.
+        """
         for _, requests, errors in (*self.canary_pods, *self.stable_pods):
             if not (math.isfinite(requests) and math.isfinite(errors)) or requests < 0:
                 return "pod counts are NaN, infinite or negative"
             if errors < 0 or errors > requests:
                 return "a pod has negative errors or more errors than requests"
+        if self.pod_summary is not None:
+            return self.pod_summary.problem()
         return None
+
+    def pods(self, dispersion: float = 1.0) -> PodSummary | None:
+        """What the pooled test takes from the look's pods (None: no per-pod counts),
+        `dispersion` being the one known before the look (see `_pods`); None too when
+        they are unusable (`pod_problem`)."""
+        if self.pod_problem() is not None:
+            return None
+        if self.pod_summary is not None:
+            return self.pod_summary
+        if not (self.canary_pods or self.stable_pods):
+            return None
+        counts = (
+            self.canary_requests,
+            self.canary_errors,
+            self.stable_requests,
+            self.stable_errors,
+        )
+        return summarize(counts, self.canary_pods, self.stable_pods, dispersion)
 
     @property
     def canary_share(self) -> float:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from canaryctl.core.judges._pods import stable_spread
+
 
 class _Arm:
     """Running sums for one side: looks, requests, errors, sum of errors^2 / requests."""
@@ -118,14 +120,12 @@ class DispersionEstimate:
         Pearson chi-square of the pods' errors around the look's pooled rate, with
         (pods with requests) - 1 degrees of freedom; a look without errors says nothing.
         """
-        used = [(n, e) for _, n, e in pods if n > 0]
-        requests = math.fsum(n for n, _ in used)
-        errors = math.fsum(e for _, e in used)
-        if len(used) < 2 or errors <= 0:
-            return
-        rate = errors / requests
-        self._pods_chi2 += math.fsum((e - n * rate) ** 2 / (n * rate) for n, e in used)
-        self._pods_df += len(used) - 1
+        self.add_spread(*stable_spread(pods))
+
+    def add_spread(self, chi2: float, df: float) -> None:
+        """Record a look's spread of the stable's errors across its pods (`stable_spread`)."""
+        self._pods_chi2 += chi2
+        self._pods_df += int(df)
 
     def state(self) -> dict[str, list[float]]:
         """Running sums, enough to resume."""

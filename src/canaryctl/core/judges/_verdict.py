@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,3 +69,31 @@ class Verdict:
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Back from `to_dict()` (e.g. a decision kept in a status)."""
+        totals = data.get("totals") or {}
+        return cls(
+            decision=data["decision"],
+            reason=data["reason"],
+            message=data["message"],
+            look=int(data["look"]),
+            totals=Batch(
+                float(totals.get("canaryRequests", 0.0)),
+                float(totals.get("canaryErrors", 0.0)),
+                float(totals.get("stableRequests", 0.0)),
+                float(totals.get("stableErrors", 0.0)),
+            ),
+            rollback_evalue=data.get("rollbackEvalue"),
+            promote_evalue=data.get("promoteEvalue"),
+            rollback_threshold=data.get("rollbackThreshold"),
+            promote_threshold=data.get("promoteThreshold"),
+            ratio_estimate=data.get("ratioEstimate"),
+            dispersion=data.get("dispersion"),
+            success_rate=data.get("successRate"),
+            successful_checks=data.get("successfulChecks"),
+            failed_checks=data.get("failedChecks"),
+            consecutive_errors=data.get("consecutiveErrors"),
+            inconclusive=bool(data.get("inconclusive", False)),
+        )
