@@ -47,7 +47,6 @@ import gzip
 import http.server
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -464,28 +463,19 @@ def answers_with(url: str, host: str, version: str, times: int = 10) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def tool_running(pair: Pair) -> Iterator[Path]:
     """The tool's process for the length of the block (SIGTERM, SIGKILL after 30 s); its
     log is kept after, with compare.py's."""
     log = Path(pair.bed.state.folder) / f"{pair.namespace}.log"
     with open(log, "wb") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen(pair.command(free_port()), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            pair.command(compare.free_port()), stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         yield log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        compare.stop_tool(proc)
         compare.keep_log(log, f"traffic-{pair.namespace}")
         if proc.returncode not in (0, -signal.SIGTERM, 143):
             say(f"{pair.namespace}: the tool exited {proc.returncode}; see its log")
