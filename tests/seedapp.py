@@ -68,17 +68,20 @@ class SeedApp:
 
         def read() -> None:
             assert self.proc is not None and self.proc.stdout is not None
-            for raw in self.proc.stdout:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    line = {"msg": raw.strip()}
-                self.lines.append(line)
-                if line.get("msg") == "listening":
-                    self.url = f"http://{line['http']}"
-                    self.probe_url = f"http://{line['probe']}"
-                    self.metrics_url = f"http://{line['metrics']}"
-                    listening.set()
+            try:
+                for raw in self.proc.stdout:
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:
+                        line = {"msg": raw.strip()}
+                    self.lines.append(line)
+                    if line.get("msg") == "listening":
+                        self.url = f"http://{line['http']}"
+                        self.probe_url = f"http://{line['probe']}"
+                        self.metrics_url = f"http://{line['metrics']}"
+                        listening.set()
+            except ValueError:  # stop() closed the pipe under us: nothing more to read
+                return
 
         self._reader = threading.Thread(target=read, daemon=True)
         self._reader.start()
