@@ -29,14 +29,21 @@ def wait_until(probe: Callable[[], T], timeout: float = 60.0, interval: float = 
     return last
 
 
-def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
-    """(desired, ready) of a Deployment, None when it does not exist."""
+def found(kube: Client, res: Any, name: str, ns: str) -> Any | None:
+    """The object, or None when it does not exist (other API errors raise)."""
     try:
-        dep = kube.get(Deployment, name, namespace=ns)
+        return kube.get(res, name, namespace=ns)
     except ApiError as exc:
         if exc.status.code == 404:
             return None
         raise
+
+
+def replicas(kube: Client, ns: str, name: str) -> tuple[int, int] | None:
+    """(desired, ready) of a Deployment, None when it does not exist."""
+    dep = found(kube, Deployment, name, ns)
+    if dep is None:
+        return None
     return dep.spec.replicas, (dep.status.readyReplicas or 0) if dep.status else 0
 
 

@@ -36,7 +36,7 @@ from canaryctl.kube.canary import Canary
 from canaryctl.operator import managed
 from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
-from helpers import app_ingress, replicas, wait_until
+from helpers import app_ingress, found, replicas, wait_until
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -82,13 +82,8 @@ def canary(kube: Client, ns: str, spec: dict[str, Any], name: str = "app") -> No
 
 
 def status(kube: Client, ns: str, name: str = "app") -> dict[str, Any]:
-    try:
-        obj = kube.get(Canary, name, namespace=ns)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return {"gone": True}
-        raise
-    return dict(obj.status or {})
+    obj = found(kube, Canary, name, ns)
+    return {"gone": True} if obj is None else dict(obj.status or {})
 
 
 def phase(kube: Client, ns: str, name: str = "app") -> str | None:
@@ -267,12 +262,8 @@ def test_managed_mode_rolls_back_a_bad_image_and_keeps_the_primary(
 
 
 def _data(kube: Client, ns: str, res: Any, name: str) -> dict[str, str] | None:
-    try:
-        return dict(kube.get(res, name, namespace=ns).data or {})
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
+    obj = found(kube, res, name, ns)
+    return None if obj is None else dict(obj.data or {})
 
 
 def config_setup(kube: Client, ns: str) -> None:
@@ -556,12 +547,9 @@ def backends(kube: Client, ns: str, kind: str) -> dict[str, int]:
     if kind == "nginx":
         rule = kube.get(Ingress, "app", namespace=ns).spec.rules[0]
         out = {rule.http.paths[0].backend.service.name: 100}
-        try:
-            can = kube.get(Ingress, "app-canary", namespace=ns)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return out
-            raise
+        can = found(kube, Ingress, "app-canary", ns)
+        if can is None:
+            return out
         weight = int(can.metadata.annotations["nginx.ingress.kubernetes.io/canary-weight"])
         name = can.spec.rules[0].http.paths[0].backend.service.name
         return {next(iter(out)): 100 - weight, name: weight}
@@ -577,12 +565,8 @@ def backends(kube: Client, ns: str, kind: str) -> dict[str, int]:
 
 
 def selector(kube: Client, ns: str, name: str) -> dict[str, str] | None:
-    try:
-        return dict(kube.get(Service, name, namespace=ns).spec.selector or {})
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
+    svc = found(kube, Service, name, ns)
+    return None if svc is None else dict(svc.spec.selector or {})
 
 
 PRIMARY_PODS = {"app": "app", "track": "main-primary"}
@@ -899,12 +883,9 @@ def user_hpa(ns: str, low: int, high: int) -> HorizontalPodAutoscaler:
 
 def hpa_range(kube: Client, ns: str, name: str) -> tuple[str, int, int] | None:
     """(scale target, min, max) of an HPA, None when it does not exist."""
-    try:
-        hpa = kube.get(HorizontalPodAutoscaler, name, namespace=ns)
-    except ApiError as exc:
-        if exc.status.code == 404:
-            return None
-        raise
+    hpa = found(kube, HorizontalPodAutoscaler, name, ns)
+    if hpa is None:
+        return None
     return hpa.spec.scaleTargetRef.name, hpa.spec.minReplicas, hpa.spec.maxReplicas
 
 
