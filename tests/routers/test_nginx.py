@@ -216,6 +216,11 @@ def test_no_weight_moves_to_a_canary_without_ready_endpoints(
     kube: Client, app: App, nginx: NginxRouter
 ) -> None:
     start(nginx)
+    # The canary's Service is created by the first reconcile, and its endpoints come a
+    # moment later: until then the header route is rightly withheld.
+    wait_until(lambda: nginx.backends.ready("canary"))
+    nginx.set_weight(0)
+    assert W + "canary-by-header" in annotations(kube, app.namespace)
     kube.patch(Deployment, "app-v2", {"spec": {"replicas": 0}}, namespace=app.namespace)
     wait_until(lambda: ready(kube, app.namespace, "app-v2") == 0)
     wait_until(lambda: not nginx.backends.ready("canary"))
