@@ -454,8 +454,16 @@ def main_scenarios() -> list[Scenario]:
         Scenario("R=1.5 base", 1.5),
         Scenario("R=5 base", 5.0),
         Scenario("R=5 errors 0.1%", 5.0, stable_rate=0.001),
+        # Gross failures, what the kill switch is for (canary error rate 60% and 100%).
+        Scenario(GROSS_60, 60.0),
+        Scenario(GROSS_ALL, 100.0),
     ]
     return out
+
+
+GROSS_60 = "gross: canary fails 60%"
+GROSS_ALL = "gross: canary fails every request"
+GROSS_SECONDS = 10  # what two 5-s looks take: the errors test needs two looks anyway
 
 
 def simulate(
@@ -1287,6 +1295,17 @@ def scenario_sections(runs: int, started: float) -> list[tuple[str, bool, str]]:
             "sequential defaults: wrong promotions of a 2x regression <= 1%",
             worst_k <= WRONG_PROMOTION_LIMIT * runs,
             f"worst {worst.name}: {rate_text(worst_k, runs)}",
+        )
+    )
+    gross = [results[name, seq] for name in (GROSS_60, GROSS_ALL)]
+    slowest = max(median([o.seconds for o in g.outcomes]) or math.inf for g in gross)
+    checks.append(
+        (
+            f"sequential defaults: a canary failing 60% or every request rolled back in "
+            f"every run, median within {GROSS_SECONDS} s",
+            all(g.count("rollback") == runs for g in gross) and slowest <= GROSS_SECONDS,
+            f"rolled back {min(g.count('rollback') for g in gross)}/{runs} at least, "
+            f"slowest median {slowest:g} s",
         )
     )
     print(f"\n   [section 1 done in {time.perf_counter() - started:.0f} s]")
