@@ -164,8 +164,8 @@ def test_one_canary_pod_failing_twenty_percent_is_rolled_back_within_a_minute() 
 
 def test_kill_switch_fires_when_the_canary_fails_as_a_whole_not_for_one_pods_burst() -> None:
     stable = [(200.0, 2.0)] * 9
-    one_pod = batch_of([(10.0, 10.0), *[(10.0, 0.0)] * 4], stable)  # 20% of 50, all on one pod
-    every_pod = batch_of([(10.0, 6.0)] * 5, stable)  # 60% of every pod's requests fail
+    one_pod = batch_of([(20.0, 20.0), *[(20.0, 0.0)] * 4], stable)  # 20% of 100, all on one pod
+    every_pod = batch_of([(20.0, 12.0)] * 5, stable)  # 60% of every pod's requests fail
     assert SequentialJudge(max_canary_error_rate=0.15).observe(one_pod).reason != "kill-switch"
     assert SequentialJudge(max_canary_error_rate=0.15).observe(without_pods(one_pod)).reason == (
         "kill-switch"

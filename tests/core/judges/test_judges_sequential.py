@@ -194,6 +194,33 @@ def test_kill_switch_rolls_back_on_one_look_with_enough_requests() -> None:
     assert off.reason != "kill-switch"
 
 
+def test_kill_switch_judges_the_latest_looks_that_hold_enough_requests() -> None:
+    # A quiet canary (50 requests a look) failing as a whole: the second look fills the
+    # window of 100 requests and the switch fires, naming what it counted.
+    judge = SequentialJudge(min_decisive_looks=10)
+    assert judge.observe(Batch(50, 40, 450, 5)).reason != "kill-switch"
+    failed = judge.observe(Batch(50, 35, 450, 5))
+    assert (failed.decision, failed.reason) == ("rollback", "kill-switch")
+    assert "75 of 100 canary requests in the last 2 looks" in failed.message
+    # A burst filling one 50-request look of a healthy canary is diluted by the look
+    # next to it: 30 + 2 errors of 100 requests is not a gross failure.
+    burst = SequentialJudge(min_decisive_looks=10)
+    for batch in (Batch(50, 2, 450, 20), Batch(50, 30, 450, 20), Batch(50, 2, 450, 20)):
+        assert burst.observe(batch).reason != "kill-switch"
+
+
+def test_kill_switch_window_drops_looks_it_can_do_without_and_stays_bounded() -> None:
+    judge = SequentialJudge(min_decisive_looks=10, max_canary_error_rate=0.9)
+    judge.observe(Batch(60, 0, 540, 5))
+    judge.observe(Batch(60, 0, 540, 5))
+    judge.observe(Batch(60, 0, 540, 5))
+    assert judge.state()["killWindow"] == [[60.0, 0.0], [60.0, 0.0]]
+    trickle = SequentialJudge(min_decisive_looks=10**6, max_canary_error_rate=0.9)
+    for _ in range(500):
+        trickle.observe(Batch(0.5, 0, 4.5, 0))
+    assert len(trickle.state()["killWindow"]) == 60
+
+
 def test_state_round_trip_resumes_the_same_evidence() -> None:
     batches = list(poisson_stream(3, 60, ratio=1.3))
     first = SequentialJudge()
@@ -204,6 +231,21 @@ def test_state_round_trip_resumes_the_same_evidence() -> None:
     second.load_state(state)
     for batch in batches[30:]:
         assert second.observe(batch) == first.observe(batch)
+
+
+def test_state_round_trip_keeps_the_kill_switch_window() -> None:
+    first = SequentialJudge(min_decisive_looks=10)
+    first.observe(Batch(50, 40, 450, 5))
+    second = SequentialJudge(min_decisive_looks=10)
+    second.load_state(json.loads(json.dumps(first.state())))
+    assert second.observe(Batch(50, 35, 450, 5)).reason == "kill-switch"
+    # A state stored before the window existed restores with an empty window.
+    older = {k: v for k, v in first.state().items() if k != "killWindow"}
+    third = SequentialJudge(min_decisive_looks=10)
+    third.load_state(older)
+    assert third.observe(Batch(50, 35, 450, 5)).reason != "kill-switch"
+    with pytest.raises(SpecError, match="judge state"):
+        SequentialJudge().load_state({**first.state(), "killWindow": [["nan", 1]]})
 
 
 def test_state_from_another_configuration_is_refused() -> None:

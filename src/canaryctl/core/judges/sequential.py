@@ -55,9 +55,13 @@ Missing or invalid data (no canary requests, NaN, negative counts, more errors
 than requests) never moves either e-process; the verdict is "continue" with the
 message "no data". Promotion also needs `min_canary_requests` in total, so a
 canary whose traffic or metrics are broken is not promoted on the strength of
-stable's errors alone. The kill switch rolls back at once when, in one look with
-at least `kill_switch_min_requests` canary requests, the canary's error rate is
-above `max_canary_error_rate`, whatever stable does (None disables it).
+stable's errors alone. The kill switch rolls back at once when the canary's error
+rate is above `max_canary_error_rate` (None disables it), whatever stable does, over
+the latest looks that hold at least `kill_switch_min_requests` canary requests
+together (one look at busy canaries, the last few at quiet ones). It is a guard
+against gross failures, not a test: judged over fewer requests (one 5-s look of a
+canary serving 10 req/s is 50 requests) a burst of errors on the canary's pods of a
+healthy version fires it, which the tests' own evidence is tempered against.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ _CAP_SLACK = 1e-9
 # gathers evidence against them faster than against 2x, and the kill switch catches the
 # gross ones.
 _LOW, _HIGH = 1.3, 4.0
+# The most looks the kill switch's window spans, however few requests they hold.
+_KILL_WINDOW_LOOKS = 60
 
 
 class SequentialJudge:
@@ -106,7 +112,7 @@ class SequentialJudge:
         promote_warmup_errors: float = 100,
         min_canary_requests: float = 100,
         max_canary_error_rate: float | None = 0.5,
-        kill_switch_min_requests: float = 20,
+        kill_switch_min_requests: float = 100,
     ) -> None:
         _check_open_unit("alpha", alpha)
         _check_open_unit("beta", beta)
@@ -145,6 +151,9 @@ class SequentialJudge:
         self.min_canary_requests = min_canary_requests
         self.max_canary_error_rate = max_canary_error_rate
         self.kill_switch_min_requests = kill_switch_min_requests
+        # The kill switch's window: (canary requests, canary errors) of the latest looks,
+        # no more of them than it takes to hold `kill_switch_min_requests` requests.
+        self._kill_window: list[tuple[float, float]] = []
         # low == high is a point alternative: one grid point says it all.
         self._rollback = MixtureEProcess(null, log_grid(low, high, grid_size if high > low else 1))
         self._promote = MixtureEProcess(
@@ -197,15 +206,9 @@ class SequentialJudge:
             self._dispersion.add_spread(pods.stable_chi2, pods.stable_df)
         self._totals = self._totals + batch
 
-        limit = self.max_canary_error_rate
-        if (
-            limit is not None
-            and batch.canary_requests >= self.kill_switch_min_requests
-            and s_whole > limit * batch.canary_requests
-        ):
-            rate = s_whole / batch.canary_requests
-            message = f"canary error rate {rate:.1%} above the kill switch {limit:.1%}"
-            return self._decide(ROLLBACK, "kill-switch", message)
+        killed = self._kill_switch(batch.canary_requests, s_whole)
+        if killed is not None:
+            return self._decide(ROLLBACK, "kill-switch", killed)
         if self._rollback.log_value >= math.log(self.rollback_threshold):
             message = (
                 f"canary error rate above {1 + self.tolerance:.3g}x stable's (e-value "
@@ -239,6 +242,7 @@ class SequentialJudge:
             "rollback": self._rollback.state(),
             "promote": self._promote.state(),
             "dispersion": self._dispersion.state(),
+            "killWindow": [list(look) for look in self._kill_window],
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -255,9 +259,38 @@ class SequentialJudge:
                 float(totals["stableErrors"]),
             )
             self._look = int(state["look"])
+            # Absent in states stored before the window existed: the window starts anew.
+            window = [(float(r), float(e)) for r, e in state.get("killWindow", ())]
+            if any(not (math.isfinite(r) and math.isfinite(e)) for r, e in window):
+                raise ValueError("killWindow holds a non-finite count")
+            self._kill_window = window
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SpecError("judge state", f"cannot be restored: {exc}") from exc
         self._final = None
+
+    def _kill_switch(self, requests: float, errors: float) -> str | None:
+        """Add one look to the kill switch's window; why it fires, or None."""
+        limit = self.max_canary_error_rate
+        if limit is None:
+            return None
+        window = self._kill_window
+        window.append((requests, errors))
+        # Drop the oldest looks the window can do without: it stays the shortest run of
+        # latest looks that holds enough requests (or all looks, while they hold fewer).
+        while len(window) > 1 and sum(r for r, _ in window[1:]) >= self.kill_switch_min_requests:
+            window.pop(0)
+        # A canary that trickles (a request or less per look) keeps a bounded window
+        # (stored with the judge's state): over that many looks it is no gross failure.
+        del window[:-_KILL_WINDOW_LOOKS]
+        total = sum(r for r, _ in window)
+        failed = sum(e for _, e in window)
+        if total < self.kill_switch_min_requests or failed <= limit * total:
+            return None
+        looks = f"the last {len(window)} looks" if len(window) > 1 else "the last look"
+        return (
+            f"canary error rate {failed / total:.1%} above the kill switch {limit:.1%} "
+            f"({failed:g} of {total:g} canary requests in {looks})"
+        )
 
     def _warmed_up(self) -> bool:
         errors = self._totals.canary_errors + self._totals.stable_errors
