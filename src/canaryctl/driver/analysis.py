@@ -80,6 +80,11 @@ THRESHOLD_INTERVAL = 10.0
 TICK_SECONDS = LEASE_SECONDS / 2
 #: The same budget, for one look (its hooks and queries) outside a tick's budget.
 LOOK_SECONDS = TICK_SECONDS
+#: Why no call may be given more than TICK_SECONDS (the end of a refusal's message).
+_BUDGET_WHY = (
+    f"a tick may spend on webhooks and Prometheus queries in all (half the "
+    f"{LEASE_SECONDS:g}s lease)"
+)
 
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -92,6 +97,17 @@ class PrometheusSpec(BaseModel):
     url: str
     auth: dict[str, Any] | None = None
     timeout: float = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_the_tick(cls, value: float) -> float:
+        # A query runs inside a tick's budget: a longer timeout would be cut to it silently.
+        if value > TICK_SECONDS:
+            raise ValueError(
+                f"{value:g} exceeds the {TICK_SECONDS:g}s {_BUDGET_WHY}; "
+                f"use at most {TICK_SECONDS:g}"
+            )
+        return value
 
 
 class AnalysisSpec(BaseModel):
@@ -171,7 +187,24 @@ def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"analysis.{path}" if path else "analysis", first["msg"]) from exc
+        # Our validators' reasons read as they are, without pydantic's "Value error, ".
+        reason = first["msg"].removeprefix("Value error, ")
+        raise SpecError(f"analysis.{path}" if path else "analysis", reason) from exc
+
+
+def webhooks_of(config: AnalysisSpec) -> list[Webhook]:
+    """The block's webhooks, validated; SpecError names the hook by its place in the list.
+
+    Every hook runs inside a tick's budget (the look's hooks, pre-rollout included, and
+    `event` and `post-rollout` from the engine), so a `timeout` above TICK_SECONDS is
+    refused rather than cut to it silently, and a hook without one gets the default (10 s,
+    Flagger's) cut to TICK_SECONDS."""
+    return [
+        Webhook.from_mapping(
+            hook, where=f"analysis.webhooks[{index}]", max_timeout=TICK_SECONDS, why=_BUDGET_WHY
+        )
+        for index, hook in enumerate(config.webhooks)
+    ]
 
 
 @dataclass(frozen=True)
@@ -197,7 +230,7 @@ class Analysis:
         self.spec = spec
         self.config = config
         self.source = source
-        self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
+        self.webhooks = webhooks_of(config)
         self._tail_bounds: dict[str, float | None] = {}
         self.hooks = hooks or WebhookClient()
         # Monotonic end of the current tick's budget (None: each look gets LOOK_SECONDS).
