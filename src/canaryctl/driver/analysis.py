@@ -10,8 +10,11 @@ reason to promote: it yields no verdict, and the machine waits at the end of the
 
 Webhooks, per look: `pre-rollout` once before the first (a failure rolls back), `rollout`
 (e.g. a load test; `failureLimit` failures in a row roll back), `rollback` (a 200 asks for
-rollback), `confirm-promotion` (promotion waits until every one answers 200); and
-`event` on each transition and `post-rollout` once at the end, from the engine.
+rollback), `confirm-promotion` (promotion waits until every one answers 200),
+`confirm-rollout` (nothing of the canary moves until every one has answered 200 once;
+asked before any other hook) and `confirm-traffic-increase` (no weight rises until
+every one answers 200 at the latest look); and `event` on each transition and
+`post-rollout` once at the end, from the engine.
 
 Time: a tick holds the lease, so everything a tick asks of the outside (webhooks of every
 kind, then the look's Prometheus queries) shares one budget, `TICK_SECONDS` (half the
@@ -348,7 +351,7 @@ class Analysis:
         warning = None
         if last is None:
             state["lastLook"] = state["firstLook"] = now  # the first window starts now
-            return Result(None, state)
+            return Result(self.gate_verdict(state), state)
         hook_checks: list[CheckRecord] = []
         if now - last >= self._next_interval(state, looks):
             window = now - last
@@ -437,6 +440,18 @@ class Analysis:
                 checks.append(CheckRecord(time=now, name=f"webhook {r.name} ({r.type})",
                                           passed=r.passed, message=r.message))  # fmt: skip
 
+        if not self._rollout_confirmed(state):
+            # Nothing else is asked before the rollout is confirmed (as Flagger does).
+            results = self._call(HookType.CONFIRM_ROLLOUT, phase)
+            record(results)
+            state["rolloutConfirmed"] = all(r.passed for r in results)
+            if not state["rolloutConfirmed"]:
+                return checks
+        if any(h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks):
+            # Asked at every look, so a "yes" is fresh when the next weight is due.
+            results = self._call(HookType.CONFIRM_TRAFFIC_INCREASE, phase)
+            record(results)
+            state["trafficIncreaseConfirmed"] = all(r.passed for r in results)
         if not state.get("preRolloutDone"):
             results = self._call(HookType.PRE_ROLLOUT, phase)
             record(results)
@@ -492,7 +507,41 @@ class Analysis:
                 checks=verdict.checks,
                 promotion_allowed=False,
             )
+        gate = self.gate_verdict(state)
+        if gate is not None and (verdict is None or verdict.decision != "rollback"):
+            # A shut rollout gate holds everything the metrics say but a rollback (gates
+            # never keep a failing canary); a shut traffic gate only stops weights rising.
+            if verdict is None or not gate.rollout_allowed:
+                checks_so_far = verdict.checks if verdict is not None else ()
+                verdict = gate.model_copy(update={"checks": checks_so_far})
+            else:
+                verdict = verdict.model_copy(update={"traffic_increase_allowed": False})
         return Result(verdict, state, result.summary, result.warning)
+
+    def gate_verdict(self, state: dict[str, Any]) -> Verdict | None:
+        """A verdict holding the rollout while a confirm-rollout or confirm-traffic-increase
+        gate is shut (never asked counts as shut), or None when no gate holds anything.
+
+        Also the verdict of a rollout's first tick, before any look: a gate must hold from
+        the start, not from its first answer."""
+        rollout = self._rollout_confirmed(state)
+        traffic = not any(
+            h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks
+        ) or bool(state.get("trafficIncreaseConfirmed"))
+        if rollout and traffic:
+            return None
+        which = "confirm-rollout" if not rollout else "confirm-traffic-increase"
+        return Verdict(
+            decision="continue",
+            reason=f"the {which} webhooks",
+            promotion_allowed=False,
+            rollout_allowed=rollout,
+            traffic_increase_allowed=traffic,
+        )
+
+    def _rollout_confirmed(self, state: dict[str, Any]) -> bool:
+        gated = any(h.type is HookType.CONFIRM_ROLLOUT for h in self.webhooks)
+        return not gated or bool(state.get("rolloutConfirmed"))
 
     def _fetch(
         self, window: float, now: float, versions: tuple[str, str]
