@@ -216,6 +216,26 @@ def test_an_invalid_canary_is_refused_naming_the_field(
     assert "InvalidSpec" in canary_events(kube, namespace)
 
 
+def test_a_webhook_timeout_above_the_tick_budget_is_refused_naming_the_hook(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """The CRD keeps `analysis` free-form, so the API server takes the Canary; the operator
+    refuses it before any move, naming the hook by its place (condition and Event)."""
+    pair_setup(kube, namespace)
+    start_operator(namespace)
+    hooks = [{"name": "helm-test", "type": "pre-rollout", "url": "http://helm/", "timeout": "20s"}]
+    canary(kube, namespace, {**pair_spec(), "analysis": {"webhooks": hooks}})
+
+    def refused() -> str:
+        conditions = status(kube, namespace).get("conditions") or []
+        ready = next((c for c in conditions if c["type"] == "Ready"), {})
+        return ready.get("reason") == "InvalidSpec" and ready["message"]
+
+    message = wait_until(refused, timeout=30)
+    assert message.startswith("analysis.webhooks[0].timeout: 20s exceeds the 7.5s"), message
+    assert replicas(kube, namespace, "app-v2") == (0, 0), "nothing moved"
+
+
 # --- managed mode -----------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import pytest
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 
-from canaryctl.core.models import Phase, parse_spec
+from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.engine import Engine
 from canaryctl.kube import manifests
 from helpers import EXAMPLES, wait_until
@@ -82,6 +82,44 @@ def test_confirm_promotion_gate_holds_until_it_answers_200_and_events_are_sent(
     events = [r.json() for r in receiver.hits("/events")]
     assert any("Succeeded" in e["metadata"]["eventMessage"] for e in events), events[-1]
     assert len(receiver.hits("/post")) == 1
+
+
+def _failed_checks(status: CanaryStatus) -> list[str]:
+    """Checks whose latest record failed: what `canaryctl get` shows as holding."""
+    latest = {c.name: c.passed for c in status.history}
+    return sorted(name for name, passed in latest.items() if not passed)
+
+
+def test_rollout_and_traffic_gates_hold_the_canary_until_each_answers_200(
+    kube: Client, namespace: str, receiver: Receiver
+) -> None:
+    _seed(kube, namespace)
+    gates = {"/start": False, "/more": False}
+    for path in gates:
+        receiver.route(path, lambda r: Reply(200 if gates[r.path] else 403))
+    hooks = [
+        {"name": "start", "type": "confirm-rollout", "url": receiver.url + "/start"},
+        {"name": "more", "type": "confirm-traffic-increase", "url": receiver.url + "/more"},
+    ]
+    engine = Engine(kube, _spec(namespace, hooks), record_events=False)
+
+    def run_for(seconds: float):
+        deadline = time.monotonic() + seconds
+        return engine.run(0.3, should_stop=lambda: time.monotonic() > deadline)
+
+    status = run_for(5)
+    assert (status.phase, status.step_index, status.weight) == (Phase.PROGRESSING, 0, 0)
+    assert _failed_checks(status) == ["webhook start (confirm-rollout)"], status.history
+    assert len(receiver.hits("/start")) >= 2
+    assert receiver.hits("/more") == [], "nothing else is asked before the rollout gate"
+    gates["/start"] = True
+    status = run_for(5)
+    assert (status.phase, status.step_index, status.weight) == (Phase.PROGRESSING, 0, 0)
+    assert "webhook more (confirm-traffic-increase)" in _failed_checks(status), status.history
+    assert len(receiver.hits("/more")) >= 2
+    gates["/more"] = True
+    status = run_for(60)
+    assert status.phase is Phase.SUCCEEDED, status.message
 
 
 def test_rollback_webhook_answering_200_rolls_back(

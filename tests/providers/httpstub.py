@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,9 +27,29 @@ class Recorded:
 
 @dataclass
 class Reply:
+    """What the server sends: after `delay` seconds, `status` and `body`.
+
+    `trickle` > 0 sends the answer one byte every `trickle` seconds (status line and
+    headers too, unless `trickle_body_only`): a server that is never silent for long,
+    so no per-read timeout fires, yet takes as long as it likes to finish.
+    """
+
     status: int = 200
     body: bytes = b""
     delay: float = 0.0
+    trickle: float = 0.0
+    trickle_body_only: bool = False
+
+    def head(self) -> bytes:
+        """Status line and headers, as sent on the wire (HTTP/1.0: one answer a connection)."""
+        phrase = HTTPStatus(self.status).phrase
+        return (
+            f"HTTP/1.0 {self.status} {phrase}\r\nContent-Length: {len(self.body)}\r\n\r\n"
+        ).encode("ascii")
+
+    def trickled(self) -> bytes:
+        """The part of the answer sent a byte at a time."""
+        return self.body if self.trickle_body_only else self.head() + self.body
 
 
 @dataclass
@@ -48,6 +69,18 @@ class Receiver:
         return [r for r in self.requests if r.path == path]
 
 
+def _trickle(out: Any, reply: Reply) -> None:
+    """Send `reply` a byte at a time, `reply.trickle` seconds apart, until the client goes."""
+    try:
+        if reply.trickle_body_only:
+            out.write(reply.head())
+        for byte in reply.trickled():
+            out.write(bytes([byte]))
+            time.sleep(reply.trickle)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client gave up: what the tests want
+
+
 def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
     """Serve `handle` on a free local port until the generator is closed; yields the URL."""
 
@@ -60,6 +93,9 @@ def serve(handle: Callable[[Recorded], Reply]) -> Iterator[str]:
             reply = handle(request)
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.trickle:
+                _trickle(self.wfile, reply)
+                return
             try:
                 self.send_response(reply.status)
                 self.send_header("Content-Length", str(len(reply.body)))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,6 +16,7 @@ import pytest
 
 from canaryctl.errors import AnalysisError, SpecError
 from canaryctl.providers.prometheus import Auth, PrometheusClient, SecretRef, redact_url
+from providers.httpstub import Reply, serve
 
 URL = "http://prom.example:9090"
 QUERY = 'sum(increase(http_requests_total{version="v2"}[30s]))'
@@ -179,6 +181,41 @@ def test_queries_within_a_budget_stop_retrying_when_it_is_used_up() -> None:
     with pytest.raises(AnalysisError, match=r"6 attempts"):
         client_for(handler, retries=5, timeout=5.0).query(QUERY)
     assert calls == [5.0] * 6
+
+
+#: A Prometheus answer sent one byte every 0.5 s after prompt headers: 38.5 s in all.
+TRICKLED = Reply(
+    200,
+    json.dumps(
+        {"status": "success", "data": {"resultType": "scalar", "result": [1.0, "7"]}}
+    ).encode(),
+    trickle=0.5,
+    trickle_body_only=True,
+)
+
+
+@pytest.fixture(scope="module")
+def trickling_prometheus() -> Iterator[str]:
+    """A real HTTP server answering every query with TRICKLED."""
+    yield from serve(lambda _req: TRICKLED)
+
+
+def test_a_prometheus_trickling_its_answer_is_cut_at_the_budget(trickling_prometheus: str) -> None:
+    """A slow proxy or an overloaded Prometheus sending its JSON a byte at a time: no read
+    ever times out, yet the answer takes 38.5 s. The look's budget bounds the whole answer:
+    the query fails at 1 s, saying the budget is used up (a missing look: never a
+    promotion), not after 38.5 s with a value."""
+    assert len(TRICKLED.trickled()) * 0.5 == 38.5
+    prom = PrometheusClient(trickling_prometheus, timeout=5.0, retries=2, backoff=0.0)
+    began = time.monotonic()
+    with prom.within(1.0), pytest.raises(AnalysisError) as failed:
+        prom.query(QUERY)
+    took = time.monotonic() - began
+    print(f"trickling Prometheus: cut after {took:.2f}s (1 s budget)")
+    assert took < 1.6, f"the query took {took:.2f}s in a 1 s budget"
+    message = str(failed.value)
+    assert "gave no answer within 1s: ReadTimeout" in message
+    assert "budget of 1s is used up" in message
 
 
 def test_unavailable_answers_are_retried_and_the_last_one_reported() -> None:

@@ -620,6 +620,9 @@ def _progressing(run: _Run) -> bool:
             f"{format_duration(run.now - degraded_since)}; pausing until it recovers",
         )
         return True
+    if verdict is not None and not verdict.rollout_allowed:
+        # A rollout gate: nothing of the canary moves until it says yes.
+        return run.hold("waiting for the rollout gate (confirm-rollout webhooks) to say yes")
     index = st.step_index
     if verdict is not None and verdict.decision == "promote" and _no_manual_gate_from(spec, index):
         _promote(run, "AnalysisPromoted", verdict.reason or "the analysis verdict is promote")
@@ -668,6 +671,14 @@ def _pause_step(run: _Run, step: PauseStep) -> bool:
 def _weight_step(run: _Run, step: SetWeightStep) -> bool:
     st, spec, obs = run.st, run.spec, run.obs
     target = step.set_weight
+    verdict = obs.analysis
+    if target > st.weight and verdict is not None and not verdict.traffic_increase_allowed:
+        # A traffic gate: asked before each rise, scaling up included (it adds capacity
+        # for the new weight); a weight already reached is kept.
+        return run.hold(
+            "waiting for the traffic gate (confirm-traffic-increase webhooks) to say yes "
+            f"before raising the canary to {target}%"
+        )
     _, canary = replica_split(st.baseline_replicas, target, spec.replica_mode)
     st.canary_replicas = max(st.canary_replicas, canary)
     if st.stage is Stage.SHIFT_TRAFFIC and st.weight == target:

@@ -961,6 +961,10 @@ class Verdict(BaseModel):
     # False while "continue" must not end in promotion at the end of the steps (a judge
     # that promotes only on evidence, or a promotion gate that has not said yes).
     promotion_allowed: bool = True
+    # Gates (confirm-rollout and confirm-traffic-increase webhooks): False while the
+    # rollout must not start (no canary pod, no traffic), or no weight may rise.
+    rollout_allowed: bool = True
+    traffic_increase_allowed: bool = True
 
 
 class Command(BaseModel):

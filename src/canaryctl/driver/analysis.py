@@ -10,8 +10,11 @@ reason to promote: it yields no verdict, and the machine waits at the end of the
 
 Webhooks, per look: `pre-rollout` once before the first (a failure rolls back), `rollout`
 (e.g. a load test; `failureLimit` failures in a row roll back), `rollback` (a 200 asks for
-rollback), `confirm-promotion` (promotion waits until every one answers 200); and
-`event` on each transition and `post-rollout` once at the end, from the engine.
+rollback), `confirm-promotion` (promotion waits until every one answers 200),
+`confirm-rollout` (nothing of the canary moves until every one has answered 200 once;
+asked before any other hook) and `confirm-traffic-increase` (no weight rises until
+every one answers 200 at the latest look); and `event` on each transition and
+`post-rollout` once at the end, from the engine.
 
 Time: a tick holds the lease, so everything a tick asks of the outside (webhooks of every
 kind, then the look's Prometheus queries) shares one budget, `TICK_SECONDS` (half the
@@ -80,6 +83,11 @@ THRESHOLD_INTERVAL = 10.0
 TICK_SECONDS = LEASE_SECONDS / 2
 #: The same budget, for one look (its hooks and queries) outside a tick's budget.
 LOOK_SECONDS = TICK_SECONDS
+#: Why no call may be given more than TICK_SECONDS (the end of a refusal's message).
+_BUDGET_WHY = (
+    f"a tick may spend on webhooks and Prometheus queries in all (half the "
+    f"{LEASE_SECONDS:g}s lease)"
+)
 
 _CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
@@ -92,6 +100,17 @@ class PrometheusSpec(BaseModel):
     url: str
     auth: dict[str, Any] | None = None
     timeout: float = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_the_tick(cls, value: float) -> float:
+        # A query runs inside a tick's budget: a longer timeout would be cut to it silently.
+        if value > TICK_SECONDS:
+            raise ValueError(
+                f"{value:g} exceeds the {TICK_SECONDS:g}s {_BUDGET_WHY}; "
+                f"use at most {TICK_SECONDS:g}"
+            )
+        return value
 
 
 class AnalysisSpec(BaseModel):
@@ -171,7 +190,24 @@ def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"analysis.{path}" if path else "analysis", first["msg"]) from exc
+        # Our validators' reasons read as they are, without pydantic's "Value error, ".
+        reason = first["msg"].removeprefix("Value error, ")
+        raise SpecError(f"analysis.{path}" if path else "analysis", reason) from exc
+
+
+def webhooks_of(config: AnalysisSpec) -> list[Webhook]:
+    """The block's webhooks, validated; SpecError names the hook by its place in the list.
+
+    Every hook runs inside a tick's budget (the look's hooks, pre-rollout included, and
+    `event` and `post-rollout` from the engine), so a `timeout` above TICK_SECONDS is
+    refused rather than cut to it silently, and a hook without one gets the default (10 s,
+    Flagger's) cut to TICK_SECONDS."""
+    return [
+        Webhook.from_mapping(
+            hook, where=f"analysis.webhooks[{index}]", max_timeout=TICK_SECONDS, why=_BUDGET_WHY
+        )
+        for index, hook in enumerate(config.webhooks)
+    ]
 
 
 @dataclass(frozen=True)
@@ -197,7 +233,7 @@ class Analysis:
         self.spec = spec
         self.config = config
         self.source = source
-        self.webhooks = [Webhook.from_mapping(w) for w in config.webhooks]
+        self.webhooks = webhooks_of(config)
         self._tail_bounds: dict[str, float | None] = {}
         self.hooks = hooks or WebhookClient()
         # Monotonic end of the current tick's budget (None: each look gets LOOK_SECONDS).
@@ -315,7 +351,7 @@ class Analysis:
         warning = None
         if last is None:
             state["lastLook"] = state["firstLook"] = now  # the first window starts now
-            return Result(None, state)
+            return Result(self.gate_verdict(state), state)
         hook_checks: list[CheckRecord] = []
         if now - last >= self._next_interval(state, looks):
             window = now - last
@@ -404,6 +440,18 @@ class Analysis:
                 checks.append(CheckRecord(time=now, name=f"webhook {r.name} ({r.type})",
                                           passed=r.passed, message=r.message))  # fmt: skip
 
+        if not self._rollout_confirmed(state):
+            # Nothing else is asked before the rollout is confirmed (as Flagger does).
+            results = self._call(HookType.CONFIRM_ROLLOUT, phase)
+            record(results)
+            state["rolloutConfirmed"] = all(r.passed for r in results)
+            if not state["rolloutConfirmed"]:
+                return checks
+        if any(h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks):
+            # Asked at every look, so a "yes" is fresh when the next weight is due.
+            results = self._call(HookType.CONFIRM_TRAFFIC_INCREASE, phase)
+            record(results)
+            state["trafficIncreaseConfirmed"] = all(r.passed for r in results)
         if not state.get("preRolloutDone"):
             results = self._call(HookType.PRE_ROLLOUT, phase)
             record(results)
@@ -459,7 +507,41 @@ class Analysis:
                 checks=verdict.checks,
                 promotion_allowed=False,
             )
+        gate = self.gate_verdict(state)
+        if gate is not None and (verdict is None or verdict.decision != "rollback"):
+            # A shut rollout gate holds everything the metrics say but a rollback (gates
+            # never keep a failing canary); a shut traffic gate only stops weights rising.
+            if verdict is None or not gate.rollout_allowed:
+                checks_so_far = verdict.checks if verdict is not None else ()
+                verdict = gate.model_copy(update={"checks": checks_so_far})
+            else:
+                verdict = verdict.model_copy(update={"traffic_increase_allowed": False})
         return Result(verdict, state, result.summary, result.warning)
+
+    def gate_verdict(self, state: dict[str, Any]) -> Verdict | None:
+        """A verdict holding the rollout while a confirm-rollout or confirm-traffic-increase
+        gate is shut (never asked counts as shut), or None when no gate holds anything.
+
+        Also the verdict of a rollout's first tick, before any look: a gate must hold from
+        the start, not from its first answer."""
+        rollout = self._rollout_confirmed(state)
+        traffic = not any(
+            h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks
+        ) or bool(state.get("trafficIncreaseConfirmed"))
+        if rollout and traffic:
+            return None
+        which = "confirm-rollout" if not rollout else "confirm-traffic-increase"
+        return Verdict(
+            decision="continue",
+            reason=f"the {which} webhooks",
+            promotion_allowed=False,
+            rollout_allowed=rollout,
+            traffic_increase_allowed=traffic,
+        )
+
+    def _rollout_confirmed(self, state: dict[str, Any]) -> bool:
+        gated = any(h.type is HookType.CONFIRM_ROLLOUT for h in self.webhooks)
+        return not gated or bool(state.get("rolloutConfirmed"))
 
     def _fetch(
         self, window: float, now: float, versions: tuple[str, str]

@@ -36,6 +36,7 @@ from canaryctl.core.models import (
     Observations,
     Phase,
     PodObs,
+    Verdict,
     parse_command,
     parse_status,
     replica_split,
@@ -247,6 +248,13 @@ class Engine:
 
     # --- one tick ------------------------------------------------------------
 
+    def _first_verdict(self, status: CanaryStatus | None) -> Verdict | None:
+        """Before a rollout's first look: the gates' verdict (a shut gate holds from the
+        start), or None."""
+        if self.analysis is None or status is not None:
+            return None
+        return self.analysis.gate_verdict({})
+
     def tick(self) -> TickResult:
         """Observe, decide, persist, act. Raises LeaseHeld when another process drives.
 
@@ -319,7 +327,7 @@ class Engine:
             stable=_obs(stable),
             canary=_obs(canary),
             effective_weight=router.get_weight() if stable.exists or canary.exists else None,
-            analysis=analysis.verdict if analysis else None,
+            analysis=analysis.verdict if analysis else self._first_verdict(status),
             command=command,
             stable_serving=router.serving("stable") if draining else None,
             canary_serving=router.serving("canary") if draining else None,

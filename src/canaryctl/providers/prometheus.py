@@ -3,7 +3,8 @@
 A query either yields exactly one finite number, or `None` ("no data": empty result,
 NaN, +/-Inf), or raises `AnalysisError`. There is no path where a broken answer
 turns into a passing value. Credentials are read per query (so rotated tokens are
-picked up) and never appear in logs, exception messages or reprs.
+picked up) and never appear in logs, exception messages or reprs. An attempt's timeout
+bounds the whole answer, not each read (`_deadline`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from canaryctl.errors import AnalysisError, SpecError
+from canaryctl.providers import _deadline
 
 __all__ = ["Auth", "PrometheusClient", "SecretGetter", "SecretRef", "redact_url"]
 
@@ -214,7 +216,7 @@ class PrometheusClient:
         self._retries = retries
         self._backoff = backoff
         self._timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = _deadline.client(timeout=timeout, transport=transport)
         # Monotonic time by which the current look must be done (see `within`).
         self._deadline: float | None = None
         self._budget = 0.0
@@ -331,8 +333,10 @@ class PrometheusClient:
             left = self._left(promql)
             timeout = self._timeout if left is None else min(self._timeout, left)
             try:
-                response = self._http.post(
-                    self._endpoint, data=form, headers=headers, timeout=timeout
+                # The whole answer within `timeout` (not each read): a Prometheus or proxy
+                # trickling its answer must not hold the tick past its budget.
+                response = _deadline.post(
+                    self._http, self._endpoint, seconds=timeout, data=form, headers=headers
                 )
             except httpx.TransportError as exc:
                 cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -340,7 +344,7 @@ class PrometheusClient:
                 # A slow server is not an unreachable one: say which, so the operator
                 # looks at Prometheus' load rather than at the network.
                 what = (
-                    f"prometheus at {self.url} gave no answer within {timeout:g}s: {cause}"
+                    f"prometheus at {self.url} gave no answer within {timeout:.2g}s: {cause}"
                     if isinstance(exc, httpx.TimeoutException)
                     else f"prometheus unreachable at {self.url}: {cause}"
                 )

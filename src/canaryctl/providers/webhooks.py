@@ -10,6 +10,10 @@ call, never a pass. What a pass means depends on the hook type:
 - `rollback`: a pass asks for a rollback;
 - `post-rollout` and `event`: informative; failures are logged, never acted on.
 
+An attempt is bounded in all by its timeout: connect, request, status line, headers and
+body (`_deadline`; Flagger's Go client bounds its calls the same way), not only each read,
+so a hook trickling its answer a byte at a time is cut like a silent one.
+
 Calls made inside `WebhookClient.within(seconds)` share that budget: each attempt's
 timeout is capped at what is left, retries stop when it is spent, and a hook reached with
 no time left is not called. A cut-short call is a failed call like any timeout (a driver
@@ -33,6 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from canaryctl.errors import SpecError
+from canaryctl.providers import _deadline
 from canaryctl.providers.prometheus import redact_url
 
 __all__ = [
@@ -123,10 +128,24 @@ class Webhook:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
     @classmethod
-    def from_mapping(cls, spec: Mapping[str, Any]) -> Webhook:
-        """Build from the resource form: name, url, type, timeout ("10s"), retries, metadata."""
+    def from_mapping(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        where: str | None = None,
+        max_timeout: float | None = None,
+        why: str = "",
+    ) -> Webhook:
+        """Build from the resource form: name, url, type, timeout ("10s"), retries, metadata.
+
+        `where` names the hook in errors (default `webhooks.<name>`; a spec's list gives
+        e.g. `analysis.webhooks[2]`). With `max_timeout`, a longer `timeout` is refused
+        (`why`: what the limit is, e.g. "a tick may spend on calls") and a hook without one
+        gets the default cut to it.
+        """
         name = str(spec.get("name", ""))
-        where = f"webhooks.{name or '?'}"
+        named = f"webhooks.{name or '?'}"
+        where = where or named
         unknown = sorted(set(spec) - {"name", "url", "type", "timeout", "retries", "metadata"})
         if unknown:
             raise SpecError(f"{where}.{unknown[0]}", "unknown field")
@@ -142,14 +161,30 @@ class Webhook:
         metadata = spec.get("metadata") or {}
         if not isinstance(metadata, Mapping):
             raise SpecError(f"{where}.metadata", "must be a mapping of strings")
-        return cls(
-            name=name,
-            url=str(spec.get("url", "")),
-            type=hook_type,
-            timeout=DEFAULT_TIMEOUT if timeout is None else _seconds(str(timeout), where),
-            retries=retries,
-            metadata=dict(metadata),
-        )
+        if timeout is None:
+            seconds = DEFAULT_TIMEOUT if max_timeout is None else min(DEFAULT_TIMEOUT, max_timeout)
+        else:
+            seconds = _seconds(str(timeout), f"{where}.timeout")
+            if max_timeout is not None and seconds > max_timeout:
+                raise SpecError(
+                    f"{where}.timeout",
+                    f"{timeout} exceeds the {max_timeout:g}s {why or 'limit'}; "
+                    f"use at most {max_timeout:g}s",
+                )
+        try:
+            return cls(
+                name=name,
+                url=str(spec.get("url", "")),
+                type=hook_type,
+                timeout=seconds,
+                retries=retries,
+                metadata=dict(metadata),
+            )
+        except SpecError as exc:
+            # Checked by the constructor, named as the caller names the hook.
+            if where == named or not exc.field.startswith(named):
+                raise
+            raise SpecError(where + exc.field[len(named) :], exc.reason) from None
 
 
 @dataclass(frozen=True)
@@ -214,7 +249,7 @@ class WebhookClient:
         """`backoff * 2**n` seconds separate retries of one call."""
         self._backoff = backoff
         # Redirects are not followed: a hook answers for itself.
-        self._http = httpx.Client(transport=transport, follow_redirects=False)
+        self._http = _deadline.client(transport=transport, follow_redirects=False)
         # Monotonic time by which the calls of the current budget must be done (`within`).
         self._deadline: float | None = None
 
@@ -274,7 +309,11 @@ class WebhookClient:
                 break
             timeout = hook.timeout if left is None else min(hook.timeout, left)
             try:
-                response = self._http.post(hook.url, content=data, headers=headers, timeout=timeout)
+                # The whole call within `timeout`, the body included: a hook trickling its
+                # answer must not hold the tick past its budget.
+                response = _deadline.post(
+                    self._http, hook.url, seconds=timeout, content=data, headers=headers
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 status, message = None, f"unreachable: {type(exc).__name__}: {exc}"
                 continue
