@@ -219,6 +219,9 @@ def test_spec_hash_is_stable_and_sees_any_change() -> None:
         ({"health": {"maxRestarts": -1}}, "health.maxRestarts", "greater than or equal to 0"),
         ({"health": {"stableMinReadyRatio": 1.5}}, "health.stableMinReadyRatio", "less than"),
         ({"extra": 1}, "extra", "unknown field"),
+        # Keys that would print as nothing are quoted (found by the CLI fuzzer).
+        ({"\r": 1}, "spec['\\r']", "unknown field"),
+        ({"health": {" ": 1}}, "health[' ']", "unknown field"),
         ({"targetRef": {"name": "app"}}, "targetRef", "exclusive"),
         ({"targetRef": {"kind": "StatefulSet", "name": "app"}}, "targetRef.kind", "Deployment"),
         ({"targetRef": {"kind": "Deployment"}}, "targetRef.name", "is required"),

@@ -646,6 +646,11 @@ def _format_loc(loc: Sequence[int | str]) -> str:
     for part in loc:
         if part in _STEP_TAGS:
             continue  # discriminator tags are ours, not the user's field names
+        if isinstance(part, str) and (not part.strip() or not part.isprintable()):
+            # A key that would print as nothing (blank, control characters): quoted, so
+            # the error still names it (e.g. `spec['\r']`).
+            path = f"{path or 'spec'}[{part!r}]"
+            continue
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
 
