@@ -194,9 +194,11 @@ def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> No
             future.result()
 
 
-def workload(i: int) -> tuple[Service, Deployment]:
-    """Service and 1-replica target Deployment number i (the same for every tool)."""
-    name = f"app-{i:04d}"
+def workload(name: str, replicas: int = 1, image: str = "app:1") -> tuple[Service, Deployment]:
+    """Service `name` and its target Deployment `name` in NS, the same for every tool.
+
+    Shared by every benchmark that manages canaries (this one, failures.py and
+    ../operator.py), so all of them measure the same objects."""
     # The Service selects on `app` only; the pods carry one more label, so canaryctl can
     # tell a primary's pods from the target's (Flagger renames `app` on its primary).
     labels = {"app": name, "track": "main"}
@@ -207,11 +209,11 @@ def workload(i: int) -> tuple[Service, Deployment]:
     dep = Deployment(
         metadata=ObjectMeta(name=name, namespace=NS),
         spec=DeploymentSpec(
-            replicas=1,
+            replicas=replicas,
             selector=LabelSelector(matchLabels=labels),
             template=PodTemplateSpec(
                 metadata=ObjectMeta(labels=labels),
-                spec=PodSpec(containers=[Container(name="app", image="app:1")]),
+                spec=PodSpec(containers=[Container(name="app", image=image)]),
             ),
         ),
     )
@@ -413,10 +415,10 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
     try:
         client = make_client(state.kubeconfig)
         prepare_namespace(client, tool)
-        built = [workload(i) for i in range(n)]
+        names = [f"app-{i:04d}" for i in range(n)]
+        built = [workload(name) for name in names]
         parallel(lambda o: client.create(o[0], namespace=NS), built)
         parallel(lambda o: client.create(o[1], namespace=NS), built)
-        names = [f"app-{i:04d}" for i in range(n)]
         parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
         port = free_port()
         started = time.monotonic()
