@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from lightkube import Client
@@ -15,6 +18,20 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load_benchmark(path: str, name: str) -> ModuleType:
+    """The benchmark script at `path` (below benchmarks/) imported as module `name`.
+
+    The benchmarks are scripts, not a package; the module is registered in sys.modules
+    under `name` first, so a script that imports a sibling by that name gets this one."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.25) -> T:
