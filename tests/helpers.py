@@ -104,6 +104,21 @@ def app_deployment(
     }
 
 
+def app_spec(namespace: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The rollout spec of `app` in `namespace`: app-v1 to app-v2 behind Service app, ready
+    deadline 30 s; `extra` adds or replaces top-level fields (router, drainDelay, ...)."""
+    return {
+        "name": "app",
+        "namespace": namespace,
+        "stable": "app-v1",
+        "canary": "app-v2",
+        "service": "app",
+        "steps": steps,
+        "health": {"readyDeadline": "30s"},
+        **extra,
+    }
+
+
 def app_ingress() -> dict[str, Any]:
     """The user's Ingress `app` (class nginx, host app.example.com, / to Service app:80)."""
     backend = {"service": {"name": "app", "port": {"number": 80}}}

@@ -19,7 +19,7 @@ from canaryctl.core.models import Phase, parse_spec
 from canaryctl.routers._patch import VirtualService
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, route_objects, wait_until
+from helpers import app_deployment, app_service, app_spec, route_objects, wait_until
 from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -51,15 +51,7 @@ def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any])
         kube.create(codecs.from_dict(item), namespace=namespace)
     scene = Scene(kube, namespace, kind)
     wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
-    spec: dict[str, Any] = {
-        "name": "app",
-        "namespace": namespace,
-        "stable": "app-v1",
-        "canary": "app-v2",
-        "service": "app",
-        "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}],
-        "health": {"readyDeadline": "30s"},
-    }
+    spec = app_spec(namespace, [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
     if kind != "replicas":
         spec["router"] = ROUTER_SPECS[kind]
     rollout = Rollout(scene, parse_spec(spec))

@@ -22,7 +22,7 @@ from canaryctl.driver import engine as engine_module
 from canaryctl.driver.engine import Engine, LeaseHeld
 from canaryctl.kube.store import LEASE_SECONDS, RENEW_AFTER, Store
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, wait_until
+from helpers import app_deployment, app_service, app_spec, wait_until
 from integration.test_routers_rollout import Rollout, Scene
 
 pytestmark = pytest.mark.integration
@@ -40,17 +40,7 @@ def _rollout(kube: Client, namespace: str) -> Rollout:
         kube.create(codecs.from_dict(doc), namespace=namespace)
     scene = Scene(kube, namespace, "replicas")
     wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
-    spec = parse_spec(
-        {
-            "name": "app",
-            "namespace": namespace,
-            "stable": "app-v1",
-            "canary": "app-v2",
-            "service": "app",
-            "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}],
-            "health": {"readyDeadline": "30s"},
-        }
-    )
+    spec = parse_spec(app_spec(namespace, [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]))
     rollout = Rollout(scene, spec, INTERVAL)
     rollout.wait(lambda st: st.phase is Phase.PAUSED)
     return rollout

@@ -22,7 +22,7 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from helpers import app_deployment, app_service, replicas, route_objects, wait_until
+from helpers import app_deployment, app_service, app_spec, replicas, route_objects, wait_until
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -46,19 +46,7 @@ class Scene:
 
     def spec(self, steps: list[dict[str, Any]], **extra: Any) -> CanarySpec:
         router = {**ROUTER_SPECS[self.kind], "header": {"X-Track": "canary"}}
-        return parse_spec(
-            {
-                "name": "app",
-                "namespace": self.namespace,
-                "stable": "app-v1",
-                "canary": "app-v2",
-                "service": "app",
-                "router": router,
-                "steps": steps,
-                "health": {"readyDeadline": "30s"},
-                **extra,
-            }
-        )
+        return parse_spec(app_spec(self.namespace, steps, router=router, **extra))
 
     def routing(self) -> dict[str, Any] | None:
         """The routing object whose weight canaryctl stores (the canary Ingress for nginx)."""
