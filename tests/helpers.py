@@ -119,18 +119,18 @@ def app_spec(namespace: str, steps: list[dict[str, Any]], **extra: Any) -> dict[
     }
 
 
-def app_ingress() -> dict[str, Any]:
-    """The user's Ingress `app` (class nginx, host app.example.com, / to Service app:80)."""
-    backend = {"service": {"name": "app", "port": {"number": 80}}}
+def app_ingress(name: str = "app", host: str = "app.example.com") -> dict[str, Any]:
+    """The user's Ingress `name` (class nginx, `host`, / to Service `name`:80)."""
+    backend = {"service": {"name": name, "port": {"number": 80}}}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": "app"},
+        "metadata": {"name": name},
         "spec": {
             "ingressClassName": "nginx",
             "rules": [
                 {
-                    "host": "app.example.com",
+                    "host": host,
                     "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
                 }
             ],

@@ -26,7 +26,7 @@ from dataplane.proxy import (
     tick_until,
     wait_proxy_weight,
 )
-from helpers import wait_until
+from helpers import app_ingress, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.dataplane, pytest.mark.traefik]
 
@@ -35,23 +35,7 @@ HEADER = {"X-Track": "canary"}
 
 def _route(kind: str, host: str) -> dict[str, Any]:
     if kind == "nginx":
-        backend = {"service": {"name": "echo", "port": {"number": 80}}}
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {"name": "echo"},
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [
-                    {
-                        "host": host,
-                        "http": {
-                            "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]
-                        },
-                    }
-                ],
-            },
-        }
+        return app_ingress("echo", host)
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
