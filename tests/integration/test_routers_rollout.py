@@ -38,15 +38,33 @@ ROUTER_SPECS = {
 
 @dataclass
 class Scene:
-    """One namespace with app-v1 (2 ready), app-v2 (0) and the user's routing objects."""
+    """One namespace with app-v1 (2 ready), app-v2 (0) and the user's routing objects
+    (none when `kind` is `replicas`, the router without any)."""
 
     kube: Client
     namespace: str
     kind: str
 
-    def spec(self, steps: list[dict[str, Any]], **extra: Any) -> CanarySpec:
-        router = {**ROUTER_SPECS[self.kind], "header": {"X-Track": "canary"}}
-        return parse_spec(app_spec(self.namespace, steps, router=router, **extra))
+    @classmethod
+    def create(cls, kube: Client, namespace: str, kind: str) -> Scene:
+        """Create the scene's objects in `namespace`; return once app-v1 is ready."""
+        docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
+        docs += route_objects(kind) if kind != "replicas" else []
+        for doc in docs:
+            kube.create(codecs.from_dict(doc), namespace=namespace)
+        scene = cls(kube, namespace, kind)
+        wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
+        return scene
+
+    def spec(self, steps: list[dict[str, Any]], header: bool = True, **extra: Any) -> CanarySpec:
+        """The rollout of app-v1 to app-v2 through the scene's router, with the X-Track
+        header route unless `header` is False; `extra` adds top-level fields."""
+        if self.kind != "replicas":
+            router = dict(ROUTER_SPECS[self.kind])
+            if header:
+                router["header"] = {"X-Track": "canary"}
+            extra = {"router": router, **extra}
+        return parse_spec(app_spec(self.namespace, steps, **extra))
 
     def routing(self) -> dict[str, Any] | None:
         """The routing object whose weight canaryctl stores (the canary Ingress for nginx)."""
@@ -108,17 +126,7 @@ class Scene:
 def scene(
     request: pytest.FixtureRequest, kube: Client, namespace: str, installed_crds: list[str]
 ) -> Scene:
-    docs = [
-        app_service(),
-        app_deployment("app-v1", "v1", 2),
-        app_deployment("app-v2", "v2", 0),
-        *route_objects(request.param),
-    ]
-    for doc in docs:
-        kube.create(codecs.from_dict(doc), namespace=namespace)
-    s = Scene(kube, namespace, request.param)
-    wait_until(lambda: s.replicas("app-v1") == (2, 2), timeout=60)
-    return s
+    return Scene.create(kube, namespace, request.param)
 
 
 class Rollout:
