@@ -552,6 +552,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def results(
+    out: Path | None, prefix: str, stamp: str = "%Y-%m-%dT%H%M", resume: bool = True, **fields: Any
+) -> tuple[Path, dict[str, Any]]:
+    """A benchmark's results file and the record to save in it (shared by the benchmarks
+    here): `out`, or benchmarks/results/<prefix>-<now as stamp>.json. The record is the
+    file's own when it exists and `resume` is set (runs are added to it), else a new one:
+    date, machine, command line, then `fields`, and no runs yet."""
+    now = dt.datetime.now(dt.UTC)
+    out = out or Path(__file__).resolve().parent.parent / "results" / f"{prefix}-{now:{stamp}}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if resume and out.exists():
+        return out, json.loads(out.read_text())
+    record = {
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(sys.argv),
+        **fields,
+        "runs": [],
+    }
+    return out, record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,300")
@@ -571,18 +593,7 @@ def main() -> None:
     if args.table:
         print(report.table(json.loads(args.table.read_text())["runs"]))
         return
-    out = args.out or Path(__file__).resolve().parent.parent / "results" / (
-        f"peers-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": " ".join(sys.argv),
-        "runs": [],
-    }
-    if out.exists():
-        record = json.loads(out.read_text())  # resume: add runs to the same file
+    out, record = results(args.out, "peers")  # an existing file: runs are added to it
     for n in (int(s) for s in args.sizes.split(",")):
         for name in args.tools.split(","):
             row = run_one(TOOLS[name], n, args.idle, args.wave_timeout)

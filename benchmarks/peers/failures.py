@@ -42,7 +42,6 @@ Run: make bench-failures, or
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import signal
 import subprocess
@@ -473,19 +472,8 @@ def main() -> None:
         print(safety.table(runs))
         print(safety.messages(runs))
         return
-    out = args.out or Path(__file__).resolve().parent.parent / "results" / (
-        f"failures-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": compare.machine(),
-        "command": " ".join(sys.argv),
-        "tools": {name: tool.config for name, tool in FAILURE_TOOLS.items()},
-        "runs": [],
-    }
-    if out.exists():
-        record = json.loads(out.read_text())
+    tools = {name: tool.config for name, tool in FAILURE_TOOLS.items()}
+    out, record = compare.results(args.out, "failures", "%Y-%m-%d", tools=tools)
     for item in args.runs.split(","):
         name, scenario = item.split(":")
         if scenario not in safety.SCENARIOS:

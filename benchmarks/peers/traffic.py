@@ -677,16 +677,8 @@ def main() -> None:
     if args.table:
         print(tr.table(json.loads(args.table.read_text())["runs"]))
         return
-    out = args.out or ROOT / "benchmarks" / "results" / (
-        f"traffic-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
-    )
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": compare.machine(),
-        "command": " ".join(sys.argv),
-        "config": config_text(),
-        "runs": [],
-    }
+    # Written once at the end: an existing --out file is replaced, not added to.
+    out, record = compare.results(args.out, "traffic", resume=False, config=config_text())
     cluster = LocalCluster(args.name, dataplane=True, progress=say)
     loads: list[float] = []
     try:
