@@ -16,7 +16,7 @@ from lightkube.types import PatchType
 import realnode
 from canaryctl.routers import GatewayRouter, NginxRouter
 from canaryctl.testenv import ClusterState
-from canaryctl.testenv.traefik import GATEWAY, NAMESPACE, state_of
+from canaryctl.testenv.traefik import state_of, user_route
 from dataplane.hostapp import Load, measure, wait_for_answers
 from dataplane.proxy import (
     deployment_exists,
@@ -36,21 +36,7 @@ HEADER = {"X-Track": "canary"}
 def _route(kind: str, host: str) -> dict[str, Any]:
     if kind == "nginx":
         return app_ingress("echo", host)
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "parentRefs": [{"name": GATEWAY, "namespace": NAMESPACE}],
-            "hostnames": [host],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": "echo", "port": 80}],
-                }
-            ],
-        },
-    }
+    return user_route("echo", host)
 
 
 def _router(kind: str, kube: Client, namespace: str) -> NginxRouter | GatewayRouter:
