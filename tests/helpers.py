@@ -119,6 +119,20 @@ def app_spec(namespace: str, steps: list[dict[str, Any]], **extra: Any) -> dict[
     }
 
 
+def hpa(name: str, low: int, high: int) -> dict[str, Any]:
+    """An HPA on deployment `name` (CPU target: no metrics here, so only min/max act)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": low,
+            "maxReplicas": high,
+        },
+    }
+
+
 def app_ingress(name: str = "app", host: str = "app.example.com") -> dict[str, Any]:
     """The user's Ingress `name` (class nginx, `host`, / to Service `name`:80)."""
     backend = {"service": {"name": name, "port": {"number": 80}}}

@@ -5,7 +5,6 @@ refuses them by name; weight routers leave replicas to them and never fight them
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 from lightkube import Client, codecs
@@ -19,7 +18,7 @@ from canaryctl.errors import SpecError
 from canaryctl.kube.store import Store
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import replicas, wait_until
+from helpers import hpa, replicas, wait_until
 from integration.test_routers_rollout import Rollout, Scene
 
 pytestmark = [pytest.mark.integration]
@@ -29,20 +28,6 @@ pytestmark = [pytest.mark.integration]
 def installed_crds(kube: Client) -> list[str]:
     """The routing CRDs (Istio, Gateway API) installed on the session's cluster."""
     return crds.install(kube, progress=lambda _: None)
-
-
-def hpa(name: str, low: int, high: int) -> dict[str, Any]:
-    """An HPA on deployment `name` (CPU target: no metrics here, so only min/max act)."""
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": low,
-            "maxReplicas": high,
-        },
-    }
 
 
 def test_the_replica_router_refuses_an_hpa_by_name_and_changes_nothing(

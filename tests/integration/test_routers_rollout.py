@@ -22,7 +22,15 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from helpers import app_deployment, app_service, app_spec, replicas, route_objects, wait_until
+from helpers import (
+    app_deployment,
+    app_service,
+    app_spec,
+    hpa,
+    replicas,
+    route_objects,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -274,17 +282,7 @@ def test_subsets_with_an_autoscaler_on_each_version_promote_without_fighting_it(
 ) -> None:
     """The seed's Istio example: DestinationRule subsets and an HPA on both Deployments."""
     for name, low in (("app-v1", 2), ("app-v2", 1)):
-        hpa = {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": name},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": low,
-                "maxReplicas": 4,
-            },
-        }
-        scene.kube.create(codecs.from_dict(hpa), namespace=scene.namespace)
+        scene.kube.create(codecs.from_dict(hpa(name, low, 4)), namespace=scene.namespace)
     steps = [{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}]
     rollout = Rollout(scene, scene.spec(steps))
     rollout.wait(lambda st: st.weight == 50 and scene.stored_weight() == 50)
