@@ -1,4 +1,4 @@
-"""Small helpers shared by integration tests."""
+"""Small helpers shared by the tests (integration tests, and the benchmarks' pure halves)."""
 
 from __future__ import annotations
 
