@@ -16,7 +16,6 @@ Run: make bench-operator, or nice -n 10 .venv/bin/python -P benchmarks/operator.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import math
 import socket
 import statistics
@@ -29,9 +28,7 @@ from typing import Any
 
 import httpx
 from lightkube import Client
-from lightkube.models.apps_v1 import DeploymentSpec
-from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
-from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Service, ServiceAccount
 from lightkube.types import PatchType
@@ -42,34 +39,19 @@ from canaryctl.kube.client import make_client
 from canaryctl.testenv import LocalCluster
 
 # `python -P` (this file is named like the standard library's `operator`): the helpers
-# beside it are found at the end of the path, after the standard library.
+# beside it are found at the end of the path, after the standard library. The workload
+# and the cluster reads are the side-by-side benchmark's (peers/compare.py), so both
+# measure the same objects.
 sys.path.append(str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent / "peers"))
+from compare import CLI, NS, PODS_PER_NODE, initialised, parallel, workload
 from sampling import Sampler
-
-NS = "bench"
-CLI = str(Path(sys.executable).with_name("canaryctl"))
-PODS_PER_NODE = 250  # the testenv's KWOK nodes
 
 
 def objects(i: int) -> tuple[Service, Deployment, Any]:
     """Service, target Deployment (1 replica) and managed Canary of canary number i."""
     name = f"app-{i:04d}"
-    selector = {"app": name, "track": "main"}
-    svc = Service(
-        metadata=ObjectMeta(name=name, namespace=NS),
-        spec=ServiceSpec(selector={"app": name}, ports=[ServicePort(port=80)]),
-    )
-    dep = Deployment(
-        metadata=ObjectMeta(name=name, namespace=NS),
-        spec=DeploymentSpec(
-            replicas=1,
-            selector=LabelSelector(matchLabels=selector),
-            template=PodTemplateSpec(
-                metadata=ObjectMeta(labels=selector),
-                spec=PodSpec(containers=[Container(name="app", image="app:1")]),
-            ),
-        ),
-    )
+    svc, dep = workload(name)
     spec = {
         "targetRef": {"kind": "Deployment", "name": name},
         "service": name,
@@ -77,12 +59,6 @@ def objects(i: int) -> tuple[Service, Deployment, Any]:
         "health": {"readyDeadline": "60s"},
     }
     return svc, dep, Canary(metadata=ObjectMeta(name=name, namespace=NS), spec=spec)
-
-
-def parallel(fn: Any, items: list[Any], workers: int = 8) -> None:
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(fn, item) for item in items]:
-            future.result()
 
 
 def metric_total(port: int, name: str) -> float:
@@ -94,19 +70,6 @@ def metric_total(port: int, name: str) -> float:
             if sample.name == name:
                 total += sample.value
     return total
-
-
-def initialised(client: Client, n: int) -> int:
-    """Canaries whose primary serves and whose target is at 0."""
-    deps = {d.metadata.name: d for d in client.list(Deployment, namespace=NS)}
-    done = 0
-    for i in range(n):
-        name = f"app-{i:04d}"
-        primary, target = deps.get(f"{name}-primary"), deps.get(name)
-        if primary is None or target is None or not primary.status:
-            continue
-        done += (primary.status.readyReplicas or 0) >= 1 and target.spec.replicas == 0
-    return done
 
 
 def watch_rollouts(client: Client, names: set[str], started: dict[str, float],

@@ -1,10 +1,13 @@
-"""Small helpers shared by integration tests."""
+"""Small helpers shared by the tests (integration tests, and the benchmarks' pure halves)."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from lightkube import Client
@@ -15,6 +18,20 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load_benchmark(path: str, name: str) -> ModuleType:
+    """The benchmark script at `path` (below benchmarks/) imported as module `name`.
+
+    The benchmarks are scripts, not a package; the module is registered in sys.modules
+    under `name` first, so a script that imports a sibling by that name gets this one."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.25) -> T:
@@ -87,18 +104,47 @@ def app_deployment(
     }
 
 
-def app_ingress() -> dict[str, Any]:
-    """The user's Ingress `app` (class nginx, host app.example.com, / to Service app:80)."""
-    backend = {"service": {"name": "app", "port": {"number": 80}}}
+def app_spec(namespace: str, steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The rollout spec of `app` in `namespace`: app-v1 to app-v2 behind Service app, ready
+    deadline 30 s; `extra` adds or replaces top-level fields (router, drainDelay, ...)."""
+    return {
+        "name": "app",
+        "namespace": namespace,
+        "stable": "app-v1",
+        "canary": "app-v2",
+        "service": "app",
+        "steps": steps,
+        "health": {"readyDeadline": "30s"},
+        **extra,
+    }
+
+
+def hpa(name: str, low: int, high: int) -> dict[str, Any]:
+    """An HPA on deployment `name` (CPU target: no metrics here, so only min/max act)."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": low,
+            "maxReplicas": high,
+        },
+    }
+
+
+def app_ingress(name: str = "app", host: str = "app.example.com") -> dict[str, Any]:
+    """The user's Ingress `name` (class nginx, `host`, / to Service `name`:80)."""
+    backend = {"service": {"name": name, "port": {"number": 80}}}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": "app"},
+        "metadata": {"name": name},
         "spec": {
             "ingressClassName": "nginx",
             "rules": [
                 {
-                    "host": "app.example.com",
+                    "host": host,
                     "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
                 }
             ],

@@ -194,9 +194,11 @@ def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> No
             future.result()
 
 
-def workload(i: int) -> tuple[Service, Deployment]:
-    """Service and 1-replica target Deployment number i (the same for every tool)."""
-    name = f"app-{i:04d}"
+def workload(name: str, replicas: int = 1, image: str = "app:1") -> tuple[Service, Deployment]:
+    """Service `name` and its target Deployment `name` in NS, the same for every tool.
+
+    Shared by every benchmark that manages canaries (this one, failures.py and
+    ../operator.py), so all of them measure the same objects."""
     # The Service selects on `app` only; the pods carry one more label, so canaryctl can
     # tell a primary's pods from the target's (Flagger renames `app` on its primary).
     labels = {"app": name, "track": "main"}
@@ -207,11 +209,11 @@ def workload(i: int) -> tuple[Service, Deployment]:
     dep = Deployment(
         metadata=ObjectMeta(name=name, namespace=NS),
         spec=DeploymentSpec(
-            replicas=1,
+            replicas=replicas,
             selector=LabelSelector(matchLabels=labels),
             template=PodTemplateSpec(
                 metadata=ObjectMeta(labels=labels),
-                spec=PodSpec(containers=[Container(name="app", image="app:1")]),
+                spec=PodSpec(containers=[Container(name="app", image=image)]),
             ),
         ),
     )
@@ -413,10 +415,10 @@ def run_one(tool: Tool, n: int, idle: float, wave_timeout: float) -> dict[str, A
     try:
         client = make_client(state.kubeconfig)
         prepare_namespace(client, tool)
-        built = [workload(i) for i in range(n)]
+        names = [f"app-{i:04d}" for i in range(n)]
+        built = [workload(name) for name in names]
         parallel(lambda o: client.create(o[0], namespace=NS), built)
         parallel(lambda o: client.create(o[1], namespace=NS), built)
-        names = [f"app-{i:04d}" for i in range(n)]
         parallel(lambda name: client.create(tool.canary(name), namespace=NS), names)
         port = free_port()
         started = time.monotonic()
@@ -550,6 +552,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def results(
+    out: Path | None, prefix: str, stamp: str = "%Y-%m-%dT%H%M", resume: bool = True, **fields: Any
+) -> tuple[Path, dict[str, Any]]:
+    """A benchmark's results file and the record to save in it (shared by the benchmarks
+    here): `out`, or benchmarks/results/<prefix>-<now as stamp>.json. The record is the
+    file's own when it exists and `resume` is set (runs are added to it), else a new one:
+    date, machine, command line, then `fields`, and no runs yet."""
+    now = dt.datetime.now(dt.UTC)
+    out = out or Path(__file__).resolve().parent.parent / "results" / f"{prefix}-{now:{stamp}}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if resume and out.exists():
+        return out, json.loads(out.read_text())
+    record = {
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(sys.argv),
+        **fields,
+        "runs": [],
+    }
+    return out, record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,300")
@@ -569,18 +593,7 @@ def main() -> None:
     if args.table:
         print(report.table(json.loads(args.table.read_text())["runs"]))
         return
-    out = args.out or Path(__file__).resolve().parent.parent / "results" / (
-        f"peers-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": " ".join(sys.argv),
-        "runs": [],
-    }
-    if out.exists():
-        record = json.loads(out.read_text())  # resume: add runs to the same file
+    out, record = results(args.out, "peers")  # an existing file: runs are added to it
     for n in (int(s) for s in args.sizes.split(",")):
         for name in args.tools.split(","):
             row = run_one(TOOLS[name], n, args.idle, args.wave_timeout)

@@ -1,11 +1,11 @@
 """Failure handling on the control plane alone: canaryctl's operator and Flagger, side by side.
 
 For each scenario and each tool, a fresh KWOK-only cluster (`compare.fresh_cluster`) with
-the same workload: Service `app` (selects `app: app`), Deployment `app` with 2 replicas
-(`app: app, track: main`, image `app:1`) and one Canary; the tool is started
-(`compare.start_tool`, its own client identity, audited), waited on until initialised
-(`app-primary` serving 2 ready pods, `app` at 0, Flagger's phase `Initialized`), then the
-image is bumped to `app:2` (what Flux or Argo CD do) and:
+the same workload (`compare.workload`): Service `app` (selects `app: app`), Deployment
+`app` with 2 replicas (`app: app, track: main`, image `app:1`) and one Canary; the tool
+is started (`compare.start_tool`, its own client identity, audited), waited on until
+initialised (`app-primary` serving 2 ready pods, `app` at 0, Flagger's phase
+`Initialized`), then the image is bumped to `app:2` (what Flux or Argo CD do) and:
 
 * crashloop: the new template carries `canaryctl.dev/simulate: crashloop`, the test bed's
   KWOK stage for a container that keeps crashing (never Ready, restartCount growing every
@@ -42,7 +42,6 @@ Run: make bench-failures, or
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import signal
 import subprocess
@@ -57,11 +56,9 @@ from typing import Any
 import httpx
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
-from lightkube.models.apps_v1 import DeploymentSpec
-from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec
-from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Event, Pod, Service
+from lightkube.resources.core_v1 import Event, Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
@@ -140,27 +137,6 @@ DEFAULT_RUNS = (
     "flagger-pd60:crashloop,flagger-pd60:unready,flagger:scale,flagger:kill,"
     "flagger:crashloop,flagger:unready"
 )
-
-
-def workload() -> tuple[Service, Deployment]:
-    """The Service and the 2-replica target, the same for every tool and scenario."""
-    labels = {"app": APP, "track": "main"}
-    svc = Service(
-        metadata=ObjectMeta(name=APP, namespace=NS),
-        spec=ServiceSpec(selector={"app": APP}, ports=[ServicePort(port=80)]),
-    )
-    dep = Deployment(
-        metadata=ObjectMeta(name=APP, namespace=NS),
-        spec=DeploymentSpec(
-            replicas=REPLICAS,
-            selector=LabelSelector(matchLabels=labels),
-            template=PodTemplateSpec(
-                metadata=ObjectMeta(labels=labels),
-                spec=PodSpec(containers=[Container(name="app", image=OLD)]),
-            ),
-        ),
-    )
-    return svc, dep
 
 
 # --- reading the cluster -----------------------------------------------------------------
@@ -307,7 +283,7 @@ def run_one(tool: Tool, scenario: str, bound: float, settle: float) -> dict[str,
     try:
         client = make_client(state.kubeconfig)
         compare.prepare_namespace(client, tool)
-        for obj in workload():
+        for obj in compare.workload(APP, REPLICAS, OLD):
             client.create(obj, namespace=NS)
         client.create(tool.canary(APP), namespace=NS)
         port = compare.free_port()
@@ -496,19 +472,8 @@ def main() -> None:
         print(safety.table(runs))
         print(safety.messages(runs))
         return
-    out = args.out or Path(__file__).resolve().parent.parent / "results" / (
-        f"failures-{dt.datetime.now(dt.UTC):%Y-%m-%d}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": compare.machine(),
-        "command": " ".join(sys.argv),
-        "tools": {name: tool.config for name, tool in FAILURE_TOOLS.items()},
-        "runs": [],
-    }
-    if out.exists():
-        record = json.loads(out.read_text())
+    tools = {name: tool.config for name, tool in FAILURE_TOOLS.items()}
+    out, record = compare.results(args.out, "failures", "%Y-%m-%d", tools=tools)
     for item in args.runs.split(","):
         name, scenario = item.split(":")
         if scenario not in safety.SCENARIOS:

@@ -82,7 +82,7 @@ from canaryctl.kube.client import make_client
 from canaryctl.routers._patch import HTTPRoute
 from canaryctl.testenv import ClusterState, LocalCluster, binaries, images
 from canaryctl.testenv.dataplane import on_real_node
-from canaryctl.testenv.traefik import GATEWAY, NAMESPACE, state_of
+from canaryctl.testenv.traefik import GATEWAY, NAMESPACE, state_of, user_route
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "pulpocon-app" / "app-v1.yaml"
@@ -320,17 +320,7 @@ class Pair:
                 },
             })  # fmt: skip
         elif self.tool == "canaryctl":  # Flagger writes its HTTPRoute itself
-            docs.append({
-                "apiVersion": "gateway.networking.k8s.io/v1",
-                "kind": "HTTPRoute",
-                "metadata": {"name": "app"},
-                "spec": {
-                    "parentRefs": [{"name": GATEWAY, "namespace": NAMESPACE}],
-                    "hostnames": [self.host],
-                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                               "backendRefs": [{"name": "app", "port": 80}]}],
-                },
-            })  # fmt: skip
+            docs.append(user_route("app", self.host))
         return docs
 
     def canary(self, hook_url: str) -> Any:
@@ -677,16 +667,8 @@ def main() -> None:
     if args.table:
         print(tr.table(json.loads(args.table.read_text())["runs"]))
         return
-    out = args.out or ROOT / "benchmarks" / "results" / (
-        f"traffic-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
-    )
-    record: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": compare.machine(),
-        "command": " ".join(sys.argv),
-        "config": config_text(),
-        "runs": [],
-    }
+    # Written once at the end: an existing --out file is replaced, not added to.
+    out, record = compare.results(args.out, "traffic", resume=False, config=config_text())
     cluster = LocalCluster(args.name, dataplane=True, progress=say)
     loads: list[float] = []
     try:

@@ -3,29 +3,16 @@ its table from its own saved JSON (no cluster, no peer build)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PEERS = ROOT / "benchmarks" / "peers"
+from helpers import BENCHMARKS, load_benchmark
 
-
-def _load_report():
-    spec = importlib.util.spec_from_file_location("peers_report", PEERS / "report.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-report = _load_report()
+report = load_benchmark("peers/report.py", "peers_report")
 
 
 def _line(user: str, verb: str, resource: str, name: str, at: str, **extra: str) -> str:
@@ -115,7 +102,7 @@ def test_the_harness_prints_its_table_with_ratios_from_its_own_saved_json(tmp_pa
     runs = [run("canaryctl", 60.0, 0.5), run("flagger", 5400.0, 4.8)]
     saved.write_text(json.dumps({"runs": runs}))
     out = subprocess.run(
-        [sys.executable, str(PEERS / "compare.py"), "--table", str(saved)],
+        [sys.executable, str(BENCHMARKS / "peers" / "compare.py"), "--table", str(saved)],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert "| N = 100 | canaryctl | flagger | flagger / canaryctl |" in out

@@ -3,25 +3,11 @@ side-by-side table it prints (no cluster, no peer)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-PEERS = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"
+from helpers import load_benchmark
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"peers_{name}", PEERS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-safety = _load("safety")
+safety = load_benchmark("peers/safety.py", "peers_safety")
 
 
 def s(at: float, stable: int, new: int, pods_new: int, target: int = 2, primary: int = 2,

@@ -4,28 +4,15 @@ check the run uses (no cluster, no real node)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PEERS = ROOT / "benchmarks" / "peers"
+from helpers import load_benchmark
 
-
-def _load(name: str, file: str):
-    spec = importlib.util.spec_from_file_location(name, PEERS / file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tr = _load("traffic_report", "traffic_report.py")
+# Under the name traffic.py imports it by, so the test and the script share one module.
+tr = load_benchmark("peers/traffic_report.py", "traffic_report")
 
 
 def _ingress(**notes: str) -> dict:
@@ -187,7 +174,7 @@ def test_table_has_a_row_per_run() -> None:
 
 # --- the objects and the acceptance check of the run --------------------------------------
 
-traffic = _load("peers_traffic", "traffic.py")
+traffic = load_benchmark("peers/traffic.py", "peers_traffic")
 
 
 def _pair(tool: str, router: str):

@@ -3,28 +3,15 @@ marks and turned into per-minute rates (this test samples its own process)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-SAMPLING = Path(__file__).resolve().parents[2] / "benchmarks" / "sampling.py"
+from helpers import load_benchmark
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_sampling", SAMPLING)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sampling = _load()
+sampling = load_benchmark("sampling.py", "bench_sampling")
 
 
 def test_marks_give_cpu_and_requests_per_minute_of_a_process():

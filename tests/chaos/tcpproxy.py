@@ -3,6 +3,8 @@
 `pause()` holds every byte in both directions on open connections and leaves new ones
 unanswered (accepted by the kernel's backlog, never served), as a dropped route does; the
 client sees timeouts, not refusals. `resume()` lets traffic flow again. Threads only.
+`partitionable()` puts one in front of a test cluster's API server, with a kubeconfig
+through it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from canaryctl.testenv import ClusterState
 
 
 class PausableProxy:
@@ -79,3 +87,17 @@ class PausableProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def partitionable(cluster: ClusterState, folder: Path) -> tuple[PausableProxy, Path]:
+    """A proxy in front of `cluster`'s API server, and a kubeconfig in `folder` that reaches
+    the server through it: a client given that kubeconfig is the one a pause() cuts off.
+    The caller closes the proxy."""
+    server = urlparse(cluster.server)
+    proxy = PausableProxy((server.hostname or "127.0.0.1", server.port or 443))
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    through = folder / "kubeconfig-proxy"
+    through.write_text(yaml.safe_dump(config))
+    return proxy, through

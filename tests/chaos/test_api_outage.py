@@ -100,22 +100,12 @@ def partition_campaign(
     kube: Client, cluster: ClusterState, runs: int, folder: Path, down: tuple[float, float]
 ) -> list[Run]:
     """`runs` rollouts whose CLI reaches the API server through a proxy partitioned a while."""
-    from urllib.parse import urlparse
-
-    import yaml
-
-    from chaos.tcpproxy import PausableProxy
+    from chaos.tcpproxy import partitionable
 
     seed = int(os.environ.get("CANARYCTL_CHAOS_SEED", time.time()))
     print(f"partition campaign: seed {seed} (CANARYCTL_CHAOS_SEED={seed} replays it)")
     rng = random.Random(seed)
-    server = urlparse(cluster.server)
-    proxy = PausableProxy((server.hostname or "127.0.0.1", server.port or 443))
-    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    for entry in config["clusters"]:
-        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    through = folder / "kubeconfig-proxy"
-    through.write_text(yaml.safe_dump(config))
+    proxy, through = partitionable(cluster, folder)
     results = []
     try:
         for index in range(runs):
@@ -166,7 +156,6 @@ def test_a_partitioned_process_whose_lease_expired_does_not_write_after_a_takeov
     import subprocess
     import sys
     import uuid
-    from urllib.parse import urlparse
 
     import yaml
     from lightkube import codecs
@@ -174,7 +163,7 @@ def test_a_partitioned_process_whose_lease_expired_does_not_write_after_a_takeov
     from lightkube.resources.core_v1 import Namespace
 
     from canaryctl.kube.store import HOLDER, LEASE_SECONDS
-    from chaos.tcpproxy import PausableProxy
+    from chaos.tcpproxy import partitionable
     from chaos_kills import CLI, WATCHER, _events
     from helpers import app_deployment, app_service, replicas, wait_until
 
@@ -184,13 +173,7 @@ def test_a_partitioned_process_whose_lease_expired_does_not_write_after_a_takeov
     watcher = subprocess.Popen(
         [sys.executable, str(WATCHER), str(local_cluster.kubeconfig), namespace, str(log)]
     )
-    server = urlparse(local_cluster.server)
-    proxy = PausableProxy((server.hostname or "127.0.0.1", server.port or 443))
-    config = yaml.safe_load(Path(local_cluster.kubeconfig).read_text())
-    for entry in config["clusters"]:
-        entry["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    through = tmp_path / "kubeconfig-proxy"
-    through.write_text(yaml.safe_dump(config))
+    proxy, through = partitionable(local_cluster, tmp_path)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         docs = [app_service(), app_deployment("app-v1", "v1", 3), app_deployment("app-v2", "v2", 0)]

@@ -15,12 +15,12 @@ from lightkube import Client, codecs
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Event
 
-from canaryctl.core.models import Phase, parse_spec
+from canaryctl.core.models import Phase
 from canaryctl.routers._patch import VirtualService
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, route_objects, wait_until
-from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
+from helpers import app_deployment, route_objects
+from integration.test_routers_rollout import Rollout, Scene
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 SECONDS, EVERY = 30, 2.0
@@ -45,24 +45,9 @@ def _gitops(kube: Client, namespace: str, doc: dict[str, Any], stop: threading.E
 
 
 def _run(kube: Client, namespace: str, kind: str, res: Any, doc: dict[str, Any]) -> dict:
-    docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
-    docs += route_objects(kind) if kind != "replicas" else []
-    for item in docs:
-        kube.create(codecs.from_dict(item), namespace=namespace)
-    scene = Scene(kube, namespace, kind)
-    wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
-    spec: dict[str, Any] = {
-        "name": "app",
-        "namespace": namespace,
-        "stable": "app-v1",
-        "canary": "app-v2",
-        "service": "app",
-        "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}],
-        "health": {"readyDeadline": "30s"},
-    }
-    if kind != "replicas":
-        spec["router"] = ROUTER_SPECS[kind]
-    rollout = Rollout(scene, parse_spec(spec))
+    scene = Scene.create(kube, namespace, kind)
+    steps = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
+    rollout = Rollout(scene, scene.spec(steps, header=False))
     rollout.engine.record_events = True  # the reports are part of what is measured
     rollout.wait(lambda st: st.phase is Phase.PAUSED and st.weight == 50)
     time.sleep(2)

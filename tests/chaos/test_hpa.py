@@ -5,7 +5,6 @@ refuses them by name; weight routers leave replicas to them and never fight them
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 from lightkube import Client, codecs
@@ -13,14 +12,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.types import PatchType
 
-from canaryctl.core.models import Phase, parse_spec
+from canaryctl.core.models import Phase
 from canaryctl.driver.engine import Engine
 from canaryctl.errors import SpecError
 from canaryctl.kube.store import Store
 from canaryctl.testenv import crds
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, replicas, route_objects, wait_until
-from integration.test_routers_rollout import ROUTER_SPECS, Rollout, Scene
+from helpers import hpa, replicas, wait_until
+from integration.test_routers_rollout import Rollout, Scene
 
 pytestmark = [pytest.mark.integration]
 
@@ -31,55 +30,12 @@ def installed_crds(kube: Client) -> list[str]:
     return crds.install(kube, progress=lambda _: None)
 
 
-def hpa(name: str, low: int, high: int) -> dict[str, Any]:
-    """An HPA on deployment `name` (CPU target: no metrics here, so only min/max act)."""
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": name},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": low,
-            "maxReplicas": high,
-        },
-    }
-
-
-def _scene(kube: Client, namespace: str, kind: str, canary: int = 0) -> Scene:
-    docs = [
-        app_service(),
-        app_deployment("app-v1", "v1", 2),
-        app_deployment("app-v2", "v2", canary),
-        *(route_objects(kind) if kind != "replicas" else []),
-    ]
-    for doc in docs:
-        kube.create(codecs.from_dict(doc), namespace=namespace)
-    scene = Scene(kube, namespace, kind)
-    wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
-    return scene
-
-
-def _spec(namespace: str, kind: str, steps: list[dict[str, Any]]) -> Any:
-    spec: dict[str, Any] = {
-        "name": "app",
-        "namespace": namespace,
-        "stable": "app-v1",
-        "canary": "app-v2",
-        "service": "app",
-        "steps": steps,
-        "health": {"readyDeadline": "30s"},
-    }
-    if kind != "replicas":
-        spec["router"] = ROUTER_SPECS[kind]
-    return parse_spec(spec)
-
-
 def test_the_replica_router_refuses_an_hpa_by_name_and_changes_nothing(
     kube: Client, namespace: str
 ) -> None:
-    _scene(kube, namespace, "replicas")
+    scene = Scene.create(kube, namespace, "replicas")
     kube.create(codecs.from_dict(hpa("app-v2", 1, 4)), namespace=namespace)
-    engine = Engine(kube, _spec(namespace, "replicas", [{"setWeight": 50}]), record_events=False)
+    engine = Engine(kube, scene.spec([{"setWeight": 50}]), record_events=False)
     with pytest.raises(SpecError) as refused:
         engine.start()
     assert refused.value.field == "router"
@@ -97,11 +53,11 @@ def test_the_replica_router_refuses_an_hpa_by_name_and_changes_nothing(
 def test_a_weight_router_leaves_replicas_to_the_hpas_and_never_fights_them(
     kube: Client, namespace: str
 ) -> None:
-    scene = _scene(kube, namespace, "istio")
+    scene = Scene.create(kube, namespace, "istio")
     for doc in (hpa("app-v1", 2, 4), hpa("app-v2", 1, 4)):
         kube.create(codecs.from_dict(doc), namespace=namespace)
     steps = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
-    rollout = Rollout(scene, _spec(namespace, "istio", steps))
+    rollout = Rollout(scene, scene.spec(steps, header=False))
     rollout.wait(lambda st: st.phase is Phase.PAUSED and st.weight == 50)
     wait_until(lambda: scene.stored_weight() == 50, timeout=30)
     # The HPA controller runs: raising the canary's minimum scales it (no metrics needed).
@@ -137,9 +93,9 @@ def test_a_canary_hpa_capped_below_the_stable_is_refused_by_name(
 ) -> None:
     """Measured before the fix: with maxReplicas 1 on the canary (stable: 2) the rollout
     promoted, then the HPA scaled the new version to 1 pod serving all traffic."""
-    _scene(kube, namespace, "istio")
+    scene = Scene.create(kube, namespace, "istio")
     kube.create(codecs.from_dict(hpa("app-v2", 1, 1)), namespace=namespace)
-    engine = Engine(kube, _spec(namespace, "istio", [{"setWeight": 50}]), record_events=False)
+    engine = Engine(kube, scene.spec([{"setWeight": 50}], header=False), record_events=False)
     with pytest.raises(SpecError) as refused:
         engine.start()
     assert refused.value.field == "canary"

@@ -14,15 +14,14 @@ import threading
 import time
 
 import pytest
-from lightkube import Client, codecs
+from lightkube import Client
 from lightkube.resources.core_v1 import ConfigMap
 
-from canaryctl.core.models import Phase, parse_spec
+from canaryctl.core.models import Phase
 from canaryctl.driver import engine as engine_module
 from canaryctl.driver.engine import Engine, LeaseHeld
 from canaryctl.kube.store import LEASE_SECONDS, RENEW_AFTER, Store
 from chaos.writelog import WriteLog
-from helpers import app_deployment, app_service, wait_until
 from integration.test_routers_rollout import Rollout, Scene
 
 pytestmark = pytest.mark.integration
@@ -35,22 +34,8 @@ INTERVAL = 1.0
 
 
 def _rollout(kube: Client, namespace: str) -> Rollout:
-    docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
-    for doc in docs:
-        kube.create(codecs.from_dict(doc), namespace=namespace)
-    scene = Scene(kube, namespace, "replicas")
-    wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
-    spec = parse_spec(
-        {
-            "name": "app",
-            "namespace": namespace,
-            "stable": "app-v1",
-            "canary": "app-v2",
-            "service": "app",
-            "steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}],
-            "health": {"readyDeadline": "30s"},
-        }
-    )
+    scene = Scene.create(kube, namespace, "replicas")
+    spec = scene.spec([{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
     rollout = Rollout(scene, spec, INTERVAL)
     rollout.wait(lambda st: st.phase is Phase.PAUSED)
     return rollout

@@ -30,16 +30,22 @@ print("\\n@@" + json.dumps(sorted(sys.modules)))
 """
 
 
-def imported(args: list[str], tmp_path: Path) -> set[str]:
-    """Modules loaded by one CLI invocation in a fresh interpreter."""
-    # A kubeconfig whose server refuses at once: the list path runs up to its request.
-    kubeconfig = tmp_path / "kubeconfig"
+def refusing_kubeconfig(folder: Path) -> Path:
+    """A kubeconfig in `folder` whose server refuses at once (nothing listens on port 9):
+    a command that talks to the cluster runs up to its first request."""
+    kubeconfig = folder / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
         "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
         "users: [{name: u, user: {token: t}}]\n"
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
     )
+    return kubeconfig
+
+
+def imported(args: list[str], tmp_path: Path) -> set[str]:
+    """Modules loaded by one CLI invocation in a fresh interpreter."""
+    kubeconfig = refusing_kubeconfig(tmp_path)
     out = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
         capture_output=True,
@@ -110,13 +116,7 @@ def _unbuffered_free_env(kubeconfig: Path) -> dict[str, str]:
 def test_get_without_teardown_still_flushes_output_and_keeps_exit_codes(tmp_path):
     """A one-shot `get` ends with os._exit (no interpreter teardown): buffered output must
     still reach the pipe, and success, usage and cluster errors keep their exit codes."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
-        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
-    )
+    kubeconfig = refusing_kubeconfig(tmp_path)
     env = _unbuffered_free_env(kubeconfig)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ import pytest
 from lightkube import Client, codecs
 
 from canaryctl.routers import GatewayRouter
-from canaryctl.testenv.traefik import GATEWAY, NAMESPACE
+from canaryctl.testenv.traefik import user_route
 from dataplane.hostapp import Load, wait_for_answers
 from dataplane.proxy import pause_measurement, report, settle, wait_proxy_weight
 from dataplane.traefik_fixtures import HostApp, host_app, traefik, traefik_binary
@@ -24,21 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.traefik]
 
 def http_route(app: HostApp) -> None:
     """The user's HTTPRoute on Traefik's Gateway: the app's host, every path to `app`."""
-    doc = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "app"},
-        "spec": {
-            "parentRefs": [{"name": GATEWAY, "namespace": NAMESPACE}],
-            "hostnames": [app.host],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": "app", "port": 80}],
-                }
-            ],
-        },
-    }
+    doc = user_route("app", app.host)
     app.kube.create(codecs.from_dict(doc), namespace=app.namespace, field_manager="user")
 
 

@@ -16,7 +16,7 @@ from lightkube.types import PatchType
 import realnode
 from canaryctl.routers import GatewayRouter, NginxRouter
 from canaryctl.testenv import ClusterState
-from canaryctl.testenv.traefik import GATEWAY, NAMESPACE, state_of
+from canaryctl.testenv.traefik import state_of, user_route
 from dataplane.hostapp import Load, measure, wait_for_answers
 from dataplane.proxy import (
     deployment_exists,
@@ -26,7 +26,7 @@ from dataplane.proxy import (
     tick_until,
     wait_proxy_weight,
 )
-from helpers import wait_until
+from helpers import app_ingress, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.dataplane, pytest.mark.traefik]
 
@@ -35,38 +35,8 @@ HEADER = {"X-Track": "canary"}
 
 def _route(kind: str, host: str) -> dict[str, Any]:
     if kind == "nginx":
-        backend = {"service": {"name": "echo", "port": {"number": 80}}}
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "Ingress",
-            "metadata": {"name": "echo"},
-            "spec": {
-                "ingressClassName": "nginx",
-                "rules": [
-                    {
-                        "host": host,
-                        "http": {
-                            "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]
-                        },
-                    }
-                ],
-            },
-        }
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "echo"},
-        "spec": {
-            "parentRefs": [{"name": GATEWAY, "namespace": NAMESPACE}],
-            "hostnames": [host],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": "echo", "port": 80}],
-                }
-            ],
-        },
-    }
+        return app_ingress("echo", host)
+    return user_route("echo", host)
 
 
 def _router(kind: str, kube: Client, namespace: str) -> NginxRouter | GatewayRouter:

@@ -22,7 +22,15 @@ from canaryctl.driver.engine import Engine
 from canaryctl.kube.store import Store
 from canaryctl.routers import make_router
 from canaryctl.routers._patch import HTTPRoute, VirtualService
-from helpers import app_deployment, app_service, replicas, route_objects, wait_until
+from helpers import (
+    app_deployment,
+    app_service,
+    app_spec,
+    hpa,
+    replicas,
+    route_objects,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -38,27 +46,33 @@ ROUTER_SPECS = {
 
 @dataclass
 class Scene:
-    """One namespace with app-v1 (2 ready), app-v2 (0) and the user's routing objects."""
+    """One namespace with app-v1 (2 ready), app-v2 (0) and the user's routing objects
+    (none when `kind` is `replicas`, the router without any)."""
 
     kube: Client
     namespace: str
     kind: str
 
-    def spec(self, steps: list[dict[str, Any]], **extra: Any) -> CanarySpec:
-        router = {**ROUTER_SPECS[self.kind], "header": {"X-Track": "canary"}}
-        return parse_spec(
-            {
-                "name": "app",
-                "namespace": self.namespace,
-                "stable": "app-v1",
-                "canary": "app-v2",
-                "service": "app",
-                "router": router,
-                "steps": steps,
-                "health": {"readyDeadline": "30s"},
-                **extra,
-            }
-        )
+    @classmethod
+    def create(cls, kube: Client, namespace: str, kind: str) -> Scene:
+        """Create the scene's objects in `namespace`; return once app-v1 is ready."""
+        docs = [app_service(), app_deployment("app-v1", "v1", 2), app_deployment("app-v2", "v2", 0)]
+        docs += route_objects(kind) if kind != "replicas" else []
+        for doc in docs:
+            kube.create(codecs.from_dict(doc), namespace=namespace)
+        scene = cls(kube, namespace, kind)
+        wait_until(lambda: scene.replicas("app-v1") == (2, 2), timeout=60)
+        return scene
+
+    def spec(self, steps: list[dict[str, Any]], header: bool = True, **extra: Any) -> CanarySpec:
+        """The rollout of app-v1 to app-v2 through the scene's router, with the X-Track
+        header route unless `header` is False; `extra` adds top-level fields."""
+        if self.kind != "replicas":
+            router = dict(ROUTER_SPECS[self.kind])
+            if header:
+                router["header"] = {"X-Track": "canary"}
+            extra = {"router": router, **extra}
+        return parse_spec(app_spec(self.namespace, steps, **extra))
 
     def routing(self) -> dict[str, Any] | None:
         """The routing object whose weight canaryctl stores (the canary Ingress for nginx)."""
@@ -120,17 +134,7 @@ class Scene:
 def scene(
     request: pytest.FixtureRequest, kube: Client, namespace: str, installed_crds: list[str]
 ) -> Scene:
-    docs = [
-        app_service(),
-        app_deployment("app-v1", "v1", 2),
-        app_deployment("app-v2", "v2", 0),
-        *route_objects(request.param),
-    ]
-    for doc in docs:
-        kube.create(codecs.from_dict(doc), namespace=namespace)
-    s = Scene(kube, namespace, request.param)
-    wait_until(lambda: s.replicas("app-v1") == (2, 2), timeout=60)
-    return s
+    return Scene.create(kube, namespace, request.param)
 
 
 class Rollout:
@@ -278,17 +282,7 @@ def test_subsets_with_an_autoscaler_on_each_version_promote_without_fighting_it(
 ) -> None:
     """The seed's Istio example: DestinationRule subsets and an HPA on both Deployments."""
     for name, low in (("app-v1", 2), ("app-v2", 1)):
-        hpa = {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": name},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": low,
-                "maxReplicas": 4,
-            },
-        }
-        scene.kube.create(codecs.from_dict(hpa), namespace=scene.namespace)
+        scene.kube.create(codecs.from_dict(hpa(name, low, 4)), namespace=scene.namespace)
     steps = [{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}]
     rollout = Rollout(scene, scene.spec(steps))
     rollout.wait(lambda st: st.weight == 50 and scene.stored_weight() == 50)

@@ -5,7 +5,9 @@ reconcile is a function of this test that records and holds its calls (no cluste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from canaryctl.operator.controller import Scheduler, _user_change
@@ -35,6 +37,19 @@ async def _until(predicate: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _running(scheduler: Scheduler, held: Held) -> AsyncIterator[None]:
+    """The scheduler's loop runs for the block; after it (passed or failed) the held calls
+    are released, the loop is cancelled and the workers are shut down."""
+    runner = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        held.release.set()
+        runner.cancel()
+        scheduler.shutdown()
+
+
 def _queued(metrics: Metrics, lane: str) -> float:
     value = metrics.registry.get_sample_value(
         "canaryctl_reconcile_queue_seconds_count", {"lane": lane}
@@ -46,8 +61,7 @@ def test_reactions_go_before_ticks_and_ticks_leave_reserved_workers_free() -> No
     async def scenario() -> None:
         held, metrics = Held(), Metrics()
         scheduler = Scheduler(held, acting=lambda: True, metrics=metrics, workers=4, reserve=1)
-        runner = asyncio.create_task(scheduler.run())
-        try:
+        async with _running(scheduler, held):
             ticks = [("ns", f"tick-{i}") for i in range(6)]
             for key in ticks:
                 scheduler.wake(key)
@@ -63,10 +77,6 @@ def test_reactions_go_before_ticks_and_ticks_leave_reserved_workers_free() -> No
             assert sorted(held.calls[:3] + held.calls[4:]) == sorted(ticks)
             assert _queued(metrics, "react") == 1
             assert _queued(metrics, "tick") == 6
-        finally:
-            held.release.set()
-            runner.cancel()
-            scheduler.shutdown()
 
     asyncio.run(scenario())
 
@@ -75,8 +85,7 @@ def test_a_waiting_tick_woken_by_a_change_moves_to_the_react_lane() -> None:
     async def scenario() -> None:
         held, metrics = Held(), Metrics()
         scheduler = Scheduler(held, acting=lambda: True, metrics=metrics, workers=2, reserve=1)
-        runner = asyncio.create_task(scheduler.run())
-        try:
+        async with _running(scheduler, held):
             for key in [("ns", "a"), ("ns", "b"), ("ns", "c")]:
                 scheduler.wake(key)
             await _until(lambda: len(held.calls) == 1)  # one tick worker; b, c wait
@@ -88,10 +97,6 @@ def test_a_waiting_tick_woken_by_a_change_moves_to_the_react_lane() -> None:
             await asyncio.sleep(0.1)
             assert held.calls[2] == ("ns", "b")
             assert len(held.calls) == 3  # c ran once: its old place in the tick lane is void
-        finally:
-            held.release.set()
-            runner.cancel()
-            scheduler.shutdown()
 
     asyncio.run(scenario())
 
@@ -101,8 +106,7 @@ def test_one_reconcile_at_a_time_per_canary_and_a_standby_parks_wakes_until_it_a
         held, metrics = Held(), Metrics()
         acting = {"now": True}
         scheduler = Scheduler(held, acting=lambda: acting["now"], metrics=metrics, workers=4)
-        runner = asyncio.create_task(scheduler.run())
-        try:
+        async with _running(scheduler, held):
             scheduler.wake(("ns", "a"))
             await _until(lambda: len(held.calls) == 1)
             scheduler.wake(("ns", "a"), urgent=True)  # running: runs again once done
@@ -119,10 +123,6 @@ def test_one_reconcile_at_a_time_per_canary_and_a_standby_parks_wakes_until_it_a
             scheduler.wake(("ns", "c"))
             await _until(lambda: len(held.calls) == 4)  # the parked wake was kept
             assert sorted(held.calls[2:]) == [("ns", "b"), ("ns", "c")]
-        finally:
-            held.release.set()
-            runner.cancel()
-            scheduler.shutdown()
 
     asyncio.run(scenario())
 

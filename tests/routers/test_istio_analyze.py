@@ -28,7 +28,7 @@ from canaryctl.core.models import Phase, parse_spec
 from canaryctl.driver.engine import Engine
 from canaryctl.routers._patch import DestinationRule, VirtualService
 from canaryctl.testenv import istioctl_build
-from helpers import app_deployment, app_service, destination_rule
+from helpers import app_deployment, app_service, app_spec, destination_rule
 from routers.conftest import create
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("installed_crds")]
@@ -133,21 +133,10 @@ def test_istio_router_objects_pass_istioctl_analyze_at_every_step(
     create(kube, namespace, app_service(), app_deployment("app-v1", "v1", 2),
            app_deployment("app-v2", "v2", 0), *ROUTING)  # fmt: skip
     spec = parse_spec(
-        {
-            "name": "app",
-            "namespace": namespace,
-            "stable": "app-v1",
-            "canary": "app-v2",
-            "service": "app",
-            "router": {
-                "kind": "istio",
-                "virtualService": "app",
-                "destinationRule": "app",
-                "header": {"X-Track": "canary"},
-                "mirror": 50,
-            },
+        app_spec(
+            namespace,
             # Mirroring is a dark launch: on while the canary has capacity and weight 0.
-            "steps": [
+            [
                 {"setCanaryScale": 50},
                 {"pause": "1s"},
                 {"setWeight": 20},
@@ -155,9 +144,15 @@ def test_istio_router_objects_pass_istioctl_analyze_at_every_step(
                 {"setWeight": 60},
                 {"pause": "1s"},
             ],
-            "health": {"readyDeadline": "30s"},
-            "drainDelay": "1s",
-        }
+            router={
+                "kind": "istio",
+                "virtualService": "app",
+                "destinationRule": "app",
+                "header": {"X-Track": "canary"},
+                "mirror": 50,
+            },
+            drainDelay="1s",
+        )
     )
     states = Snapshots(kube, namespace)
     status = Engine(kube, spec, sink=states, record_events=False).run(0.2)

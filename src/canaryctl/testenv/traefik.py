@@ -176,6 +176,26 @@ def class_docs(web_port: int) -> list[dict[str, Any]]:
     ]
 
 
+def user_route(name: str, host: str, port: int = 80) -> dict[str, Any]:
+    """A user's HTTPRoute `name` on the Gateway above: requests for `host`, every path, to
+    Service `name` at `port` (what a test or benchmark gives a router to manage)."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY, "namespace": NAMESPACE}],
+            "hostnames": [host],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": name, "port": port}],
+                }
+            ],
+        },
+    }
+
+
 def static_config(
     *, server: str, ca_cert: Path, token_file: Path, web_port: int, api_port: int
 ) -> dict[str, Any]:
