@@ -163,9 +163,10 @@ class CanaryStore:
         routes: Mapping[str, Any] | None,
         previous: Mapping[str, Any] | None,
         resource_version: str,
-    ) -> None:
+    ) -> Any:
         """Set `status.routes` (None: remove it) without touching the rest, guarded by
-        `resource_version` (ConflictError if the Canary changed since).
+        `resource_version` (ConflictError if the Canary changed since). Returns the value
+        stored (an API server with a CRD from before the field prunes it: None).
 
         A merge patch merges mappings, so the keys of `previous` (the stored value) that
         `routes` no longer has are removed explicitly (an nginx router's `ingress` must
@@ -180,7 +181,7 @@ class CanaryStore:
             "status": {"routes": value},
         }
         try:
-            self.client.patch(
+            stored = self.client.patch(
                 Canary.Status, name, patch, namespace=namespace, patch_type=PatchType.MERGE
             )
         except ApiError as exc:
@@ -189,6 +190,7 @@ class CanaryStore:
             raise ClusterError(
                 f"writing the routes of canary/{name}: {exc.status.message}"
             ) from exc
+        return (as_mapping(stored).get("status") or {}).get("routes")
 
     def send_command(self, name: str, namespace: str, action: str, full: bool = False) -> Record:
         """Set the command annotation on the Canary (a merge patch: the latest one wins)."""

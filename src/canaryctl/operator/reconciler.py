@@ -146,6 +146,9 @@ class Reconciler:
         self._last_spec: dict[Key, CanarySpec] = {}
         # Deletions held because the stored routes are unreadable: the last message told.
         self._held: dict[Key, str] = {}
+        # Routes the API server did not keep (a CRD from before status.routes): not
+        # written again on every pass, told once per process.
+        self._routes_dropped: dict[Key, dict[str, Any]] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class Reconciler:
             self._denials.pop(key, None)
             self._last_spec.pop(key, None)
             self._held.pop(key, None)
+            self._routes_dropped.pop(key, None)
             self.metrics.forget(*key)
             return None
         meta = body["metadata"]
@@ -219,9 +223,19 @@ class Reconciler:
         stored = (body.get("status") or {}).get("routes")
         if isinstance(stored, Mapping) and _same_routes(stored, wanted):
             return
+        if self._routes_dropped.get(key) == wanted:
+            return
         previous = stored if isinstance(stored, Mapping) else None
-        self.store.write_routes(key[1], key[0], wanted, previous,
-                                body["metadata"]["resourceVersion"])  # fmt: skip
+        kept = self.store.write_routes(key[1], key[0], wanted, previous,
+                                       body["metadata"]["resourceVersion"])  # fmt: skip
+        if isinstance(kept, Mapping) and _same_routes(kept, wanted):
+            return
+        if not self._routes_dropped:
+            log.warning("the API server did not keep status.routes of canary %s/%s: the "
+                        "installed Canary CRD predates it; apply the CRD of this canaryctl, "
+                        "or a Canary deleted with an invalid spec after an operator restart "
+                        "cannot have its routes reset", *key)  # fmt: skip
+        self._routes_dropped[key] = wanted
 
     # --- pair mode ------------------------------------------------------------------------
 
