@@ -800,6 +800,115 @@ def test_deleting_a_managed_canary_with_an_invalid_spec_keeps_the_primary_servin
     assert "app-primary" in events[0].message
 
 
+def _canary_routes(kube: Client, ns: str) -> tuple[bool, int | None]:
+    """(service/app-canary exists, the canary Ingress's weight or None without one); the
+    Service read first: once it is gone it stays gone, so a weight read after it is one
+    the routes had while it was gone."""
+    service_left = found(kube, Service, "app-canary", ns) is not None
+    ingress = found(kube, Ingress, "app-canary", ns)
+    if ingress is None:
+        return service_left, None
+    weight = (ingress.metadata.annotations or {}).get("nginx.ingress.kubernetes.io/canary-weight")
+    return service_left, int(weight or 0)
+
+
+def _replace_operator_and_invalidate(
+    kube: Client, ns: str, op: Any, start_operator, routes: dict[str, Any] | None = None
+) -> None:
+    """SIGKILL the operator, make the spec invalid in a way the schema accepts (managed
+    mode refuses DestinationRule subsets), optionally overwrite `status.routes` (with no
+    operator running, which would write them back), and start a new process: it never saw
+    a valid spec, so only the Canary's status can tell it which routes to reset."""
+    op.kill(signal.SIGKILL)
+    invalid = {"kind": "istio", "ingress": None, "virtualService": "vs", "destinationRule": "dr"}
+    kube.patch(Canary, "app", {"spec": {"router": invalid}}, namespace=ns,
+               patch_type=PatchType.MERGE)  # fmt: skip
+    if routes is not None:
+        kube.patch(Canary.Status, "app", {"status": {"routes": routes}}, namespace=ns,
+                   patch_type=PatchType.MERGE)  # fmt: skip
+    start_operator(ns)
+    wait_until(lambda: "InvalidSpec" in canary_events(kube, ns), timeout=30)
+
+
+def test_a_restarted_operator_resets_the_routes_of_a_canary_deleted_with_an_invalid_spec(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """Managed mode, nginx, mid-rollout at 50%: the routes are kept in the status, so an
+    operator that never saw the valid spec still puts them back on the primary before the
+    target goes to 0 and `app-canary` goes with the Canary (no share routed to a Service
+    that is gone); the primary serves with its full replicas."""
+    managed_setup(kube, namespace)
+    kube.create(codecs.from_dict(route_object("nginx")), namespace=namespace)
+    op = start_operator(namespace)
+    spec = managed_spec([{"setWeight": 50}, {"pause": {}}], router=WEIGHT_ROUTERS["nginx"],
+                        drainDelay="0s")  # fmt: skip
+    canary(kube, namespace, spec)
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    assert status(kube, namespace)["routes"] == {
+        "kind": "nginx", "ingress": "app", "service": "app", "stable": "app-primary",
+        "canary": "app",
+    }  # fmt: skip
+    set_image(kube, namespace, "app", "app:2")
+    wait_until(lambda: phase(kube, namespace) == "Paused", timeout=60)
+    assert backends(kube, namespace, "nginx") == {"app": 50, "app-canary": 50}
+    _replace_operator_and_invalidate(kube, namespace, op, start_operator)
+    assert _canary_routes(kube, namespace) == (True, 50)  # refused: nothing changed
+    # The garbage collector deletes app-canary once the Canary is gone, not before
+    owners = kube.get(Service, "app-canary", namespace=namespace).metadata.ownerReferences
+    assert [o.kind for o in owners or ()] == ["Canary"]
+
+    kube.delete(Canary, "app", namespace=namespace)
+    seen = []
+    while not status(kube, namespace).get("gone"):
+        seen.append(_canary_routes(kube, namespace))
+        assert len(seen) < 200, seen[-5:]  # 30 s at most
+        time.sleep(0.15)
+    # never a moment with app-canary gone and a weight on it; by the time the Canary is
+    # gone (and the garbage collector may take app-canary), the canary Ingress is gone
+    assert all(weight in (None, 0) for left, weight in seen if not left), seen
+    assert _canary_routes(kube, namespace)[1] is None
+    assert backends(kube, namespace, "nginx") == {"app": 100}
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert replicas(kube, namespace, "app") == (0, 0)
+    assert workloads.count_serving(kube, [("app", namespace)], namespace, PRIMARY_PODS) == 2
+    _kept(kube, namespace)
+    finalized = [e.message for e in kube.list(Event, namespace=namespace)
+                 if e.involvedObject.kind == "Canary" and e.reason == "Finalized"]  # fmt: skip
+    assert finalized and "routes reset to the primary" in finalized[0]
+    assert "router.destinationRule" in finalized[0]
+
+
+def test_unreadable_routes_in_the_status_hold_the_deletion_and_name_the_field(
+    kube: Client, namespace: str, start_operator
+) -> None:
+    """Neither the spec nor `status.routes` (edited by hand, valid for the schema) says
+    which routes to reset: the Canary is kept, with a RoutesUnknown Warning naming the
+    field, until the record is removed; the primary serves throughout."""
+    managed_setup(kube, namespace)
+    op = start_operator(namespace)
+    canary(kube, namespace, managed_spec())
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    wait_until(lambda: status(kube, namespace).get("routes"), timeout=10)
+    garbage = {"kind": "nginx", "ingress": None}  # the nginx router needs its Ingress
+    _replace_operator_and_invalidate(kube, namespace, op, start_operator, garbage)
+    kube.delete(Canary, "app", namespace=namespace)
+    wait_until(lambda: "RoutesUnknown" in canary_events(kube, namespace), timeout=30)
+    time.sleep(2)  # held, and told once
+    assert not status(kube, namespace).get("gone")
+    assert canary_events(kube, namespace).count("RoutesUnknown") == 1
+    held = [e.message for e in kube.list(Event, namespace=namespace)
+            if e.involvedObject.kind == "Canary" and e.reason == "RoutesUnknown"]  # fmt: skip
+    assert "status.routes.ingress" in held[0] and "router.destinationRule" in held[0]
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+    assert selector(kube, namespace, "app-canary") == TARGET_PODS  # not deleted yet
+
+    kube.patch(Canary.Status, "app", {"status": {"routes": None}}, namespace=namespace,
+               patch_type=PatchType.MERGE)  # fmt: skip
+    wait_until(lambda: status(kube, namespace).get("gone"), timeout=30)
+    _kept(kube, namespace)
+    assert replicas(kube, namespace, "app-primary") == (2, 2)
+
+
 # --- refused writes -----------------------------------------------------------------------
 
 

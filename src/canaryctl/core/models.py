@@ -854,6 +854,103 @@ class CheckRecord(BaseModel):
 MAX_REPLICAS = 2**31 - 1
 
 
+class RoutesRef(BaseModel):
+    """The objects a canary's router writes to, by name (`CanaryStatus.routes`).
+
+    The operator keeps it in the Canary's status whenever it reconciles a valid spec, so
+    that a deletion can still put the routes back on the stable when the spec no longer
+    parses: an operator restarted since has no earlier spec in memory, and the routes
+    would keep sending the canary's share to `<service>-canary`, which the garbage
+    collector deletes with the Canary. Names and the mirror setting only (what the
+    router's `cleanup` needs), never header values or cookies: a tester's header may be
+    a token. Read back with `parse_routes`.
+    """
+
+    model_config = _SPEC_CONFIG
+
+    kind: RouterKind
+    ingress: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    virtual_service: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    destination_rule: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    httproute: str | None = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    # The mirror's percentage: the Istio router removes a mirror only when it has one.
+    mirror: float | None = Field(default=None, gt=0, le=100)
+    service: str = Field(json_schema_extra=_LABEL_SCHEMA)
+    stable: str = Field(json_schema_extra=_NAME_SCHEMA)
+    canary: str = Field(json_schema_extra=_NAME_SCHEMA)
+    canary_namespace: str | None = Field(default=None, json_schema_extra=_LABEL_SCHEMA)
+
+    @field_validator("ingress", "virtual_service", "destination_rule", "httproute", "stable",
+                     "canary")  # fmt: skip
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_subdomain(value)
+
+    @field_validator("service", "canary_namespace")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_label(value)
+
+    @classmethod
+    def of(cls, spec: CanarySpec) -> RoutesRef:
+        """The routes of a valid spec (managed mode: its resolved Deployments)."""
+        router = spec.router
+        stable, canary = spec.pair
+        return cls(
+            kind=router.kind,
+            ingress=router.ingress,
+            virtual_service=router.virtual_service,
+            destination_rule=router.destination_rule,
+            httproute=router.httproute,
+            mirror=router.mirror,
+            service=spec.service,
+            stable=stable,
+            canary=canary,
+            canary_namespace=spec.canary_namespace,
+        )
+
+    def router_spec(self) -> RouterSpec:
+        """The router section these routes came from, without header and cookie routes
+        (the routers recognise the tester routes they made by name, not by value)."""
+        return RouterSpec(
+            kind=self.kind,
+            ingress=self.ingress,
+            virtual_service=self.virtual_service,
+            destination_rule=self.destination_rule,
+            httproute=self.httproute,
+            mirror=self.mirror,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready camelCase mapping without unset fields, as stored in the status."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_routes(data: Any) -> RoutesRef:
+    """Read a stored `CanaryStatus.routes`; SpecError naming `status.routes.<field>` when
+    it is not one (edited by hand, or written by another canaryctl)."""
+    if not isinstance(data, Mapping):
+        raise SpecError("status.routes", f"must be a mapping of fields, got {type(data).__name__}")
+    try:
+        routes = RoutesRef.model_validate(dict(data))
+        routes.router_spec()  # the router's own rules: names per kind, required names
+    except ValidationError as exc:
+        error = _spec_error(exc)
+        raise SpecError(_join("status.routes", error.field), error.reason) from exc
+    return routes
+
+
+def _routes_schema() -> dict[str, Any]:
+    """`status.routes` in the CRD: RoutesRef's schema (the status keeps it as a mapping, so
+    a stored value that is not one cannot make the whole status unreadable)."""
+    schema = RoutesRef.model_json_schema(by_alias=True, mode="validation")
+    schema["description"] = (
+        "The objects the router writes to, by name: a deletion resets the routes with "
+        "them when the spec no longer parses."
+    )
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 class CanaryStatus(BaseModel):
     """What the machine remembers between decisions (stored as JSON in the cluster).
 
@@ -904,6 +1001,11 @@ class CanaryStatus(BaseModel):
     # (set by the operator when it starts the rollout). Its verdict applies to that
     # template only: a promotion copies it, a rollback marks it failed.
     revision: str | None = None
+    # Opaque to the machine: in operator mode, the router's objects by name
+    # (`RoutesRef.to_dict()`, read with `parse_routes`). A mapping here, so that a stored
+    # value that is not a RoutesRef is reported where it is used, not as an unreadable
+    # status.
+    routes: Annotated[dict[str, Any] | None, WithJsonSchema(_routes_schema())] = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready camelCase mapping; `from_dict` reads it back unchanged."""

@@ -156,6 +156,42 @@ class CanaryStore:
                 f"writing the conditions of canary/{name}: {exc.status.message}"
             ) from exc
 
+    def write_routes(
+        self,
+        name: str,
+        namespace: str,
+        routes: Mapping[str, Any] | None,
+        previous: Mapping[str, Any] | None,
+        resource_version: str,
+    ) -> Any:
+        """Set `status.routes` (None: remove it) without touching the rest, guarded by
+        `resource_version` (ConflictError if the Canary changed since). Returns the value
+        stored (an API server with a CRD from before the field prunes it: None).
+
+        A merge patch merges mappings, so the keys of `previous` (the stored value) that
+        `routes` no longer has are removed explicitly (an nginx router's `ingress` must
+        not stay beside the `httproute` that replaced it).
+        """
+        value: dict[str, Any] | None = None
+        if routes is not None:
+            value = {k: None for k in (previous or {}) if k not in routes}
+            value.update(routes)
+        patch = {
+            "metadata": {"resourceVersion": resource_version},
+            "status": {"routes": value},
+        }
+        try:
+            stored = self.client.patch(
+                Canary.Status, name, patch, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as exc:
+            if exc.status.code in (404, 409):
+                raise ConflictError(f"canary/{name} was changed by another actor") from exc
+            raise ClusterError(
+                f"writing the routes of canary/{name}: {exc.status.message}"
+            ) from exc
+        return (as_mapping(stored).get("status") or {}).get("routes")
+
     def send_command(self, name: str, namespace: str, action: str, full: bool = False) -> Record:
         """Set the command annotation on the Canary (a merge patch: the latest one wins)."""
         if action not in COMMANDS:

@@ -25,7 +25,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from canaryctl.core.conditions import conditions_for, denied_conditions, invalid_spec_conditions
-from canaryctl.core.models import CanarySpec, CanaryStatus, HealthSpec, Phase
+from canaryctl.core.models import (
+    CanarySpec,
+    CanaryStatus,
+    HealthSpec,
+    Phase,
+    RoutesRef,
+    parse_routes,
+)
 from canaryctl.driver.engine import Engine, LeaseHeld
 from canaryctl.errors import ClusterError, ConflictError, NameTaken, SpecError, WriteDenied
 from canaryctl.kube import workloads
@@ -36,7 +43,7 @@ from canaryctl.operator import autoscalers, configs, managed, owned, services
 from canaryctl.operator.cache import Cache, Key
 from canaryctl.operator.events import Recorder
 from canaryctl.operator.metrics import Metrics
-from canaryctl.routers import make_router
+from canaryctl.routers import Router, make_router, routes_router
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +141,14 @@ class Reconciler:
         # Writes refused on their merits: (consecutive refusals, last message told).
         self._denials: dict[Key, tuple[int, str]] = {}
         # The last valid spec seen: the release of a Canary whose spec then became
-        # invalid still cleans up its routes with it.
+        # invalid still cleans up its routes with it (and, after a restart, with the
+        # routes kept in its status: `_keep_routes`).
         self._last_spec: dict[Key, CanarySpec] = {}
+        # Deletions held because the stored routes are unreadable: the last message told.
+        self._held: dict[Key, str] = {}
+        # Routes the API server did not keep (a CRD from before status.routes): not
+        # written again on every pass, told once per process.
+        self._routes_dropped: dict[Key, dict[str, Any]] = {}
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -148,6 +161,8 @@ class Reconciler:
             self._sides_written.pop(key, None)
             self._denials.pop(key, None)
             self._last_spec.pop(key, None)
+            self._held.pop(key, None)
+            self._routes_dropped.pop(key, None)
             self.metrics.forget(*key)
             return None
         meta = body["metadata"]
@@ -171,9 +186,13 @@ class Reconciler:
             self.metrics.observe_status(key[0], key[1], status)
         if deleting:
             return self._guarded(key, body, lambda: self._finalize(key, body, spec, status))
-        if spec.managed:
-            return self._guarded(key, body, lambda: self._managed(key, body, spec, status))
-        return self._guarded(key, body, lambda: self._pair(key, body, spec, status))
+        mode = self._managed if spec.managed else self._pair
+
+        def step() -> float | None:
+            self._keep_routes(key, body, spec)
+            return mode(key, body, spec, status)
+
+        return self._guarded(key, body, step)
 
     def _guarded(self, key: Key, body: dict, step: Callable[[], float | None]) -> float | None:
         """Run one pass, sorting out refusals: an invalid spec is told once per generation;
@@ -195,6 +214,28 @@ class Reconciler:
         if key in self._denials:
             self._denial_over(key)
         return delay
+
+    def _keep_routes(self, key: Key, body: dict, spec: CanarySpec) -> None:
+        """Keep the router's objects (by name) in the status, so that a deletion can reset
+        the routes even if the spec stops parsing and this process is replaced meanwhile.
+        Written only when they changed: a canary at rest costs no request."""
+        wanted = RoutesRef.of(spec).to_dict()
+        stored = (body.get("status") or {}).get("routes")
+        if isinstance(stored, Mapping) and _same_routes(stored, wanted):
+            return
+        if self._routes_dropped.get(key) == wanted:
+            return
+        previous = stored if isinstance(stored, Mapping) else None
+        kept = self.store.write_routes(key[1], key[0], wanted, previous,
+                                       body["metadata"]["resourceVersion"])  # fmt: skip
+        if isinstance(kept, Mapping) and _same_routes(kept, wanted):
+            return
+        if not self._routes_dropped:
+            log.warning("the API server did not keep status.routes of canary %s/%s: the "
+                        "installed Canary CRD predates it; apply the CRD of this canaryctl, "
+                        "or a Canary deleted with an invalid spec after an operator restart "
+                        "cannot have its routes reset", *key)  # fmt: skip
+        self._routes_dropped[key] = wanted
 
     # --- pair mode ------------------------------------------------------------------------
 
@@ -658,11 +699,15 @@ class Reconciler:
         Managed mode: the primary (the last analysed version) is brought to full capacity,
         released from the Canary (no ownerReference, annotation `kept-for`), so the garbage
         collector cannot delete it while the target is at 0; its config copies stay with
-        it; then the target goes to 0 once the primary is ready (bounded by the
-        readyDeadline, after which it is left as it is). The routes are reset with the last
-        valid spec this process saw, if any. A Warning Event says what was kept and why.
-        Pair mode owns no workload: traffic and replicas are left as they are, and told.
-        Idempotent; None once the Canary was let go.
+        it; once the primary is ready (bounded by the readyDeadline, after which the target
+        is left as it is) the routes are reset to it, and only then does the target go to
+        0 and the Canary go (with it, through the garbage collector, `<service>-canary`).
+        The routes are known from the last valid spec this process saw, else from the
+        routes kept in the status (`_keep_routes`), so a restarted operator resets them
+        too; when that record is unreadable the deletion is held (`_hold`). A Warning
+        Event says what was kept and why. Pair mode owns no workload: traffic and
+        replicas are left as they are, and told. Idempotent; None once the Canary was let
+        go.
         """
         ns, uid = key[0], body["metadata"].get("uid") or ""
         status = status_of(body)
@@ -698,14 +743,15 @@ class Reconciler:
         if target_name:
             configs.release_config_copies(self.client, ns, target_name, uid)
             autoscalers.release_primary_hpas(self.client, ns, target_name, uid)
+        router, unreadable = self._release_router(key, body, want)
+        if unreadable is not None:
+            return self._hold(key, body, exc, unreadable, name, want, target_name)
         told = (f"the spec is invalid ({exc}); deployment/{name} keeps serving with {want} "
                 "replicas and is no longer owned by this Canary")  # fmt: skip
         target = self._fresh(ns, target_name) if target_name else None
-        if target is not None and (target.get("spec") or {}).get("replicas"):
-            if _ready(primary, want):
-                workloads.scale(self.client, target_name, ns, 0,
-                                generation=target["metadata"].get("generation"))  # fmt: skip
-                return RETRY_SOON
+        serving = target is not None and bool((target.get("spec") or {}).get("replicas"))
+        ready = _ready(primary, want)
+        if serving and not ready:
             last = self._last_spec.get(key)
             deadline = (last.health if last else HealthSpec()).ready_deadline
             left = _deleted_at(body, self.clock()) + deadline - self.clock()
@@ -713,13 +759,75 @@ class Reconciler:
                 return min(RETRY_SOON, left)
             told += (f"; deployment/{name} was not ready {deadline:g}s after the deletion, "
                      f"so deployment/{target_name} was left as it is")  # fmt: skip
-        elif target_name:
+        # The routes first, while the target still serves its share: then the primary
+        # takes all of it, and nothing routes to <service>-canary, which the garbage
+        # collector deletes with the Canary (idempotent: a repeated pass changes nothing).
+        routes_told = self._reset_routes(router)
+        if serving and ready:
+            assert target is not None and target_name
+            workloads.scale(self.client, target_name, ns, 0,
+                            generation=target["metadata"].get("generation"))  # fmt: skip
+            return RETRY_SOON
+        if target_name and not serving:
             told += f"; deployment/{target_name} at 0"
+        self._held.pop(key, None)
+        self._let_go(body, "Warning", told + routes_told)
+        return None
+
+    def _release_router(self, key: Key, body: dict, want: int) -> tuple[Router | None, str | None]:
+        """The router to reset a deleted Canary's routes with when its spec is invalid:
+        from the last valid spec this process saw, else from the routes kept in the status
+        (`_keep_routes`). (None, None) when there is no record of them (a status written
+        by a canaryctl that did not keep them); (None, why) when the record is unreadable."""
         last = self._last_spec.get(key)
         if last is not None:
-            make_router(self.client, last, want).cleanup()
-            told += "; routes reset to the primary"
-        self._let_go(body, "Warning", told)
+            return make_router(self.client, last, want), None
+        stored = (body.get("status") or {}).get("routes")
+        if stored is None:
+            return None, None
+        try:
+            routes = parse_routes(stored)
+        except SpecError as exc:
+            return None, str(exc)
+        return routes_router(self.client, routes, name=key[1], namespace=key[0],
+                             baseline=want), None  # fmt: skip
+
+    def _reset_routes(self, router: Router | None) -> str:
+        """Put the routes back on the stable (weight 0, tester routes and mirror gone, the
+        canary's routing objects removed); returns what to tell."""
+        if router is None:
+            return ("; the routes were left as they are (no record of them: the status was "
+                    "written by a canaryctl that did not keep status.routes)")  # fmt: skip
+        try:
+            router.cleanup()
+        except SpecError as exc:
+            # A routing object that is gone or no longer the router's routes nothing of ours.
+            return f"; the routes were not reset: {exc}"
+        return "; routes reset to the primary"
+
+    def _hold(
+        self, key: Key, body: dict, exc: SpecError, unreadable: str, name: str, want: int,
+        target_name: str | None,
+    ) -> None:  # fmt: skip
+        """Neither the spec nor the routes kept in the status say which routes to reset:
+        letting the Canary go could leave a share of the traffic routed to
+        <service>-canary, which the garbage collector deletes with it. The Canary is kept
+        and the target keeps its pods until a change of the Canary (a fixed spec, or the
+        routes removed from the status) comes through its watch; told once per message."""
+        told = (f"the spec is invalid ({exc}) and the routes kept in the status are "
+                f"unreadable ({unreadable}), so the routes cannot be reset to the primary: "
+                f"deployment/{name} serves with {want} replicas, released from the Canary; "
+                + (f"deployment/{target_name} keeps its pods and " if target_name else "")
+                + "the Canary is kept, so that no traffic is routed to a Service the "
+                "garbage collector deletes with it. Fix the spec (the deletion then goes on "
+                "as usual), or put the routes back on the stable yourself and remove "
+                "status.routes (kubectl patch canary "
+                f"{key[1]} -n {key[0]} --subresource=status --type=merge "
+                """-p '{"status":{"routes":null}}') to let it go""")  # fmt: skip
+        if self._held.get(key) != told:
+            self._held[key] = told
+            log.warning("%s/%s: %s", key[0], key[1], told)
+            self.recorder.emit(body, "Warning", "RoutesUnknown", told)
         return None
 
     def _kept_or_owned_primary(self, namespace: str, uid: str) -> dict[str, Any] | None:
@@ -792,7 +900,9 @@ class Reconciler:
         if not spec.managed and old is not None and old.observed_spec_hash == spec.fingerprint:
             return False
         fresh = CanaryStatus(
-            last_command_id=old.last_command_id if old else None, revision=revision
+            last_command_id=old.last_command_id if old else None,
+            revision=revision,
+            routes=RoutesRef.of(spec).to_dict(),
         )
         record.status = fresh.to_dict()
         self.store.update(record)
@@ -925,6 +1035,11 @@ def _same_conditions(a: Any, b: Any) -> bool:
                        c.get("observedGeneration")) for c in conditions)  # fmt: skip
 
     return strip(a) == strip(b)
+
+
+def _same_routes(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Equal but for keys stored as null (a status written whole may hold them)."""
+    return {k: v for k, v in stored.items() if v is not None} == wanted
 
 
 def _hands_over(body: Mapping[str, Any]) -> bool:

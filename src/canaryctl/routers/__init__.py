@@ -7,7 +7,7 @@ from typing import Any
 
 from lightkube import Client
 
-from canaryctl.core.models import CanarySpec
+from canaryctl.core.models import CanarySpec, OnPromotion, ReplicaMode, RouterSpec, RoutesRef
 from canaryctl.routers.base import Change, Router
 from canaryctl.routers.gateway import GatewayRouter
 from canaryctl.routers.istio import IstioRouter
@@ -22,6 +22,7 @@ __all__ = [
     "ReplicaRouter",
     "Router",
     "make_router",
+    "routes_router",
 ]
 
 
@@ -36,14 +37,69 @@ def make_router(
     `baseline` is the stable capacity the rollout started from; `generations` are the
     Deployments' generations the engine decided on (scaling fails if they changed since).
     """
-    router = spec.router
+    return _build(
+        client,
+        spec.router,
+        name=spec.name,
+        namespace=spec.namespace,
+        service=spec.service,
+        stable=spec.pair[0],
+        canary=spec.pair[1],
+        canary_namespace=spec.canary_namespace,
+        on_promotion=spec.on_promotion,
+        replica_mode=spec.replica_mode,
+        baseline=baseline,
+        generations=generations,
+    )
+
+
+def routes_router(
+    client: Client, routes: RoutesRef, *, name: str, namespace: str, baseline: int
+) -> Router:
+    """The router of stored routes (`CanaryStatus.routes`), for `cleanup` only: it puts
+    the routes back on the stable when the spec they came from no longer parses.
+
+    `routes` is checked already (`parse_routes`). A promotion is never asked of it, so
+    its `on_promotion` is the one that deletes nothing.
+    """
+    return _build(
+        client,
+        routes.router_spec(),
+        name=name,
+        namespace=namespace,
+        service=routes.service,
+        stable=routes.stable,
+        canary=routes.canary,
+        canary_namespace=routes.canary_namespace,
+        on_promotion="scale-to-zero",
+        replica_mode="seed" if routes.kind == "replicas" else "full",
+        baseline=baseline,
+        generations=None,
+    )
+
+
+def _build(
+    client: Client,
+    router: RouterSpec,
+    *,
+    name: str,
+    namespace: str,
+    service: str,
+    stable: str,
+    canary: str,
+    canary_namespace: str | None,
+    on_promotion: OnPromotion,
+    replica_mode: ReplicaMode,
+    baseline: int,
+    generations: Mapping[str, int] | None,
+) -> Router:
     common: dict[str, Any] = {
-        "name": spec.name,
-        "namespace": spec.namespace,
-        "service": spec.service,
-        "stable": spec.stable,
-        "canary": spec.canary,
-        "on_promotion": spec.on_promotion,
+        "name": name,
+        "namespace": namespace,
+        "service": service,
+        "stable": stable,
+        "canary": canary,
+        "on_promotion": on_promotion,
     }
     if router.kind == "nginx":
         assert router.ingress is not None  # RouterSpec requires it for nginx
@@ -56,7 +112,7 @@ def make_router(
             client,
             virtual_service=router.virtual_service,
             destination_rule=router.destination_rule,
-            canary_namespace=spec.canary_namespace,
+            canary_namespace=canary_namespace,
             header=router.header,
             cookie=router.cookie,
             mirror_percent=router.mirror,
@@ -67,19 +123,19 @@ def make_router(
         return GatewayRouter(
             client,
             httproute=router.httproute,
-            canary_namespace=spec.canary_namespace,
+            canary_namespace=canary_namespace,
             header=router.header,
             cookie=router.cookie,
             **common,
         )
     return ReplicaRouter(
         client,
-        namespace=spec.namespace,
-        service=spec.service,
-        stable=spec.stable,
-        canary=spec.canary,
+        namespace=namespace,
+        service=service,
+        stable=stable,
+        canary=canary,
         baseline=baseline,
-        mode=spec.replica_mode,
-        on_promotion=spec.on_promotion,
+        mode=replica_mode,
+        on_promotion=on_promotion,
         generations=generations,
     )
