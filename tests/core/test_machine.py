@@ -669,52 +669,56 @@ def test_a_continue_verdict_that_disallows_promotion_holds_the_end_of_the_steps(
     assert decide(spec, status, allowed).status.phase is Phase.PROMOTING
 
 
-def _gated(verdict: Verdict, weight: int = 0, step_index: int = 0) -> Decision:
-    """A rollout at `weight` before its setWeight 10 / 50 steps, ten ready pods each."""
-    spec = parse_spec(
+def _gated_spec() -> CanarySpec:
+    return parse_spec(
         {
             "name": "c", "stable": "a", "canary": "b", "service": "s",
             "steps": [{"setWeight": 10}, {"setWeight": 50}],
             "analysis": {"webhooks": []},
         }
     )  # fmt: skip
-    status = CanaryStatus(
-        phase=Phase.PROGRESSING, step_index=step_index, weight=weight,
-        canary_replicas=weight // 10, baseline_replicas=10, started_at=0.0,
-        step_started_at=0.0, observed_spec_hash=spec.fingerprint,
-    )  # fmt: skip
-    obs = Observations(
-        now=10.0,
-        stable=DeploymentObs(desired_replicas=10, ready_replicas=10),
-        canary=DeploymentObs(desired_replicas=10, ready_replicas=10),
-        effective_weight=float(weight),
-        analysis=verdict,
-    )
-    return decide(spec, status, obs)
 
 
-def test_a_shut_rollout_gate_moves_nothing_and_a_rollback_still_goes_through() -> None:
+def test_a_shut_rollout_gate_holds_from_the_first_tick_and_a_rollback_still_goes_through() -> None:
     shut = Verdict(decision="continue", promotion_allowed=False, rollout_allowed=False)
-    held = _gated(shut)
-    assert (held.status.step_index, held.status.weight, held.status.canary_replicas) == (0, 0, 0)
-    # Only the idempotent re-statement of where traffic is: all on the stable.
-    assert [a for a in held.actions if not isinstance(a, Wait)] == [
-        SetWeight(weight=0, stable_replicas=10, canary_replicas=0)
-    ]
-    assert "rollout gate" in next(a for a in held.actions if isinstance(a, Wait)).reason
+    cluster = Cluster(stable=10, canary=0)  # the replicas router: canary pods are traffic
+    decisions = drive(_gated_spec(), cluster, ticks=4, analysis=shut)
+    assert {d.status.phase for d in decisions} == {Phase.PENDING}
+    assert (cluster.desired, cluster.weight) == ({"stable": 10, "canary": 0}, 0)
+    assert "rollout gate" in next(a for a in decisions[-1].actions if isinstance(a, Wait)).reason
+    opened = drive(_gated_spec(), cluster, decisions[-1].status, ticks=3, until=Phase.SUCCEEDED,
+                   analysis=Verdict(decision="continue"))  # fmt: skip
+    assert opened[-1].status.weight > 0 and cluster.desired["canary"] > 0
     failing = shut.model_copy(update={"decision": "rollback", "reason": "hook said so"})
-    assert _gated(failing).status.phase is Phase.ROLLING_BACK
-    assert _gated(Verdict(decision="continue")).status.canary_replicas == 1
+    running = CanaryStatus(
+        phase=Phase.PROGRESSING, step_index=0, weight=0, canary_replicas=0,
+        baseline_replicas=10, started_at=0.0, step_started_at=0.0,
+        observed_spec_hash=_gated_spec().fingerprint,
+    )  # fmt: skip
+    rolled = step(_gated_spec(), running, Cluster().observe(analysis=failing))
+    assert rolled.status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK)
 
 
-def test_a_shut_traffic_gate_stops_each_rise_but_keeps_the_weight_reached() -> None:
+def test_a_shut_traffic_gate_adds_no_canary_pod_and_keeps_the_weight_reached() -> None:
     shut = Verdict(decision="continue", traffic_increase_allowed=False)
-    first = _gated(shut)
-    assert (first.status.weight, first.status.canary_replicas) == (0, 0), "no rise from 0"
-    assert "traffic gate" in next(a for a in first.actions if isinstance(a, Wait)).reason
-    at_ten = _gated(shut, weight=10, step_index=1)
-    assert at_ten.status.weight == 10 and at_ten.status.step_index == 1, "10% is kept"
-    assert _gated(Verdict(decision="continue"), weight=10, step_index=1).status.canary_replicas == 5
+    cluster = Cluster(stable=10, canary=0)
+    decisions = drive(_gated_spec(), cluster, ticks=4, analysis=shut)
+    assert decisions[-1].status.phase is Phase.PROGRESSING
+    assert (cluster.desired, cluster.weight) == ({"stable": 10, "canary": 0}, 0), "no pod"
+    assert "traffic gate" in next(a for a in decisions[-1].actions if isinstance(a, Wait)).reason
+
+
+def test_one_yes_of_the_traffic_gate_counts_for_one_rise_only() -> None:
+    # A yes given at t = 5 s: the first step (begun at 0 s) rises to 10%; the second,
+    # begun later, waits for a newer yes, with no extra canary pod meanwhile.
+    yes_at_5 = Verdict(decision="continue", traffic_increase_confirmed_at=5.0)
+    cluster = Cluster(stable=10, canary=0)
+    decisions = drive(_gated_spec(), cluster, ticks=6, analysis=yes_at_5)
+    last = decisions[-1].status
+    assert (last.step_index, last.weight, cluster.desired["canary"]) == (1, 10, 1)
+    fresh = yes_at_5.model_copy(update={"traffic_increase_confirmed_at": cluster.now})
+    after = drive(_gated_spec(), cluster, last, ticks=3, analysis=fresh)
+    assert [d.status.weight for d in after][:2] == [10, 50]
 
 
 def _blue_green(delay: str = "60s") -> CanarySpec:

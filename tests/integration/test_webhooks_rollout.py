@@ -108,13 +108,14 @@ def test_rollout_and_traffic_gates_hold_the_canary_until_each_answers_200(
         return engine.run(0.3, should_stop=lambda: time.monotonic() > deadline)
 
     status = run_for(5)
-    assert (status.phase, status.step_index, status.weight) == (Phase.PROGRESSING, 0, 0)
+    assert (status.phase, status.weight, status.canary_replicas) == (Phase.PENDING, 0, 0)
     assert _failed_checks(status) == ["webhook start (confirm-rollout)"], status.history
     assert len(receiver.hits("/start")) >= 2
     assert receiver.hits("/more") == [], "nothing else is asked before the rollout gate"
     gates["/start"] = True
     status = run_for(5)
     assert (status.phase, status.step_index, status.weight) == (Phase.PROGRESSING, 0, 0)
+    assert status.canary_replicas == 0, "no canary pod for a rise the gate has not allowed"
     assert "webhook more (confirm-traffic-increase)" in _failed_checks(status), status.history
     assert len(receiver.hits("/more")) >= 2
     gates["/more"] = True

@@ -45,6 +45,7 @@ from canaryctl.core.models import (
     SetWeightStep,
     Stage,
     Target,
+    Verdict,
     replica_split,
 )
 
@@ -375,12 +376,15 @@ def _enter_step(run: _Run, index: int) -> None:
         if isinstance(step, SetWeightStep):
             st.stage = Stage.SCALE_CANARY
             _, canary = replica_split(st.baseline_replicas, step.set_weight, spec.replica_mode)
-            st.canary_replicas = max(st.canary_replicas, canary)
+            verdict = run.obs.analysis
+            if step.set_weight <= st.weight or verdict is None or _may_rise(verdict, st):
+                # Not past a shut traffic gate: with the replicas router pods are traffic.
+                st.canary_replicas = max(st.canary_replicas, canary)
             run.event(
                 "Normal",
                 "StepStarted",
                 f"step {index + 1}/{len(spec.steps)}: scaling canary {spec.canary} to "
-                f"{st.canary_replicas} ready before sending it {step.set_weight}%",
+                f"{max(st.canary_replicas, canary)} ready before sending it {step.set_weight}%",
             )
         elif isinstance(step, SetCanaryScaleStep):
             st.stage = Stage.SCALE_CANARY
@@ -456,6 +460,8 @@ def _pending(run: _Run) -> bool:
         )
     if not canary.exists:
         return run.hold(f"canary Deployment {spec.canary} not found")
+    if run.obs.analysis is not None and not run.obs.analysis.rollout_allowed:
+        return run.hold(_ROLLOUT_GATE)
     st.baseline_replicas, st.started_at, st.weight = stable.desired_replicas, run.now, 0
     run.event(
         "Normal",
@@ -622,7 +628,7 @@ def _progressing(run: _Run) -> bool:
         return True
     if verdict is not None and not verdict.rollout_allowed:
         # A rollout gate: nothing of the canary moves until it says yes.
-        return run.hold("waiting for the rollout gate (confirm-rollout webhooks) to say yes")
+        return run.hold(_ROLLOUT_GATE)
     index = st.step_index
     if verdict is not None and verdict.decision == "promote" and _no_manual_gate_from(spec, index):
         _promote(run, "AnalysisPromoted", verdict.reason or "the analysis verdict is promote")
@@ -668,11 +674,23 @@ def _pause_step(run: _Run, step: PauseStep) -> bool:
     return run.hold(f"pause step, {st.weight}% held", until)
 
 
+_ROLLOUT_GATE = "waiting for the rollout gate (confirm-rollout webhooks) to say yes"
+
+
+def _may_rise(verdict: Verdict, st: CanaryStatus) -> bool:
+    """The traffic gate allows this step's rise: open, and its yes (if it has one) was
+    given after the step started, so one yes never covers two rises."""
+    if not verdict.traffic_increase_allowed:
+        return False
+    at = verdict.traffic_increase_confirmed_at
+    return at is None or st.step_started_at is None or at > st.step_started_at
+
+
 def _weight_step(run: _Run, step: SetWeightStep) -> bool:
     st, spec, obs = run.st, run.spec, run.obs
     target = step.set_weight
     verdict = obs.analysis
-    if target > st.weight and verdict is not None and not verdict.traffic_increase_allowed:
+    if target > st.weight and verdict is not None and not _may_rise(verdict, st):
         # A traffic gate: asked before each rise, scaling up included (it adds capacity
         # for the new weight); a weight already reached is kept.
         return run.hold(
@@ -680,7 +698,11 @@ def _weight_step(run: _Run, step: SetWeightStep) -> bool:
             f"before raising the canary to {target}%"
         )
     _, canary = replica_split(st.baseline_replicas, target, spec.replica_mode)
-    st.canary_replicas = max(st.canary_replicas, canary)
+    if canary > st.canary_replicas:
+        # Raised here only when a traffic gate held it at the step's start: one more
+        # pass, so the health gates judge the new count as a fresh decision would.
+        st.canary_replicas = canary
+        return True
     if st.stage is Stage.SHIFT_TRAFFIC and st.weight == target:
         if _traffic_at(run, target):
             _enter_step(run, st.step_index + 1)

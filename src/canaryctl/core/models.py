@@ -646,12 +646,21 @@ def _format_loc(loc: Sequence[int | str]) -> str:
     for part in loc:
         if part in _STEP_TAGS:
             continue  # discriminator tags are ours, not the user's field names
+        path = field_path((path, part)) if path else field_path((part,))
+    return path
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """A dotted field path (`a.b[2].c`) naming every part, quoting a key that would print
+    as nothing (blank or control characters: `a[' ']`)."""
+    path = ""
+    for part in loc:
         if isinstance(part, str) and (not part.strip() or not part.isprintable()):
-            # A key that would print as nothing (blank, control characters): quoted, so
-            # the error still names it (e.g. `spec['\r']`).
             path = f"{path or 'spec'}[{part!r}]"
-            continue
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        elif isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
     return path
 
 
@@ -1072,6 +1081,9 @@ class Verdict(BaseModel):
     # rollout must not start (no canary pod, no traffic), or no weight may rise.
     rollout_allowed: bool = True
     traffic_increase_allowed: bool = True
+    # When the traffic gate last said yes: a yes counts for one rise only, so it must be
+    # newer than the start of the step that raises the weight.
+    traffic_increase_confirmed_at: float | None = None
 
 
 class Command(BaseModel):

@@ -12,8 +12,9 @@ Webhooks, per look: `pre-rollout` once before the first (a failure rolls back), 
 (e.g. a load test; `failureLimit` failures in a row roll back), `rollback` (a 200 asks for
 rollback), `confirm-promotion` (promotion waits until every one answers 200),
 `confirm-rollout` (nothing of the canary moves until every one has answered 200 once;
-asked before any other hook) and `confirm-traffic-increase` (no weight rises until
-every one answers 200 at the latest look); and `event` on each transition and
+asked before any other hook) and `confirm-traffic-increase` (no weight rises, nor does
+the canary scale up for it, until every one answers 200 at a look after the step began:
+one yes, one rise); and `event` on each transition and
 `post-rollout` once at the end, from the engine.
 
 Time: a tick holds the lease, so everything a tick asks of the outside (webhooks of every
@@ -57,7 +58,14 @@ from canaryctl.core.judges import (
     split_alpha,
 )
 from canaryctl.core.judges import Verdict as JudgeVerdict
-from canaryctl.core.models import CanarySpec, CanaryStatus, CheckRecord, Phase, Verdict
+from canaryctl.core.models import (
+    CanarySpec,
+    CanaryStatus,
+    CheckRecord,
+    Phase,
+    Verdict,
+    field_path,
+)
 from canaryctl.errors import AnalysisError, SpecError
 from canaryctl.kube.store import LEASE_SECONDS
 from canaryctl.providers.prometheus import Auth, PrometheusClient
@@ -105,6 +113,8 @@ class PrometheusSpec(BaseModel):
     @classmethod
     def _within_the_tick(cls, value: float) -> float:
         # A query runs inside a tick's budget: a longer timeout would be cut to it silently.
+        if not value > 0:  # also NaN, which compares false with everything
+            raise ValueError(f"must be a positive number of seconds, got {value:g}")
         if value > TICK_SECONDS:
             raise ValueError(
                 f"{value:g} exceeds the {TICK_SECONDS:g}s {_BUDGET_WHY}; "
@@ -189,10 +199,9 @@ def parse_analysis(spec: CanarySpec) -> AnalysisSpec | None:
         return AnalysisSpec.model_validate(spec.analysis.model_dump())
     except ValidationError as exc:
         first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"])
         # Our validators' reasons read as they are, without pydantic's "Value error, ".
         reason = first["msg"].removeprefix("Value error, ")
-        raise SpecError(f"analysis.{path}" if path else "analysis", reason) from exc
+        raise SpecError(field_path(("analysis", *first["loc"])), reason) from exc
 
 
 def webhooks_of(config: AnalysisSpec) -> list[Webhook]:
@@ -341,6 +350,10 @@ class Analysis:
 
     def _evaluate(self, status: CanaryStatus, now: float, versions: tuple[str, str]) -> Result:
         state = dict(status.analysis_state or {})
+        if status.phase is Phase.PENDING:
+            # Not started (the operator stores Pending first): a shut gate holds from here,
+            # and the rollout gate is asked here, every look interval, until it says yes.
+            return self._pending(status, state, now)
         if status.phase not in (Phase.PROGRESSING, Phase.PAUSED):
             # Promoting or rolling back: the verdict that led here stays on record.
             return Result(None, status.analysis_state, status.last_verdict)
@@ -452,6 +465,7 @@ class Analysis:
             results = self._call(HookType.CONFIRM_TRAFFIC_INCREASE, phase)
             record(results)
             state["trafficIncreaseConfirmed"] = all(r.passed for r in results)
+            state["trafficIncreaseAt"] = now  # a yes counts for rises of steps begun before
         if not state.get("preRolloutDone"):
             results = self._call(HookType.PRE_ROLLOUT, phase)
             record(results)
@@ -516,6 +530,14 @@ class Analysis:
                 verdict = gate.model_copy(update={"checks": checks_so_far})
             else:
                 verdict = verdict.model_copy(update={"traffic_increase_allowed": False})
+        elif self._traffic_gated() and (verdict is None or verdict.decision != "rollback"):
+            # Open: the machine still checks that this yes is newer than the step it
+            # raises. Without a metric verdict the gate's own says so (and, as any missing
+            # verdict, allows no promotion).
+            at = state.get("trafficIncreaseAt")
+            verdict = (verdict or Verdict(
+                decision="continue", reason="no verdict yet", promotion_allowed=False
+            )).model_copy(update={"traffic_increase_confirmed_at": at})  # fmt: skip
         return Result(verdict, state, result.summary, result.warning)
 
     def gate_verdict(self, state: dict[str, Any]) -> Verdict | None:
@@ -525,9 +547,7 @@ class Analysis:
         Also the verdict of a rollout's first tick, before any look: a gate must hold from
         the start, not from its first answer."""
         rollout = self._rollout_confirmed(state)
-        traffic = not any(
-            h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks
-        ) or bool(state.get("trafficIncreaseConfirmed"))
+        traffic = not self._traffic_gated() or bool(state.get("trafficIncreaseConfirmed"))
         if rollout and traffic:
             return None
         which = "confirm-rollout" if not rollout else "confirm-traffic-increase"
@@ -538,6 +558,27 @@ class Analysis:
             rollout_allowed=rollout,
             traffic_increase_allowed=traffic,
         )
+
+    def _pending(self, status: CanaryStatus, state: dict[str, Any], now: float) -> Result:
+        checks: tuple[CheckRecord, ...] = ()
+        asked = state.get("rolloutGateAskedAt")
+        interval = self.config.interval
+        every = float(interval) if isinstance(interval, int | float) else self.config.min_interval
+        if not self._rollout_confirmed(state) and (asked is None or now - asked >= every):
+            results = self._call(HookType.CONFIRM_ROLLOUT, status.phase.value)
+            state["rolloutConfirmed"] = all(r.passed for r in results)
+            state["rolloutGateAskedAt"] = now
+            checks = tuple(
+                CheckRecord(time=now, name=f"webhook {r.name} ({r.type})", passed=r.passed,
+                            message=r.message)
+                for r in results
+            )  # fmt: skip
+        gate = self.gate_verdict(state)
+        verdict = gate.model_copy(update={"checks": checks}) if gate is not None else None
+        return Result(verdict, state, status.last_verdict)
+
+    def _traffic_gated(self) -> bool:
+        return any(h.type is HookType.CONFIRM_TRAFFIC_INCREASE for h in self.webhooks)
 
     def _rollout_confirmed(self, state: dict[str, Any]) -> bool:
         gated = any(h.type is HookType.CONFIRM_ROLLOUT for h in self.webhooks)

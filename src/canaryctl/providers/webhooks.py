@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from canaryctl.core.models import field_path
 from canaryctl.errors import SpecError
 from canaryctl.providers import _deadline
 from canaryctl.providers.prometheus import redact_url
@@ -148,7 +149,7 @@ class Webhook:
         where = where or named
         unknown = sorted(set(spec) - {"name", "url", "type", "timeout", "retries", "metadata"})
         if unknown:
-            raise SpecError(f"{where}.{unknown[0]}", "unknown field")
+            raise SpecError(field_path((where, unknown[0])), "unknown field")
         try:
             hook_type = HookType(spec.get("type", HookType.ROLLOUT.value))
         except ValueError:
