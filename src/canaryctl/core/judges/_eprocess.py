@@ -62,23 +62,58 @@ def log_sum_exp(values: Sequence[float]) -> float:
     return top + math.log(math.fsum(math.exp(v - top) for v in values))
 
 
+def information_weights(null_ratio: float, alternatives: Sequence[float]) -> list[float]:
+    """Prior weights proportional to 1 / log(r / r0)^2, normalised to sum to 1.
+
+    The evidence one error carries against the null grows about as log(r / r0)^2 for
+    an alternative r (the Kullback-Leibler divergence of the binomial share), so an
+    alternative close to the null needs many more errors to reach the threshold
+    than a far one. A mixture pays log(1 / w) nats for an alternative of weight w;
+    weighing each alternative by the inverse of its information per error spends
+    that price where errors are plentiful (a large regression, decided in a few
+    looks whatever its weight) and spares the regressions that are hard to see.
+    """
+    raw = [math.log(r / null_ratio) ** -2 for r in alternatives]
+    total = math.fsum(raw)
+    return [w / total for w in raw]
+
+
 class MixtureEProcess:
     """M_t = sum_j w_j prod_t Lambda_t(r_j)^(1/phi_t) against null ratio r0, in log space.
 
-    The reported e-value K_t grows by at most `max_look_evalue` per look:
+    The weights w_j are fixed before any look (uniform unless given). The reported
+    e-value K_t grows by at most `max_look_evalue` per look:
     K_t = K_{t-1} min(M_t / M_{t-1}, c). Given the past, E[M_t / M_{t-1}] <= 1,
     so K is a supermartingale too; the cap stops one look (a burst of errors on
     one pod) from deciding alone.
     """
 
-    __slots__ = ("_log_alt", "_log_capped", "_log_lambda", "_log_mix", "alternatives", "null_ratio")
+    __slots__ = (
+        "_log_alt",
+        "_log_capped",
+        "_log_lambda",
+        "_log_mix",
+        "_log_weights",
+        "alternatives",
+        "null_ratio",
+    )
 
-    def __init__(self, null_ratio: float, alternatives: Sequence[float]) -> None:
+    def __init__(
+        self,
+        null_ratio: float,
+        alternatives: Sequence[float],
+        weights: Sequence[float] | None = None,
+    ) -> None:
         self.null_ratio = null_ratio
         self.alternatives = tuple(alternatives)
         self._log_alt = [math.log(r / null_ratio) for r in self.alternatives]
+        if weights is None:
+            weights = [1.0 / len(self.alternatives)] * len(self.alternatives)
+        if len(weights) != len(self.alternatives) or not math.isclose(math.fsum(weights), 1.0):
+            raise ValueError("weights must be one per alternative and sum to 1")
+        self._log_weights = [math.log(w) for w in weights]
         self._log_lambda = [0.0] * len(self.alternatives)
-        self._log_mix = 0.0  # uniform prior weights: log M_0 = log 1
+        self._log_mix = 0.0  # log M_0 = log sum_j w_j = 0
         self._log_capped = 0.0
 
     def update(
@@ -100,9 +135,21 @@ class MixtureEProcess:
                 math.log1p(share * (r - 1.0)) - null_term
             )
             lam[j] += step * temper
-        log_mix = log_sum_exp(lam) - math.log(len(lam))
+        log_mix = self._mixture()
         self._log_capped += min(log_mix - self._log_mix, max_log_step)
         self._log_mix = log_mix
+
+    def restart(self) -> None:
+        """K_t = 1 from here on, the alternatives' likelihoods kept.
+
+        The looks so far then act as a learned prior: from this look on, M_t / M_{t-1} is
+        the mixture's factor with weights proportional to w_j Lambda_t(r_j), which favour
+        the alternatives the data favour, and it still has conditional mean <= 1 under the
+        null. So K, restarted at 1, is a nonnegative supermartingale from here, and
+        Ville's inequality bounds the chance it ever reaches 1/beta by beta, as for a
+        process started afresh. It never reaches the threshold before its last restart.
+        """
+        self._log_capped = 0.0
 
     @property
     def log_value(self) -> float:
@@ -119,5 +166,10 @@ class MixtureEProcess:
         if len(log_lambda) != len(self._log_lambda):
             raise ValueError("state has a different grid size")
         self._log_lambda = log_lambda
-        self._log_mix = log_sum_exp(log_lambda) - math.log(len(log_lambda))
+        self._log_mix = self._mixture()
         self._log_capped = float(state["logValue"])
+
+    def _mixture(self) -> float:
+        return log_sum_exp(
+            [lam + w for lam, w in zip(self._log_lambda, self._log_weights, strict=True)]
+        )

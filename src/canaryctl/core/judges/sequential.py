@@ -72,7 +72,7 @@ from typing import Any
 
 from canaryctl.core.judges._batch import EMPTY, Batch
 from canaryctl.core.judges._dispersion import DispersionEstimate
-from canaryctl.core.judges._eprocess import MixtureEProcess, log_grid
+from canaryctl.core.judges._eprocess import MixtureEProcess, information_weights, log_grid
 from canaryctl.core.judges._verdict import CONTINUE, PROMOTE, ROLLBACK, Decision, Verdict
 from canaryctl.errors import SpecError
 
@@ -155,7 +155,8 @@ class SequentialJudge:
         # no more of them than it takes to hold `kill_switch_min_requests` requests.
         self._kill_window: list[tuple[float, float]] = []
         # low == high is a point alternative: one grid point says it all.
-        self._rollback = MixtureEProcess(null, log_grid(low, high, grid_size if high > low else 1))
+        ratios = log_grid(low, high, grid_size if high > low else 1)
+        self._rollback = MixtureEProcess(null, ratios, information_weights(null, ratios))
         self._promote = MixtureEProcess(
             promote_ratio, log_grid(promote_ratio / 10.0, promote_ratio / 1.05, grid_size)
         )
@@ -198,9 +199,13 @@ class SequentialJudge:
         f_promote = min(f, pods.stable_errors) if pods else f
         step = self._max_log_step(self.rollback_threshold)
         self._rollback.update(s_rollback, f, share, temper, step)
-        if self._warmed_up():
-            step = self._max_log_step(self.promote_threshold)
-            self._promote.update(s, f_promote, share, temper, step)
+        warmed_up = self._warmed_up()
+        step = self._max_log_step(self.promote_threshold)
+        self._promote.update(s, f_promote, share, temper, step)
+        if not warmed_up:
+            # Until the warm-up ends the looks only teach the promotion mixture which
+            # ratios the data favour; its e-value stays at 1 (`MixtureEProcess.restart`).
+            self._promote.restart()
         self._dispersion.add(batch.canary_requests, s, batch.stable_requests, f)
         if pods:
             self._dispersion.add_spread(pods.stable_chi2, pods.stable_df)
