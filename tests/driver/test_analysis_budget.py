@@ -204,7 +204,7 @@ def test_per_pod_looks_store_what_the_pooled_test_takes_and_replay_it_exactly():
     for _ in rows:
         expected = direct.observe(
             Batch(
-                108.0, 10.8, 900.0, 9.0,
+                100.0, 10.8, 900.0, 9.0,
                 canary_pods=tuple((p, *v) for p, v in source.canary.items()),
                 stable_pods=tuple((p, *v) for p, v in source.stable.items()),
             )

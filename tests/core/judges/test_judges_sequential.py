@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from canaryctl.core.judges import Batch, SequentialJudge
+from canaryctl.core.judges._eprocess import information_weights, log_grid
 from canaryctl.errors import SpecError
 from core.judges.sampling import PLAIN, poisson
 
@@ -317,6 +318,73 @@ def test_promote_evalue_is_a_supermartingale_for_every_ratio_at_or_above_promote
 ) -> None:
     _, promote = _expected_first_look_evalues(share, errors, ratio)
     assert promote <= 1.0 + 1e-9
+
+
+WARM_UP = {**PLAIN, "promote_warmup_looks": 3}
+HISTORY = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(0, 60)), min_size=3, max_size=3
+)  # (canary errors, stable errors) of the three warm-up looks, 10% share
+
+
+@settings(max_examples=60, deadline=None)
+@given(history=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 90)), max_size=25))
+def test_promotion_evalue_stays_at_one_through_the_warm_up_whatever_the_looks(
+    history: list[tuple[int, int]],
+) -> None:
+    judge = SequentialJudge(promote_warmup_looks=25, promote_warmup_errors=0)
+    for canary, stable in history:
+        verdict = judge.observe(Batch(100, canary, 900, stable))
+        if verdict.final:  # only a rollback can end a warm-up
+            assert verdict.decision == "rollback"
+            return
+        assert verdict.promote_evalue == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(history=HISTORY, errors=st.integers(1, 40), ratio=st.floats(1.5, 30.0))
+def test_promote_evalue_after_a_warm_up_is_a_supermartingale_started_at_one(
+    history: list[tuple[int, int]], errors: int, ratio: float
+) -> None:
+    # The warm-up's looks shape the promotion mixture's weights; whatever they held, the
+    # first look after it has expected e-value <= 1 for every ratio at or above promoteRatio.
+    warm = SequentialJudge(**WARM_UP)
+    for canary, stable in history:
+        assert warm.observe(Batch(100, canary, 900, stable)).promote_evalue == 1.0
+    state = json.loads(json.dumps(warm.state()))
+    share = 0.1
+    theta = share * ratio / (share * ratio + 1 - share)
+    expected = 0.0
+    for s in range(errors + 1):
+        judge = SequentialJudge(**WARM_UP)
+        judge.load_state(state)
+        verdict = judge.observe(Batch(100, s, 900, errors - s))
+        weight = math.comb(errors, s) * theta**s * (1 - theta) ** (errors - s)
+        expected += weight * verdict.promote_evalue  # type: ignore[operator]
+    assert expected <= 1.0 + 1e-9
+
+
+def test_a_regression_seen_in_the_warm_up_is_not_promoted_on_a_dry_spell_after_it() -> None:
+    # A canary failing 1.5x as often as stable (stable 1%, 10% share; not yet enough to roll
+    # back) whose warm-up showed it, then three looks where it happens to fail nothing: 30
+    # errors, none on the canary, is strong evidence for a low ratio on its own (a process
+    # started afresh there promotes), not after a warm-up that saw the canary fail.
+    warm_up = [Batch(100, 1, 900, 9), Batch(100, 2, 900, 9)] * 9
+    dry = [Batch(100, 0, 900, 10)] * 3
+    fresh = SequentialJudge(promote_warmup_looks=0, promote_warmup_errors=0)
+    assert [fresh.observe(b).decision for b in dry][-1] == "promote"
+    judge = SequentialJudge(promote_warmup_looks=18, promote_warmup_errors=0)
+    verdicts = [judge.observe(b) for b in warm_up + dry]
+    assert all(v.decision == "continue" for v in verdicts)
+    assert verdicts[-1].promote_evalue < 2
+
+
+def test_rollback_mixture_weighs_alternatives_by_their_inverse_information() -> None:
+    ratios = log_grid(1.43, 4.4, 8)
+    weights = information_weights(1.1, ratios)
+    assert math.isclose(math.fsum(weights), 1.0)
+    assert weights == sorted(weights, reverse=True)  # the regressions hardest to see weigh most
+    for r, w in zip(ratios, weights, strict=True):
+        assert math.isclose(w * math.log(r / 1.1) ** 2, weights[0] * math.log(ratios[0] / 1.1) ** 2)
 
 
 def _false_rollbacks(runs: int, looks: int, ratio: float, **kwargs: Any) -> int:

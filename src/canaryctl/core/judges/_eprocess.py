@@ -140,14 +140,15 @@ class MixtureEProcess:
         self._log_mix = log_mix
 
     def restart(self) -> None:
-        """K_t = 1 from here on, the alternatives' likelihoods kept.
+        """Set K back to 1, keeping the alternatives' likelihoods (a warm-up look).
 
-        The looks so far then act as a learned prior: from this look on, M_t / M_{t-1} is
-        the mixture's factor with weights proportional to w_j Lambda_t(r_j), which favour
-        the alternatives the data favour, and it still has conditional mean <= 1 under the
-        null. So K, restarted at 1, is a nonnegative supermartingale from here, and
-        Ville's inequality bounds the chance it ever reaches 1/beta by beta, as for a
-        process started afresh. It never reaches the threshold before its last restart.
+        The looks so far then act as a learned prior: from here on M_t / M_{t-1} is the
+        mixture's factor with weights proportional to w_j Lambda(r_j) so far, which
+        favour the ratios the data favour, and it still has conditional mean <= 1 under
+        the null. K restarted at 1 is therefore a nonnegative supermartingale from its
+        last restart on, and Ville's inequality bounds the chance it ever reaches 1/beta
+        by beta, as for a process started afresh; a decision is only taken after the
+        last restart.
         """
         self._log_capped = 0.0
 

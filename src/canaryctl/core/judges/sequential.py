@@ -4,9 +4,12 @@ Two e-processes run side by side on the canary's share of errors (see `_eprocess
 for the model and the proof of validity):
 
 * rollback: null R <= R0 = 1 + tolerance against a mixture of alternatives on a
-  log grid over [1.3 R0, 4 R0] (or `rollback_ratios`); roll back when it
-  reaches 1/alpha. However often we look, a canary whose error rate is within
-  the tolerance of stable's is rolled back with probability at most alpha.
+  log grid over [1.3 R0, 4 R0] (or `rollback_ratios`), each weighted by the
+  inverse of the evidence one error carries for it (`information_weights`: the
+  small regressions, slow to show, weigh most; the large ones win in a few looks
+  whatever their weight); roll back when it reaches 1/alpha. However often we
+  look, a canary whose error rate is within the tolerance of stable's is rolled
+  back with probability at most alpha.
 * promotion: null R >= promote_ratio against alternatives on a log grid over
   [promote_ratio / 10, promote_ratio / 1.05]; promote when it reaches 1/beta. A
   canary at least promote_ratio times worse than stable is promoted with
@@ -29,10 +32,15 @@ none of which costs validity under the independent model:
   did not lower false rollbacks under bursts there (the per-look cap does);
 * one look may multiply an e-value by at most threshold^(1/min_decisive_looks),
   so no single look decides alone (by default at least two looks are needed);
-* promotion evidence is only collected after `promote_warmup_looks` looks and
+* a promotion can only be decided after `promote_warmup_looks` looks and
   `promote_warmup_errors` errors, once burstiness is known: promoting late is
   cheap, promoting wrongly is not. A dry spell of canary errors between bursts
-  would otherwise read as a healthy canary;
+  would otherwise read as a healthy canary. The warm-up's looks are not thrown
+  away: they weigh the promotion mixture's alternatives (the ratios the data
+  favour), while its e-value stays at 1 (`MixtureEProcess.restart`). So a canary
+  the warm-up saw failing more than stable needs far more evidence after it than
+  a dry spell gives, and a good one is promoted sooner (its weights sit near its
+  ratio);
 * with per-pod counts (`Batch.canary_pods` / `stable_pods`, or a stored
   `pod_summary`), one pod's excess over its siblings is left out of the evidence
   for a decision (the canary's pods in the rollback test and the kill switch, the
@@ -82,7 +90,8 @@ _MAX_LOG_EVALUE = 690.0
 # Lets k looks each at the per-look cap reach the threshold despite rounding.
 _CAP_SLACK = 1e-9
 # Default rollback alternatives, as multiples of 1 + tolerance. A mixture pays for
-# its width (about the log of its number of points, in nats of evidence): over
+# its width (about the log of its number of points, in nats of evidence, with equal
+# weights; the information weights shift that price onto the large regressions): over
 # [1.05, 20] x the 2x regression needed about 1.5 looks more than over [1.2, 7.5], and
 # [1.3, 4] with 8 points cuts the mean exposure to a 2x regression by 4-15% more
 # (benchmark grid, 5-s looks). Regressions beyond 4x still win quickly: the point at 4x
