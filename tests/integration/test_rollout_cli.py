@@ -326,6 +326,28 @@ def test_plan_prints_every_change_and_changes_nothing(
     assert replicas(kube, namespace, "pulpocon-app-v1") == (10, 10)
 
 
+def test_plan_accepts_a_good_analysis_block_and_refuses_a_bad_one(
+    kube: Client, namespace: str, local_cluster: ClusterState, tmp_path: Path
+) -> None:
+    """The dry run checks the analysis on the real run's path (no request to Prometheus or
+    a hook is made to plan); the refusals of each field are in tests/cli."""
+    deploy_seed(kube, namespace)
+    spec = _indefinite_spec(tmp_path, namespace)
+    good = {"prometheus": {"url": "http://prometheus:9090", "timeout": 5},
+            "webhooks": [{"name": "gate", "type": "confirm-promotion", "url": "http://g/"}]}
+    text = spec.read_text() + f"  analysis: {json.dumps(good)}\n"
+    spec.write_text(text)
+    run = cli(local_cluster, "plan", "-f", str(spec))
+    assert run.returncode == 0, run.stderr
+    assert "step 1: setWeight 10" in run.stdout
+    spec.write_text(text.replace('"timeout": 5', '"timeout": 9'))
+    for args in (["plan"], ["rollout", "--dry-run"]):
+        refused = cli(local_cluster, *args, "-f", str(spec))
+        assert refused.returncode == 2, refused.stderr
+        assert "invalid input: analysis.prometheus.timeout: 9 exceeds" in refused.stderr
+    assert stored_status(kube, namespace) == {}
+
+
 def test_json_output_is_one_event_per_line(
     kube: Client, namespace: str, local_cluster: ClusterState
 ) -> None:
