@@ -333,8 +333,10 @@ def test_plan_accepts_a_good_analysis_block_and_refuses_a_bad_one(
     a hook is made to plan); the refusals of each field are in tests/cli."""
     deploy_seed(kube, namespace)
     spec = _indefinite_spec(tmp_path, namespace)
-    good = {"prometheus": {"url": "http://prometheus:9090", "timeout": 5},
-            "webhooks": [{"name": "gate", "type": "confirm-promotion", "url": "http://g/"}]}
+    good = {
+        "prometheus": {"url": "http://prometheus:9090", "timeout": 5},
+        "webhooks": [{"name": "gate", "type": "confirm-promotion", "url": "http://g/"}],
+    }
     text = spec.read_text() + f"  analysis: {json.dumps(good)}\n"
     spec.write_text(text)
     run = cli(local_cluster, "plan", "-f", str(spec))
