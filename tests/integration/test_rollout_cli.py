@@ -144,6 +144,13 @@ def test_abort_from_another_terminal_rolls_back_and_exits_4(
     assert replicas(kube, namespace, "pulpocon-app-v2") == (1, 1)
     got = cli(local_cluster, "get", "pulpocon-app", "-n", namespace)
     assert got.returncode == 0 and "Paused" in got.stdout
+    # Why it does not move, from the stored status: in the panel, the list and the JSON.
+    assert "waiting for a promote command" in got.stdout
+    assert "waiting for a promote command" in cli(local_cluster, "get", "-n", namespace).stdout
+    listed = json.loads(
+        cli(local_cluster, "get", "pulpocon-app", "-n", namespace, "-o", "json").stdout
+    )
+    assert listed[0]["status"]["holdReason"] == "waiting for a promote command"
     sent = cli(local_cluster, "abort", "pulpocon-app", "-n", namespace)
     assert sent.returncode == 0, sent.stderr
     assert proc.wait(timeout=60) == 4, proc.stderr.read()
