@@ -38,3 +38,26 @@ def test_the_table_aligns_columns_and_hides_the_namespace_unless_all():
     assert lines[0].split() == list(listing.COLUMNS[1:])
     assert lines[1].index("ConfigMap") == lines[2].index("ConfigMap")
     assert "NAMESPACE" in listing.format_table(rows, all_namespaces=True)
+
+
+def test_the_reason_column_says_what_a_held_rollout_waits_for():
+    held = {"phase": "Paused", "stepIndex": 1, "weight": 10,
+            "holdReason": "waiting for a promote command"}  # fmt: skip
+    spec = {"steps": [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]}
+    row = listing.configmap_summary("web", "shop", spec, held, "laptop/1")
+    assert row.reason == "waiting for a promote command"
+    rolling = {**held, "phase": "RollingBack", "reason": "Aborted",
+               "holdReason": "waiting for stable 8/10 ready"}  # fmt: skip
+    assert listing.configmap_summary("web", "shop", spec, rolling, None).reason == (
+        "Aborted: waiting for stable 8/10 ready"
+    )
+    obj = {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": spec,
+        "status": {"phase": "Pending", "holdReason": "canary Deployment web-v2 not found",
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]},
+    }  # fmt: skip
+    assert listing.canary_summary(obj).reason == "canary Deployment web-v2 not found"
+    denied = {"type": "Ready", "status": "False", "reason": "WriteDenied", "message": "no"}
+    obj["status"]["conditions"] = [denied]
+    assert listing.canary_summary(obj).reason == "WriteDenied: no"

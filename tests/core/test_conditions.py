@@ -100,3 +100,23 @@ def test_a_denied_write_makes_ready_false_naming_the_object_and_the_policy() -> 
     assert ready["status"] == "False" and ready["reason"] == "WriteDenied"
     assert "deployment/app in ns" in ready["message"] and "keep-up" in ready["message"]
     assert ready["observedGeneration"] == 3
+
+
+def test_progressing_says_what_a_held_rollout_waits_for_then_its_latest_transition() -> None:
+    held = CanaryStatus(
+        phase=Phase.PAUSED, step_index=1, weight=10, hold_reason="waiting for a promote command"
+    )
+    progressing = by_type(conditions_for(held, 1, T0))["Progressing"]
+    assert progressing["message"] == "step 2, weight 10%: waiting for a promote command"
+    back = held.model_copy(
+        update={"phase": Phase.ROLLING_BACK, "message": "aborted by a user",
+                "hold_reason": "waiting for stable 8/10 ready"}
+    )  # fmt: skip
+    assert by_type(conditions_for(back, 1, T0))["Progressing"]["message"] == (
+        "step 2, weight 10%: waiting for stable 8/10 ready; aborted by a user"
+    )
+    moving = held.model_copy(update={"hold_reason": ""})
+    assert by_type(conditions_for(moving, 1, T0))["Progressing"]["message"] == "step 2, weight 10%"
+    # A new hold changes the message, not the condition's transition time.
+    later = conditions_for(back, 1, T0 + 60, conditions_for(held, 1, T0))
+    assert by_type(later)["Progressing"]["lastTransitionTime"] == rfc3339(T0)

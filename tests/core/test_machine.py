@@ -876,3 +876,50 @@ def test_drain_delay_is_a_duration_with_a_default() -> None:
     with pytest.raises(SpecError) as err:
         seed_spec(drainDelay="-5s")
     assert err.value.field == "drainDelay"
+
+
+# --- the hold reason in the status ------------------------------------------------------------
+
+
+def _waits(decision: Decision) -> list[str]:
+    return [a.reason for a in decision.actions if isinstance(a, Wait)]
+
+
+def test_the_hold_reason_is_stored_while_held_and_cleared_once_the_rollout_ends() -> None:
+    """What a held rollout waits for is kept in its status (for `get`, the Canary's
+    conditions), equal to the Wait it acts on; the same observations give the same status,
+    so a rollout held at rest has nothing new to write."""
+    spec = seed_spec(steps=[{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}])
+    cluster = Cluster(stable=10, canary=0)
+    cluster.exists["canary"] = False
+    missing = step(spec, None, cluster.observe())
+    assert missing.status.phase is Phase.PENDING
+    assert missing.status.hold_reason == "canary Deployment app-v2 not found"
+    assert missing.status.to_dict()["holdReason"] == missing.status.hold_reason
+    cluster.exists["canary"] = True
+    decisions = drive(spec, cluster, missing.status, ticks=10, until=Phase.PAUSED)
+    decisions += drive(spec, cluster, decisions[-1].status, ticks=3)
+    assert all(d.status.hold_reason == "".join(_waits(d)) for d in decisions)
+    held = [d.status for d in decisions[-3:]]
+    assert held[0].hold_reason == "waiting for a promote command"
+    assert held[0] == held[1] == held[2], "held at rest: the status does not change"
+    approved = step(spec, held[-1], cluster.observe(command=Command(action="promote", id="p")))
+    cluster.apply(approved.actions)
+    rest = drive(spec, cluster, approved.status)
+    assert rest[-1].status.phase is Phase.SUCCEEDED
+    assert rest[-1].status.hold_reason == ""
+    assert all(d.status.hold_reason == "".join(_waits(d)) for d in [approved, *rest])
+
+
+def test_the_hold_reason_follows_what_the_rollout_waits_for() -> None:
+    """Canary pods not ready yet: the stored reason says so and changes with the count."""
+    spec = seed_spec()
+    cluster = Cluster(stable=10, canary=0)
+    cluster.auto_ready["canary"] = False
+    first = step(spec, None, cluster.observe())
+    cluster.apply(first.actions)
+    waiting = step(spec, first.status, cluster.observe())
+    assert waiting.status.hold_reason == "waiting for canary 0/1 ready before 10%"
+    cluster.ready["canary"] = 1
+    moved = step(spec, waiting.status, cluster.observe())
+    assert moved.status.hold_reason != waiting.status.hold_reason

@@ -17,6 +17,7 @@ import yaml
 from lightkube import Client
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
 from canaryctl.core.conditions import invalid_spec_conditions
@@ -318,6 +319,32 @@ def test_get_one_canary_shows_its_conditions(
     assert run.returncode == 0, run.stderr
     assert "Progressing" in run.stdout and "Promoted" in run.stdout and "Ready" in run.stdout
     assert "canary/pulpocon-app" in run.stdout
+
+
+def test_get_and_the_canary_status_say_it_waits_for_its_missing_canary_deployment(
+    kube: Client, namespace: str, local_cluster: ClusterState
+) -> None:
+    """The machine's hold reaches the Canary's status and `get`; a tick held at rest with
+    the same reason writes nothing more (the resourceVersion stays). The canary Deployment
+    goes after the spec was checked, before the rollout's first decision."""
+    deploy_seed(kube, namespace)
+    engine = Engine.for_canary(kube, create(kube, canary(), namespace), record_events=False)
+    engine.start()
+    kube.delete(Deployment, "pulpocon-app-v2", namespace=namespace)
+    engine.tick()
+    why = "canary Deployment pulpocon-app-v2 not found"
+    raw = kube.get(Canary, "pulpocon-app", namespace=namespace)
+    status = raw.to_dict()["status"]
+    assert (status["phase"], status["holdReason"]) == ("Pending", why)
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert progressing["message"] == f"step 1, weight 0%: {why}"
+    engine.tick()
+    again = kube.get(Canary, "pulpocon-app", namespace=namespace)
+    assert again.metadata.resourceVersion == raw.metadata.resourceVersion
+    shown = cli(local_cluster, "get", "pulpocon-app", "-n", namespace)
+    assert shown.returncode == 0, shown.stderr
+    assert f"waiting  {why}" in shown.stdout
+    assert why in cli(local_cluster, "get", "-n", namespace).stdout
 
 
 def test_rollout_refuses_a_canary_that_a_canary_resource_owns(

@@ -144,6 +144,13 @@ def test_abort_from_another_terminal_rolls_back_and_exits_4(
     assert replicas(kube, namespace, "pulpocon-app-v2") == (1, 1)
     got = cli(local_cluster, "get", "pulpocon-app", "-n", namespace)
     assert got.returncode == 0 and "Paused" in got.stdout
+    # Why it does not move, from the stored status: in the panel, the list and the JSON.
+    assert "waiting for a promote command" in got.stdout
+    assert "waiting for a promote command" in cli(local_cluster, "get", "-n", namespace).stdout
+    listed = json.loads(
+        cli(local_cluster, "get", "pulpocon-app", "-n", namespace, "-o", "json").stdout
+    )
+    assert listed[0]["status"]["holdReason"] == "waiting for a promote command"
     sent = cli(local_cluster, "abort", "pulpocon-app", "-n", namespace)
     assert sent.returncode == 0, sent.stderr
     assert proc.wait(timeout=60) == 4, proc.stderr.read()
@@ -324,6 +331,30 @@ def test_plan_prints_every_change_and_changes_nothing(
     assert "delete deployment/pulpocon-app-v1" in run.stdout
     assert stored_status(kube, namespace) == {}
     assert replicas(kube, namespace, "pulpocon-app-v1") == (10, 10)
+
+
+def test_plan_accepts_a_good_analysis_block_and_refuses_a_bad_one(
+    kube: Client, namespace: str, local_cluster: ClusterState, tmp_path: Path
+) -> None:
+    """The dry run checks the analysis on the real run's path (no request to Prometheus or
+    a hook is made to plan); the refusals of each field are in tests/cli."""
+    deploy_seed(kube, namespace)
+    spec = _indefinite_spec(tmp_path, namespace)
+    good = {
+        "prometheus": {"url": "http://prometheus:9090", "timeout": 5},
+        "webhooks": [{"name": "gate", "type": "confirm-promotion", "url": "http://g/"}],
+    }
+    text = spec.read_text() + f"  analysis: {json.dumps(good)}\n"
+    spec.write_text(text)
+    run = cli(local_cluster, "plan", "-f", str(spec))
+    assert run.returncode == 0, run.stderr
+    assert "step 1: setWeight 10" in run.stdout
+    spec.write_text(text.replace('"timeout": 5', '"timeout": 9'))
+    for args in (["plan"], ["rollout", "--dry-run"]):
+        refused = cli(local_cluster, *args, "-f", str(spec))
+        assert refused.returncode == 2, refused.stderr
+        assert "invalid input: analysis.prometheus.timeout: 9 exceeds" in refused.stderr
+    assert stored_status(kube, namespace) == {}
 
 
 def test_json_output_is_one_event_per_line(

@@ -63,7 +63,7 @@ def test_every_spec_and_status_field_of_the_models_is_in_the_crd() -> None:
     assert status_fields <= set(schema["status"]["properties"])
     assert {"observedGeneration", "conditions"} <= set(schema["status"]["properties"])
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Phase", "Weight", "Step", "Verdict", "Age",
+        "Phase", "Weight", "Step", "Verdict", "Waiting", "Age",
     ]  # fmt: skip
     assert version["subresources"] == {"status": {}}
 

@@ -44,6 +44,13 @@ def _step(status: Mapping[str, Any], steps: int | None) -> str:
     return f"{min(index, steps)}/{steps}" if steps else str(index)
 
 
+def _reason(status: Mapping[str, Any]) -> str:
+    """The latest transition's reason and what the rollout waits for now, e.g.
+    `waiting for a promote command` (the machine's hold, kept in the status)."""
+    reason, hold = str(status.get("reason") or ""), str(status.get("holdReason") or "")
+    return (f"{reason}: {hold}" if reason and hold else reason or hold)[:80]
+
+
 def _not_ready(conditions: Iterable[Mapping[str, Any]]) -> str:
     """The Ready condition's reason when it is not True (e.g. InvalidSpec), else ''."""
     for c in conditions:
@@ -66,7 +73,11 @@ def canary_summary(obj: Mapping[str, Any]) -> Summary:
         phase=status.get("phase") or "Pending",
         step=step,
         weight=f"{status.get('weight', 0)}%",
-        reason=status.get("reason") or _not_ready(status.get("conditions") or ()),
+        # A Ready condition that is not True (an invalid spec, a denied write) explains
+        # more than a hold, which it causes; a transition's reason comes first.
+        reason=(status.get("reason") and _reason(status))
+        or _not_ready(status.get("conditions") or ())
+        or _reason(status),
         driver="operator",
     )
 
@@ -85,7 +96,7 @@ def configmap_summary(name: str, namespace: str, spec: Any, status: Any, holder:
         phase=status.get("phase") or "Pending",
         step=_step(status, len(steps) if isinstance(steps, list) else None),
         weight=f"{status.get('weight', 0)}%",
-        reason=status.get("reason") or "",
+        reason=_reason(status),
         driver=holder or "-",
     )
 

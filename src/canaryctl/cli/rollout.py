@@ -378,10 +378,14 @@ def _canary_spec(client, name: str, namespace: str):
 
 
 def _print_plan(client, spec, resource: bool = False) -> None:
+    from canaryctl.driver.engine import analysis_for
     from canaryctl.driver.plan import plan
     from canaryctl.kube import workloads
     from canaryctl.routers import make_router
 
+    # The analysis block is checked as the real run checks it (the same call, before any
+    # read): a dry run refuses what `rollout` would refuse, naming the same field.
+    analysis_for(client, spec)
     stable = workloads.read_deployment(client, spec.stable, spec.namespace)
     if not stable.exists:
         from canaryctl.errors import SpecError

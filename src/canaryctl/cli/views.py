@@ -60,6 +60,8 @@ def render(snap: Snapshot, notices: list[Notice]) -> Panel:
     head.add_row("elapsed", f"{snap.elapsed:.0f}s")
     if snap.message:
         head.add_row("status", snap.message)
+    if snap.hold_reason:
+        head.add_row("waiting", Text(snap.hold_reason, style="yellow"))
     paused = checks.pause_text(snap.phase, snap.pause_reason, snap.pause_until)
     if paused:
         head.add_row("pause", Text(paused, style="yellow"))
@@ -166,6 +168,7 @@ class PlainView:
             snap.stable.desired,
             snap.canary.ready,
             snap.canary.desired,
+            snap.hold_reason,
         )
         if key == self.last:
             return
@@ -175,6 +178,7 @@ class PlainView:
             f"weight {_weight(snap)}; stable {snap.stable.name} "
             f"{snap.stable.ready}/{snap.stable.desired}, canary {snap.canary.name} "
             f"{snap.canary.ready}/{snap.canary.desired}"
+            + (f"; waiting: {snap.hold_reason}" if snap.hold_reason else "")
         )
 
     def close(self) -> None:

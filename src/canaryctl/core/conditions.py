@@ -4,8 +4,9 @@ Conditions follow the `metav1.Condition` shape: `type`, `status` ("True", "False
 "Unknown"), `observedGeneration`, `lastTransitionTime` (RFC 3339), `reason` (CamelCase)
 and `message`. A condition keeps its `lastTransitionTime` while its status does not change.
 
-- `Progressing`: True while a rollout is under way (Pending to RollingBack); False once
-  it has ended (reason Succeeded or RolledBack) or before any rollout (Idle).
+- `Progressing`: True while a rollout is under way (Pending to RollingBack), its message
+  saying what it waits for now (`holdReason`) and its latest transition; False once it has
+  ended (reason Succeeded or RolledBack) or before any rollout (Idle).
 - `Promoted`: True after a promotion; False after a rollback (reason says why); Unknown
   while the rollout runs.
 - `Ready`: True while traffic is on a version with the capacity it needs and the spec is
@@ -90,7 +91,11 @@ def conditions_for(
         progressing = ("False", phase.value, detail or f"rollout {phase.value}")
     else:
         step = f"step {status.step_index + 1}, weight {status.weight}%"  # type: ignore[union-attr]
-        progressing = ("True", phase.value, f"{step}: {detail}" if detail else step)
+        # What holds the rollout now (the machine's hold) first: it says why it does not
+        # move; the latest transition follows.
+        hold = status.hold_reason  # type: ignore[union-attr]
+        text = "; ".join(part for part in (hold, detail) if part)
+        progressing = ("True", phase.value, f"{step}: {text}" if text else step)
     if phase is Phase.SUCCEEDED:
         promoted = ("True", "Succeeded", detail or "the canary was promoted")
     elif phase is Phase.ROLLED_BACK:

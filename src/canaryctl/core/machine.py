@@ -245,6 +245,10 @@ def decide(spec: CanarySpec, status: CanaryStatus | None, obs: Observations) -> 
             break
     else:
         raise RuntimeError("rollout machine did not settle: transitions keep firing")
+    # Kept in the status so every front end (`get`, the Canary's conditions) can say why
+    # the rollout does not move; the same observations give the same reason, so a held
+    # rollout's status stays as stored.
+    st.hold_reason = run.wait.reason if run.wait is not None else ""
     return Decision(st, _actions(run), tuple(run.events))
 
 

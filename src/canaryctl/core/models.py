@@ -995,6 +995,10 @@ class CanaryStatus(BaseModel):
     stable_degraded_since: float | None = None
     reason: str = ""
     message: str = ""
+    # What the rollout waits for now (the machine's hold), e.g. "waiting for a promote
+    # command"; empty while it moves or once it has ended. Changes only with the reason,
+    # so a rollout held at rest writes nothing more.
+    hold_reason: str = ""
     checks: dict[str, CheckRecord] = Field(default_factory=dict)
     history: list[CheckRecord] = Field(default_factory=list)
     analysis_seen_until: float | None = None

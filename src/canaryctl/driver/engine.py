@@ -158,9 +158,7 @@ class Engine:
         # Where the record lives: a ConfigMap (CLI) or the Canary resource (operator).
         self.store: RolloutStore = store if store is not None else ConfigMapStore(client)
         self.sink = sink
-        self.analysis = analysis or Analysis.from_spec(
-            spec, secrets=secrets.getter(client, spec.namespace)
-        )
+        self.analysis = analysis or analysis_for(client, spec)
         self.clock = clock
         self.me = identity or process_identity()
         self.record_events = record_events
@@ -617,6 +615,16 @@ class Engine:
             time.sleep(interval)
 
 
+def analysis_for(client: Client, spec: CanarySpec) -> Analysis | None:
+    """The spec's analysis as a rollout runs it (None without an `analysis` block).
+
+    The one place the block is validated (`parse_analysis`, the webhooks, Prometheus URL
+    and auth): SpecError names the field. Makes no request (Secrets are read when a query
+    needs them), so `plan` refuses exactly what `rollout` refuses, before reading anything.
+    """
+    return Analysis.from_spec(spec, secrets=secrets.getter(client, spec.namespace))
+
+
 def shutdown_gaps(client: Client, spec: CanarySpec) -> list[str]:
     """What the stable and canary pod templates lack for a lossless scale-down."""
     gaps = workloads.graceful_shutdown_gaps(client, spec.stable, spec.namespace)
@@ -656,4 +664,5 @@ def snapshot_of(
         reason=status.reason,
         pause_reason=status.pause_reason.value if status.pause_reason else None,
         pause_until=status.pause_until,
+        hold_reason=status.hold_reason,
     )

@@ -39,6 +39,8 @@ class Snapshot:
     reason: str = ""
     pause_reason: str | None = None
     pause_until: float | None = None
+    # What the rollout waits for now (the stored status' holdReason); "" while it moves.
+    hold_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the --output json event payload)."""

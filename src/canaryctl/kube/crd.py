@@ -93,6 +93,8 @@ PRINTER_COLUMNS = [
     {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
     {"name": "Step", "type": "string", "jsonPath": ".status.step"},
     {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
+    # What the rollout waits for now; long, so only with `kubectl get canaries -o wide`.
+    {"name": "Waiting", "type": "string", "jsonPath": ".status.holdReason", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
