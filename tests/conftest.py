@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from canaryctl.kube.client import make_client
 from canaryctl.testenv import ClusterState, LocalCluster
 from helpers import wait_until
+from providers.httpstub import Receiver, Recorded, Reply, serve
 from seedapp import build
 
 # CI explores the same examples on every run, so a red build is reproducible; developers'
@@ -220,3 +221,18 @@ def start_operator(
 def seed_app_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The seed app (images/pulpocon-app) compiled once per session as a static binary."""
     return build(tmp_path_factory.mktemp("pulpocon-app"))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver (providers/httpstub.py); unknown paths answer 404."""
+    recv = Receiver(url="")
+
+    def handle(request: Recorded) -> Reply:
+        recv.requests.append(request)
+        route = recv.routes.get(request.path)
+        return route(request) if route else Reply(404, b"no such hook")
+
+    for url in serve(handle):
+        recv.url = url
+        yield recv

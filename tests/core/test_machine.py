@@ -708,6 +708,35 @@ def test_a_shut_traffic_gate_adds_no_canary_pod_and_keeps_the_weight_reached() -
     assert "traffic gate" in next(a for a in decisions[-1].actions if isinstance(a, Wait)).reason
 
 
+def test_events_of_a_gated_rollout_tell_only_what_happened() -> None:
+    # Event webhooks hear these: none while the rollout gate is shut; once it opens the
+    # rollout has started, but no canary pod is claimed before the traffic gate's yes.
+    def told(decisions: list[Decision]) -> list[tuple[str, str]]:
+        return [(e.reason, e.message) for d in decisions for e in d.events]
+
+    shut = Verdict(decision="continue", rollout_allowed=False, traffic_increase_allowed=False)
+    cluster = Cluster(stable=10, canary=0)
+    held = drive(_gated_spec(), cluster, ticks=3, analysis=shut.model_copy(
+        update={"promotion_allowed": False}))  # fmt: skip
+    assert told(held) == [] and held[-1].status.phase is Phase.PENDING
+    traffic_shut = Verdict(decision="continue", traffic_increase_allowed=False)
+    started = drive(_gated_spec(), cluster, held[-1].status, ticks=3, analysis=traffic_shut)
+    assert told(started) == [
+        ("Started", "canary b against stable a (10 replicas), 2 steps"),
+        ("StepStarted", "step 1/2: waiting for the traffic gate (confirm-traffic-increase "
+         "webhooks) before scaling canary b to 1 ready and sending it 10%"),
+    ]  # fmt: skip
+    assert cluster.desired["canary"] == 0
+    yes = Verdict(decision="continue", traffic_increase_confirmed_at=cluster.now)
+    rose = drive(_gated_spec(), cluster, started[-1].status, ticks=3, analysis=yes)
+    assert told(rose)[:2] == [
+        ("CanaryScaling", "step 1/2: the traffic gate said yes; scaling canary b to 1 ready "
+         "before sending it 10%"),
+        ("WeightSet", "canary b ready; sending it 10%"),
+    ]  # fmt: skip
+    assert cluster.desired["canary"] == 1
+
+
 def test_one_yes_of_the_traffic_gate_counts_for_one_rise_only() -> None:
     # A yes given at t = 5 s: the first step (begun at 0 s) rises to 10%; the second,
     # begun later, waits for a newer yes, with no extra canary pod meanwhile.

@@ -37,6 +37,7 @@ from canaryctl.operator import managed
 from canaryctl.routers._patch import HTTPRoute, VirtualService
 from canaryctl.testenv import ClusterState
 from helpers import app_ingress, found, replicas, wait_until
+from providers.httpstub import Receiver, Reply
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -279,6 +280,60 @@ def test_managed_mode_rolls_back_a_bad_image_and_keeps_the_primary(
     time.sleep(2)  # the failed template is not tried again
     assert phase(kube, namespace) == "RolledBack"
     assert canary_events(kube, namespace).count("NewRevision") == 1
+
+
+def _holding(st: dict[str, Any]) -> list[str]:
+    """Checks whose latest record failed: what `canaryctl get` shows as holding."""
+    latest = {c["name"]: c["passed"] for c in st.get("history") or []}
+    return sorted(name for name, passed in latest.items() if not passed)
+
+
+def test_managed_mode_the_rollout_and_traffic_gates_hold_a_new_revision_until_each_says_yes(
+    kube: Client, namespace: str, start_operator, receiver: Receiver
+) -> None:
+    """An operator rollout starts Pending: the rollout gate holds it there (and is asked
+    there), then the traffic gate holds the first rise, scale-up included."""
+    managed_setup(kube, namespace)
+    gates = {"/start": False, "/more": False}
+    for path in gates:
+        receiver.route(path, lambda r: Reply(200 if gates[r.path] else 403))
+    receiver.route("/events", Reply(202))
+    hooks = [
+        {"name": "start", "type": "confirm-rollout", "url": receiver.url + "/start"},
+        {"name": "more", "type": "confirm-traffic-increase", "url": receiver.url + "/more"},
+        {"name": "chat", "type": "event", "url": receiver.url + "/events"},
+    ]
+    start_operator(namespace)
+    spec = managed_spec([{"setWeight": 50}], drainDelay="0s")
+    canary(kube, namespace, {**spec, "analysis": {"interval": "1s", "webhooks": hooks}})
+    wait_until(lambda: replicas(kube, namespace, "app") == (0, 0), timeout=30)
+    set_image(kube, namespace, "app", "app:2")
+
+    wait_until(lambda: len(receiver.hits("/start")) >= 2, timeout=20)
+    st = status(kube, namespace)
+    assert (st["phase"], st.get("weight", 0), st.get("canaryReplicas", 0)) == ("Pending", 0, 0)
+    assert replicas(kube, namespace, "app") == (0, 0), "no canary pod before the rollout gate"
+    assert _holding(st) == ["webhook start (confirm-rollout)"], st.get("history")
+    assert receiver.hits("/more") == [], "nothing else is asked before the rollout gate"
+    told = [r.json()["metadata"]["eventMessage"] for r in receiver.hits("/events")]
+    assert told == [], f"no event claims a rollout the gate has not allowed: {told}"
+
+    gates["/start"] = True
+    wait_until(lambda: len(receiver.hits("/more")) >= 2, timeout=20)
+    st = status(kube, namespace)
+    assert (st["phase"], st.get("stepIndex", 0), st.get("weight", 0)) == ("Progressing", 0, 0)
+    assert st.get("canaryReplicas", 0) == 0 and replicas(kube, namespace, "app") == (0, 0)
+    assert "webhook more (confirm-traffic-increase)" in _holding(st), st.get("history")
+    told = [r.json()["metadata"]["eventMessage"] for r in receiver.hits("/events")]
+    assert [m.split(":")[0] for m in told] == ["Started", "StepStarted"], told
+    assert "waiting for the traffic gate" in told[1], "no scale-up is claimed before its yes"
+
+    gates["/more"] = True
+    wait_until(lambda: phase(kube, namespace) == "Succeeded", timeout=60)
+    wait_until(lambda: image_of(kube, namespace, "app-primary") == "app:2", timeout=30)
+    told = [r.json()["metadata"]["eventMessage"] for r in receiver.hits("/events")]
+    reasons = [m.split(":")[0] for m in told]
+    assert reasons[2:4] == ["CanaryScaling", "WeightSet"] and reasons[-1] == "Succeeded", told
 
 
 def _data(kube: Client, ns: str, res: Any, name: str) -> dict[str, str] | None:

@@ -4,7 +4,6 @@ post-rollout notifications (Flagger-compatible semantics)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from lightkube import Client
@@ -14,24 +13,10 @@ from canaryctl.core.models import CanaryStatus, Phase, parse_spec
 from canaryctl.driver.engine import Engine
 from canaryctl.kube import manifests
 from helpers import EXAMPLES, wait_until
-from providers.httpstub import Receiver, Recorded, Reply, serve
+from providers.httpstub import Receiver, Reply
 
 pytestmark = pytest.mark.integration
 SEED = EXAMPLES / "pulpocon-app"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    recv = Receiver(url="")
-
-    def handle(request: Recorded) -> Reply:
-        recv.requests.append(request)
-        route = recv.routes.get(request.path)
-        return route(request) if route else Reply(404)
-
-    for url in serve(handle):
-        recv.url = url
-        yield recv
 
 
 def _seed(kube: Client, ns: str) -> None:

@@ -1,5 +1,5 @@
 """Fixtures for provider tests: fake seed apps, a real Prometheus scraping them, an
-auth proxy in front of it, and a programmable webhook receiver."""
+auth proxy in front of it (the webhook receiver is in the top-level conftest)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from canaryctl.testenv.fakeapp import FakeApp
 from canaryctl.testenv.prometheus import PrometheusServer, ScrapeTarget, find_prometheus
-from providers.httpstub import Receiver, Recorded, Reply, serve
+from providers.httpstub import Recorded, Reply, serve
 from providers.scenarios import FAKE_APPS, NAMESPACE, TOKEN, Live
 
 
@@ -43,21 +43,6 @@ def prometheus(fakeapps: dict[str, FakeApp]) -> Iterator[Live]:
     assert not workdir.exists(), "temporary files left behind"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A webhook receiver; unknown paths answer 404."""
-    recv = Receiver(url="")
-
-    def handle(request: Recorded) -> Reply:
-        recv.requests.append(request)
-        route = recv.routes.get(request.path)
-        return route(request) if route else Reply(404, b"no such hook")
-
-    for url in serve(handle):
-        recv.url = url
-        yield recv
 
 
 @pytest.fixture

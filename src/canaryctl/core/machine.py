@@ -381,15 +381,27 @@ def _enter_step(run: _Run, index: int) -> None:
             st.stage = Stage.SCALE_CANARY
             _, canary = replica_split(st.baseline_replicas, step.set_weight, spec.replica_mode)
             verdict = run.obs.analysis
+            where = f"step {index + 1}/{len(spec.steps)}"
             if step.set_weight <= st.weight or verdict is None or _may_rise(verdict, st):
                 # Not past a shut traffic gate: with the replicas router pods are traffic.
                 st.canary_replicas = max(st.canary_replicas, canary)
-            run.event(
-                "Normal",
-                "StepStarted",
-                f"step {index + 1}/{len(spec.steps)}: scaling canary {spec.canary} to "
-                f"{max(st.canary_replicas, canary)} ready before sending it {step.set_weight}%",
-            )
+                run.event(
+                    "Normal",
+                    "StepStarted",
+                    f"{where}: scaling canary {spec.canary} to {st.canary_replicas} ready "
+                    f"before sending it {step.set_weight}%",
+                )
+            else:
+                # Events tell what happens: no scale-up yet (it comes in _weight_step).
+                move = f"sending canary {spec.canary}"
+                if canary > st.canary_replicas:
+                    move = f"scaling canary {spec.canary} to {canary} ready and sending it"
+                run.event(
+                    "Normal",
+                    "StepStarted",
+                    f"{where}: waiting for the traffic gate (confirm-traffic-increase "
+                    f"webhooks) before {move} {step.set_weight}%",
+                )
         elif isinstance(step, SetCanaryScaleStep):
             st.stage = Stage.SCALE_CANARY
             st.canary_replicas = max(st.canary_replicas, _scaled(st.baseline_replicas, step))
@@ -706,6 +718,14 @@ def _weight_step(run: _Run, step: SetWeightStep) -> bool:
         # Raised here only when a traffic gate held it at the step's start: one more
         # pass, so the health gates judge the new count as a fresh decision would.
         st.canary_replicas = canary
+        gated = verdict is not None and verdict.traffic_increase_confirmed_at is not None
+        said = "the traffic gate said yes; " if gated else ""
+        run.event(
+            "Normal",
+            "CanaryScaling",
+            f"step {st.step_index + 1}/{len(spec.steps)}: {said}scaling canary {spec.canary} "
+            f"to {canary} ready before sending it {target}%",
+        )
         return True
     if st.stage is Stage.SHIFT_TRAFFIC and st.weight == target:
         if _traffic_at(run, target):
