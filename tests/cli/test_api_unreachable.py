@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 CLI = str(Path(sys.executable).with_name("canaryctl"))
@@ -21,7 +22,8 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_rollout_retries_then_exits_6_saying_the_state_is_safe(tmp_path: Path) -> None:
+def _dead_kubeconfig(tmp_path: Path) -> Path:
+    """A kubeconfig whose API server refuses connections."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -40,6 +42,11 @@ def test_rollout_retries_then_exits_6_saying_the_state_is_safe(tmp_path: Path) -
     }
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
+    return kubeconfig
+
+
+def test_rollout_retries_then_exits_6_saying_the_state_is_safe(tmp_path: Path) -> None:
+    kubeconfig = _dead_kubeconfig(tmp_path)
     started = time.monotonic()
     done = subprocess.run(
         [CLI, "rollout", "--stable", "deploy/a", "--canary", "deploy/b", "--service", "a",
@@ -69,3 +76,32 @@ def test_api_timeout_must_be_a_positive_duration(tmp_path: Path) -> None:
         )  # fmt: skip
         assert done.returncode == 2, (bad, done.stderr)
         assert "--api-timeout" in done.stderr
+
+
+PAIR = ["--stable", "deploy/a", "--canary", "deploy/b", "--service", "a"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", *PAIR],
+        ["rollout", "--dry-run", *PAIR],
+        ["get", "app"],
+        ["get", "app", "-o", "json"],
+        ["abort", "app"],
+        ["promote", "app"],
+        ["report", "app"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_one_shot_commands_name_an_unreachable_api_server_without_a_traceback(
+    tmp_path: Path, args: list[str]
+) -> None:
+    done = subprocess.run(
+        [CLI, *args, "--kubeconfig", str(_dead_kubeconfig(tmp_path))],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("error: cannot reach the API server ("), done.stderr
+    assert "check --kubeconfig/--context" in done.stderr

@@ -34,3 +34,13 @@ def errors_to_exit_codes() -> Iterator[None]:
     except CanaryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(UNEXPECTED) from None
+    except Exception as exc:
+        # An API server that refuses connections or times out, met by a one-shot command
+        # (`plan`, `get NAME`, `abort`, ...; `rollout` retries up to --api-timeout itself):
+        # one actionable line, not a traceback. Only once a client was made can it happen,
+        # and the client's module is then loaded; importing it here would slow every start.
+        client = sys.modules.get("canaryctl.kube.client")
+        if client is None or not client.is_transient(exc):
+            raise
+        print(f"error: {client.unreachable(exc)}", file=sys.stderr)
+        raise typer.Exit(UNEXPECTED) from None

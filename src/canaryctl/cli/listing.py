@@ -103,15 +103,12 @@ def configmap_summary(name: str, namespace: str, spec: Any, status: Any, holder:
 
 def summaries(client: Client, namespace: str | None) -> list[Summary]:
     """Every rollout in a namespace (None: all), sorted; two list requests in all."""
-    from canaryctl.kube.client import TRANSPORT_ERRORS
+    from canaryctl.kube.client import TRANSPORT_ERRORS, unreachable
 
     try:
         return _summaries(client, namespace)
     except TRANSPORT_ERRORS as exc:
-        raise ClusterError(
-            f"cannot reach the API server ({exc}); check --kubeconfig/--context, or start a "
-            "local cluster with `canaryctl testenv up`"
-        ) from exc
+        raise unreachable(exc) from exc
 
 
 def _summaries(client: Client, namespace: str | None) -> list[Summary]:

@@ -58,6 +58,14 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def unreachable(exc: BaseException) -> ClusterError:
+    """The one message for a command that found the API server unreachable (`is_transient`)."""
+    return ClusterError(
+        f"cannot reach the API server ({exc}); check --kubeconfig/--context, or start a "
+        "local cluster with `canaryctl testenv up`"
+    )
+
+
 #: Statuses of a write refused on its merits: admission (a ValidatingAdmissionPolicy answers
 #: 422 Invalid by default, a webhook 403 Forbidden), field validation, RBAC.
 DENIED_STATUSES = frozenset({403, 422})
