@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from canaryctl.core.judges import Batch, SequentialJudge
@@ -320,7 +321,7 @@ def test_promote_evalue_is_a_supermartingale_for_every_ratio_at_or_above_promote
     assert promote <= 1.0 + 1e-9
 
 
-WARM_UP = {**PLAIN, "promote_warmup_looks": 3}
+WARM_UP = {**PLAIN, "promote_warmup_looks": 3, "alpha": 1e-12}  # alpha: no rollback in the way
 HISTORY = st.lists(
     st.tuples(st.integers(0, 30), st.integers(0, 60)), min_size=3, max_size=3
 )  # (canary errors, stable errors) of the three warm-up looks, 10% share
@@ -349,18 +350,36 @@ def test_promote_evalue_after_a_warm_up_is_a_supermartingale_started_at_one(
     # first look after it has expected e-value <= 1 for every ratio at or above promoteRatio.
     warm = SequentialJudge(**WARM_UP)
     for canary, stable in history:
-        assert warm.observe(Batch(100, canary, 900, stable)).promote_evalue == 1.0
+        verdict = warm.observe(Batch(100, canary, 900, stable))
+        assert verdict.promote_evalue == 1.0
+    assume(not verdict.final)  # a rollback in the warm-up ends the rollout: nothing to promote
     state = json.loads(json.dumps(warm.state()))
     share = 0.1
     theta = share * ratio / (share * ratio + 1 - share)
-    expected = 0.0
+    in_memory = restored = 0.0
     for s in range(errors + 1):
+        batch = Batch(100, s, 900, errors - s)
+        weight = math.comb(errors, s) * theta**s * (1 - theta) ** (errors - s)
+        # Both ways a rollout goes on: the same process (the operator between restarts),
+        # and one restored from the stored state (the CLI, or after a restart).
+        judge = copy.deepcopy(warm)
+        in_memory += weight * judge.observe(batch).promote_evalue  # type: ignore[operator]
         judge = SequentialJudge(**WARM_UP)
         judge.load_state(state)
-        verdict = judge.observe(Batch(100, s, 900, errors - s))
-        weight = math.comb(errors, s) * theta**s * (1 - theta) ** (errors - s)
-        expected += weight * verdict.promote_evalue  # type: ignore[operator]
-    assert expected <= 1.0 + 1e-9
+        restored += weight * judge.observe(batch).promote_evalue  # type: ignore[operator]
+    assert in_memory <= 1.0 + 1e-9
+    assert restored == pytest.approx(in_memory)
+
+
+def test_state_round_trip_across_the_end_of_the_warm_up_gives_the_same_verdicts() -> None:
+    batches = list(poisson_stream(11, 40, ratio=1.0))
+    first = SequentialJudge()
+    for batch in batches[:10]:  # inside the warm-up (18 looks)
+        first.observe(batch)
+    second = SequentialJudge()
+    second.load_state(json.loads(json.dumps(first.state())))
+    for batch in batches[10:]:
+        assert second.observe(batch) == first.observe(batch)
 
 
 def test_a_regression_seen_in_the_warm_up_is_not_promoted_on_a_dry_spell_after_it() -> None:
@@ -385,6 +404,34 @@ def test_rollback_mixture_weighs_alternatives_by_their_inverse_information() -> 
     assert weights == sorted(weights, reverse=True)  # the regressions hardest to see weigh most
     for r, w in zip(ratios, weights, strict=True):
         assert math.isclose(w * math.log(r / 1.1) ** 2, weights[0] * math.log(ratios[0] / 1.1) ** 2)
+
+
+def test_alternatives_nearer_the_null_than_the_floor_weigh_as_if_at_the_floor() -> None:
+    # A grid starting just above the null must not put all its weight there.
+    ratios = log_grid(1.12, 4.4, 8)
+    weights = information_weights(1.1, ratios, 1.3)
+    near = [w for r, w in zip(ratios, weights, strict=True) if r < 1.1 * 1.3]
+    assert len(near) >= 2 and max(near) == pytest.approx(min(near))
+    assert max(weights) / min(weights) <= (math.log(4.4 / 1.1) / math.log(1.3)) ** 2 + 1e-9
+
+
+def test_the_judge_weighs_its_rollback_alternatives_by_their_information() -> None:
+    # One look's rollback e-value, by hand: sum_j w_j Lambda(r_j) with the default grid.
+    judge = SequentialJudge(**PLAIN)
+    verdict = judge.observe(Batch(100, 3, 900, 9))
+    null = 1.1
+    ratios = log_grid(1.3 * null, 4 * null, 8)
+    weights = information_weights(null, ratios)
+
+    def factor(r: float) -> float:
+        return math.exp(
+            3 * math.log(r / null) - 12 * math.log((1 + 0.1 * (r - 1)) / (1 + 0.1 * (null - 1)))
+        )
+
+    by_hand = math.fsum(w * factor(r) for r, w in zip(ratios, weights, strict=True))
+    uniform = math.fsum(factor(r) for r in ratios) / len(ratios)
+    assert verdict.rollback_evalue == pytest.approx(by_hand)
+    assert abs(by_hand - uniform) > 0.01 * by_hand
 
 
 def _false_rollbacks(runs: int, looks: int, ratio: float, **kwargs: Any) -> int:

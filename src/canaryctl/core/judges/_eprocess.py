@@ -62,18 +62,25 @@ def log_sum_exp(values: Sequence[float]) -> float:
     return top + math.log(math.fsum(math.exp(v - top) for v in values))
 
 
-def information_weights(null_ratio: float, alternatives: Sequence[float]) -> list[float]:
+def information_weights(
+    null_ratio: float, alternatives: Sequence[float], nearest: float = 1.3
+) -> list[float]:
     """Prior weights proportional to 1 / log(r / r0)^2, normalised to sum to 1.
 
     The evidence one error carries against the null grows about as log(r / r0)^2 for
-    an alternative r (the Kullback-Leibler divergence of the binomial share), so an
-    alternative close to the null needs many more errors to reach the threshold
-    than a far one. A mixture pays log(1 / w) nats for an alternative of weight w;
-    weighing each alternative by the inverse of its information per error spends
-    that price where errors are plentiful (a large regression, decided in a few
-    looks whatever its weight) and spares the regressions that are hard to see.
+    an alternative r near it (the Kullback-Leibler divergence of the binomial share
+    is close to a constant times that over the default grid), so an alternative
+    close to the null needs many more errors to reach the threshold than a far one.
+    A mixture pays log(1 / w) nats for an alternative of weight w; weighing each
+    alternative by the inverse of its information per error spends that price where
+    errors are plentiful (a large regression, decided in a few looks whatever its
+    weight) and spares the regressions that are hard to see. Alternatives closer to
+    the null than `nearest` times it weigh as if they were at `nearest`: otherwise a
+    grid starting just above the null would put nearly all the weight on a point
+    whose evidence can barely grow, and every regression would wait for it.
     """
-    raw = [math.log(r / null_ratio) ** -2 for r in alternatives]
+    floor = math.log(nearest)
+    raw = [max(math.log(r / null_ratio), floor) ** -2 for r in alternatives]
     total = math.fsum(raw)
     return [w / total for w in raw]
 
@@ -109,8 +116,12 @@ class MixtureEProcess:
         self._log_alt = [math.log(r / null_ratio) for r in self.alternatives]
         if weights is None:
             weights = [1.0 / len(self.alternatives)] * len(self.alternatives)
-        if len(weights) != len(self.alternatives) or not math.isclose(math.fsum(weights), 1.0):
-            raise ValueError("weights must be one per alternative and sum to 1")
+        if (
+            len(weights) != len(self.alternatives)
+            or not all(w > 0 for w in weights)
+            or not math.isclose(math.fsum(weights), 1.0)
+        ):
+            raise ValueError("weights must be one positive weight per alternative, summing to 1")
         self._log_weights = [math.log(w) for w in weights]
         self._log_lambda = [0.0] * len(self.alternatives)
         self._log_mix = 0.0  # log M_0 = log sum_j w_j = 0

@@ -165,7 +165,7 @@ class SequentialJudge:
         self._kill_window: list[tuple[float, float]] = []
         # low == high is a point alternative: one grid point says it all.
         ratios = log_grid(low, high, grid_size if high > low else 1)
-        self._rollback = MixtureEProcess(null, ratios, information_weights(null, ratios))
+        self._rollback = MixtureEProcess(null, ratios, information_weights(null, ratios, _LOW))
         self._promote = MixtureEProcess(
             promote_ratio, log_grid(promote_ratio / 10.0, promote_ratio / 1.05, grid_size)
         )
