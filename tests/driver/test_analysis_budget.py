@@ -199,6 +199,7 @@ def test_per_pod_looks_store_what_the_pooled_test_takes_and_replay_it_exactly():
         status = status.model_copy(update={"analysis_state": result.state})
     rows = result.state["looks"]["errors"]
     assert len(rows) == 2 and all(len(row) == 9 for row in rows)
+    assert rows[0][0] == 100.0  # 5 canary pods x 20 requests: the direct judge's batch below
     assert rows[0][1] == pytest.approx(10.8) and rows[0][4] < rows[0][1]
     source = analysis.source
     for _ in rows:
